@@ -1,0 +1,189 @@
+//! A netlink socket over libc.
+//!
+//! Written on libc rather than `netlink-sys` because the reader needs what that crate does not
+//! expose: SO_RCVBUFFORCE (buffers above rmem_max), MSG_TRUNC to detect a datagram larger than
+//! the buffer, and ENOBUFS reported as a value rather than folded into an I/O error.
+
+use crate::message::{Messages, NLMSG_ERROR};
+use crate::{Error, Result};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+pub const NETLINK_ROUTE: i32 = 0;
+pub const NETLINK_NETFILTER: i32 = 12;
+const SOL_NETLINK: i32 = 270;
+const NETLINK_ADD_MEMBERSHIP: i32 = 1;
+const NETLINK_NO_ENOBUFS: i32 = 5;
+
+/// What one receive returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recv {
+    /// A datagram of this many bytes; `truncated` when it was larger than the buffer.
+    Data { len: usize, truncated: bool },
+    /// The socket buffer overflowed and the kernel dropped messages (ENOBUFS).
+    Overrun,
+    /// The receive timeout passed with nothing to read.
+    Timeout,
+}
+
+pub struct NetlinkSocket {
+    fd: OwnedFd,
+    portid: u32,
+    seq: u32,
+}
+
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+impl NetlinkSocket {
+    /// Opens and binds a socket of the given netlink protocol, with a kernel-chosen port id.
+    pub fn open(protocol: i32) -> Result<Self> {
+        // SAFETY: plain socket(2) call; the fd is owned right after.
+        let fd = cvt(unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, protocol) })?;
+        // SAFETY: fd was just returned by socket(2) and is owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: sockaddr_nl is plain data; zero is a valid initial value.
+        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        addr.nl_family = libc::AF_NETLINK as u16;
+        let len = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+        // SAFETY: addr is a valid sockaddr_nl of the given length.
+        cvt(unsafe { libc::bind(fd.as_raw_fd(), &addr as *const _ as *const libc::sockaddr, len) })?;
+        let mut got: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        let mut glen = len;
+        // SAFETY: got is a writable sockaddr_nl and glen its size.
+        cvt(unsafe { libc::getsockname(fd.as_raw_fd(), &mut got as *mut _ as *mut libc::sockaddr, &mut glen) })?;
+        Ok(NetlinkSocket { fd, portid: got.nl_pid, seq: 1 })
+    }
+
+    pub fn portid(&self) -> u32 {
+        self.portid
+    }
+
+    fn setsockopt<T>(&self, level: i32, name: i32, value: T) -> io::Result<()> {
+        // SAFETY: value lives for the call and its size is passed.
+        cvt(unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                level,
+                name,
+                &value as *const T as *const libc::c_void,
+                std::mem::size_of::<T>() as libc::socklen_t,
+            )
+        })
+        .map(drop)
+    }
+
+    /// Sets the receive buffer, past `net.core.rmem_max` when the process may (CAP_NET_ADMIN).
+    /// Returns the size the kernel reports afterwards (it doubles the request for bookkeeping).
+    pub fn set_recv_buffer(&self, bytes: usize) -> io::Result<usize> {
+        let v = bytes.min(i32::MAX as usize) as libc::c_int;
+        if self.setsockopt(libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, v).is_err() {
+            self.setsockopt(libc::SOL_SOCKET, libc::SO_RCVBUF, v)?;
+        }
+        let mut out: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: out is a writable int and len its size.
+        cvt(unsafe {
+            libc::getsockopt(self.fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, &mut out as *mut _ as *mut libc::c_void, &mut len)
+        })?;
+        Ok(out as usize)
+    }
+
+    pub fn set_recv_timeout(&self, t: Duration) -> io::Result<()> {
+        let tv = libc::timeval { tv_sec: t.as_secs() as libc::time_t, tv_usec: t.subsec_micros() as libc::suseconds_t };
+        self.setsockopt(libc::SOL_SOCKET, libc::SO_RCVTIMEO, tv)
+    }
+
+    /// Joins a multicast group (rtnetlink link events, conntrack events).
+    pub fn add_membership(&self, group: u32) -> io::Result<()> {
+        self.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group as libc::c_int)
+    }
+
+    /// Tells the kernel not to report overruns (only sensible with sequence-gap accounting).
+    pub fn set_no_enobufs(&self, on: bool) -> io::Result<()> {
+        self.setsockopt(SOL_NETLINK, NETLINK_NO_ENOBUFS, on as libc::c_int)
+    }
+
+    pub fn next_seq(&mut self) -> u32 {
+        self.seq = self.seq.wrapping_add(1);
+        self.seq
+    }
+
+    pub fn send(&self, msg: &[u8]) -> io::Result<()> {
+        // SAFETY: sockaddr_nl zeroed = the kernel (pid 0).
+        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        addr.nl_family = libc::AF_NETLINK as u16;
+        // SAFETY: msg and addr are valid for the call.
+        let n = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                msg.as_ptr() as *const libc::c_void,
+                msg.len(),
+                0,
+                &addr as *const _ as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Receives one datagram into `buf`.
+    pub fn recv(&self, buf: &mut [u8], nonblocking: bool) -> io::Result<Recv> {
+        let flags = libc::MSG_TRUNC | if nonblocking { libc::MSG_DONTWAIT } else { 0 };
+        loop {
+            // SAFETY: buf is writable for its length.
+            let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len(), flags) };
+            if n >= 0 {
+                let n = n as usize;
+                return Ok(Recv::Data { len: n.min(buf.len()), truncated: n > buf.len() });
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::ENOBUFS) => return Ok(Recv::Overrun),
+                Some(libc::EAGAIN) => return Ok(Recv::Timeout),
+                _ => return Err(e),
+            }
+        }
+    }
+
+    /// Sends a request flagged NLM_F_ACK and waits for its acknowledgement, skipping other
+    /// traffic on the socket (packets already queued for this port).
+    pub fn request_ack(&mut self, msg: &[u8], seq: u32) -> Result<()> {
+        self.send(msg)?;
+        let mut buf = vec![0u8; 1 << 16];
+        for _ in 0..10_000 {
+            match self.recv(&mut buf, false)? {
+                Recv::Data { len, .. } => {
+                    for m in Messages::new(&buf[..len]) {
+                        let m = m?;
+                        if m.kind == NLMSG_ERROR && m.seq == seq {
+                            return match m.error_code()? {
+                                0 => Ok(()),
+                                errno => Err(Error::Kernel { errno }),
+                            };
+                        }
+                    }
+                }
+                Recv::Overrun => continue,
+                Recv::Timeout => return Err(Error::Malformed("no acknowledgement from the kernel")),
+            }
+        }
+        Err(Error::Malformed("no acknowledgement from the kernel"))
+    }
+}
+
+impl AsRawFd for NetlinkSocket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
