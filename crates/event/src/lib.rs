@@ -1,0 +1,122 @@
+//! The typed events that flow through nflogd: what sources produce, transforms enrich and
+//! schemas render. Field names here are Rust names; the output names belong to the schemas.
+
+mod action;
+mod time;
+
+pub use action::Action;
+pub use nfnetlink::ctnetlink::Conntrack;
+pub use packet::Headers;
+pub use time::Timestamp;
+
+use arrayvec::ArrayVec;
+use std::sync::Arc;
+
+/// Netfilter protocol families (NFPROTO_*), the `family` of a hook.
+pub mod family {
+    pub const INET: u8 = 1;
+    pub const IPV4: u8 = 2;
+    pub const ARP: u8 = 3;
+    pub const NETDEV: u8 = 5;
+    pub const BRIDGE: u8 = 7;
+    pub const IPV6: u8 = 10;
+}
+
+/// Netfilter hooks of the inet families, by number.
+pub fn hook_name(family: u8, hook: u8) -> &'static str {
+    match family {
+        family::ARP => match hook {
+            0 => "input",
+            1 => "output",
+            2 => "forward",
+            _ => "unknown",
+        },
+        family::NETDEV => match hook {
+            0 => "ingress",
+            1 => "egress",
+            _ => "unknown",
+        },
+        _ => match hook {
+            0 => "prerouting",
+            1 => "input",
+            2 => "forward",
+            3 => "output",
+            4 => "postrouting",
+            _ => "unknown",
+        },
+    }
+}
+
+/// A network interface: index as the kernel gave it and name as resolved (empty if unknown).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    pub index: Option<u32>,
+    pub name: Arc<str>,
+    /// ARPHRD_* type of the device, when known.
+    pub hwtype: Option<u16>,
+}
+
+/// The link-layer header of a received packet.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LinkHeader {
+    /// ARPHRD_* type of the receiving device.
+    pub hwtype: Option<u16>,
+    /// The device's hard header as captured (hard_header_len bytes; at most 32 kept).
+    pub header: ArrayVec<u8, 32>,
+    /// Hardware source address as the device parses it.
+    pub hwaddr: Option<ArrayVec<u8, 8>>,
+    /// Hardware-accelerated VLAN tag: (TPID, TCI).
+    pub vlan: Option<(u16, u16)>,
+}
+
+pub const ARPHRD_ETHER: u16 = 1;
+
+impl LinkHeader {
+    /// Ethernet view of the header, when the device is Ethernet-like and the header long enough.
+    pub fn ethernet(&self) -> Option<packet::ethernet::Ethernet> {
+        match self.hwtype {
+            Some(ARPHRD_ETHER) | Some(772) | None => packet::ethernet::parse(&self.header),
+            _ => None,
+        }
+    }
+}
+
+/// One logged packet.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PacketEvent {
+    pub time: Timestamp,
+    /// NFPROTO family of the hook that logged it.
+    pub family: u8,
+    pub hook: Option<u8>,
+    /// NFLOG group, for packets from NFLOG.
+    pub group: Option<u16>,
+    /// The packet's ethertype (skb->protocol).
+    pub hw_protocol: u16,
+    /// The rule's log prefix, exactly as given.
+    pub prefix: Arc<str>,
+    /// The verdict the rule's author meant, when known.
+    pub action: Option<Action>,
+    /// ulogd's `numeric_label`, a constant per source.
+    pub label: u8,
+    pub mark: u32,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub seq: Option<u32>,
+    pub seq_global: Option<u32>,
+    pub indev: Option<Interface>,
+    pub outdev: Option<Interface>,
+    pub physindev: Option<Interface>,
+    pub physoutdev: Option<Interface>,
+    pub link: Option<LinkHeader>,
+    /// Bytes of payload captured (from the network header on).
+    pub payload_len: u32,
+    pub headers: Headers,
+    pub ct: Option<Box<Conntrack>>,
+    pub ct_info: Option<u32>,
+}
+
+/// Everything that flows through a pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Packet(PacketEvent),
+}

@@ -1,1 +1,89 @@
-fn main() {}
+//! nflogd: a logging, shipping and response daemon for Linux Netfilter.
+
+mod config;
+mod metrics;
+mod pipeline;
+mod schema;
+mod signals;
+mod sinks;
+mod sources;
+mod topology;
+mod transforms;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Logs a warning at most once per second per call site.
+#[macro_export]
+macro_rules! rate_limited_warn {
+    ($($arg:tt)*) => {{
+        static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        if LAST.swap(now, std::sync::atomic::Ordering::Relaxed) != now {
+            tracing::warn!($($arg)*);
+        }
+    }};
+}
+
+#[derive(Parser)]
+#[command(name = "nflogd", version, about = "Logging, shipping and response daemon for Linux Netfilter")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon (with the embedded default configuration when no --config is given).
+    Run {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a configuration file without starting anything.
+    Check { config: PathBuf },
+    /// Print the embedded default configuration.
+    DefaultConfig,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("NFLOGD_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let cli = Cli::parse();
+    let r: Result<()> = match cli.command {
+        Command::Run { config } => run(config),
+        Command::Check { config } => config::Config::load(&config).map(|_| println!("{}: ok", config.display())),
+        Command::DefaultConfig => {
+            print!("{}", config::DEFAULT_CONFIG);
+            Ok(())
+        }
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("nflogd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(path: Option<PathBuf>) -> Result<()> {
+    let cfg = match &path {
+        Some(p) => config::Config::load(p)?,
+        None => {
+            tracing::info!("no --config given: running the embedded default (see `nflogd default-config`)");
+            config::Config::parse(config::DEFAULT_CONFIG, "embedded default")?
+        }
+    };
+    signals::install()?;
+    topology::run(cfg)
+}

@@ -1,0 +1,158 @@
+//! The TOML configuration: topology by name (sources → sinks, each sink naming its `inputs`),
+//! parsed with serde and then checked as a whole before anything starts.
+
+mod units;
+
+pub use units::{ByteSize, Duration};
+
+use crate::sinks::file::FileSinkConfig;
+use crate::sources::nflog::NflogConfig;
+use crate::transforms::action::ActionConfig;
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+/// The embedded default: what `nflogd run` does without a config file.
+pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// How often the one-line statistics summary is logged ("0s" disables it).
+    #[serde(default = "default_stats_interval")]
+    pub stats_interval: Duration,
+    /// Name written as the observer host in records; default: this host's name.
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub actions: ActionConfig,
+    #[serde(default)]
+    pub sources: BTreeMap<String, SourceConfig>,
+    #[serde(default)]
+    pub sinks: BTreeMap<String, SinkConfig>,
+}
+
+fn default_stats_interval() -> Duration {
+    Duration::from_secs(60)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum SourceConfig {
+    Nflog(NflogConfig),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum SinkConfig {
+    File(FileSinkConfig),
+}
+
+impl SinkConfig {
+    pub fn inputs(&self) -> &[String] {
+        match self {
+            SinkConfig::File(f) => &f.inputs,
+        }
+    }
+}
+
+impl Config {
+    /// Parses and validates a configuration text; `origin` names it in messages.
+    pub fn parse(text: &str, origin: &str) -> Result<Config> {
+        let cfg: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: {}", locate_unknown_key(text, &e)))?;
+        cfg.validate().with_context(|| format!("{origin}: invalid configuration"))?;
+        Ok(cfg)
+    }
+
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.sources.is_empty() {
+            bail!("no [sources.*] defined: nflogd needs at least one source");
+        }
+        if self.sinks.is_empty() {
+            bail!("no [sinks.*] defined: nflogd needs at least one sink");
+        }
+        self.actions.validate().context("[actions]")?;
+        let mut groups: HashMap<(Option<&str>, u16), &str> = HashMap::new();
+        for (name, s) in &self.sources {
+            match s {
+                SourceConfig::Nflog(n) => {
+                    n.validate().with_context(|| format!("[sources.{name}]"))?;
+                    for g in &n.groups {
+                        if let Some(other) = groups.insert((n.netns.as_deref(), *g), name) {
+                            bail!("[sources.{name}] groups: NFLOG group {g} is already read by source `{other}`");
+                        }
+                    }
+                }
+            }
+        }
+        for (name, s) in &self.sinks {
+            if s.inputs().is_empty() {
+                bail!("[sinks.{name}] inputs: empty; name at least one source");
+            }
+            for i in s.inputs() {
+                if !self.sources.contains_key(i) {
+                    let known: Vec<_> = self.sources.keys().map(String::as_str).collect();
+                    bail!("[sinks.{name}] inputs: no source named `{i}` (sources: {})", known.join(", "));
+                }
+            }
+            match s {
+                SinkConfig::File(f) => f.validate().with_context(|| format!("[sinks.{name}]"))?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// serde reports an unknown key inside a tagged table at the table's header; name the key's own
+/// line too, so the message points at what to fix.
+fn locate_unknown_key(text: &str, e: &toml::de::Error) -> String {
+    let msg = e.to_string();
+    let Some(key) = e.message().strip_prefix("unknown field `").and_then(|r| r.split('`').next()) else {
+        return msg;
+    };
+    let start = e.span().map(|s| s.start).unwrap_or(0);
+    let before = text[..start.min(text.len())].lines().count().max(1);
+    for (i, line) in text.lines().enumerate().skip(before.saturating_sub(1)) {
+        let t = line.trim_start();
+        if t.starts_with(key) && t[key.len()..].trim_start().starts_with('=') {
+            return format!("{msg}  --> the key `{key}` is on line {}: {}", i + 1, line.trim());
+        }
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid() {
+        Config::parse(DEFAULT_CONFIG, "default").unwrap();
+    }
+
+    #[test]
+    fn errors_point_at_the_key() {
+        let e = Config::parse("[sources.fw]\ntype = \"nflog\"\ngroups = [1]\nsnaplne = 5\n", "t").unwrap_err();
+        let msg = format!("{e:#}");
+        assert!(msg.contains("snaplne") && msg.contains("line 4"), "{msg}");
+        let e = Config::parse(
+            "[sources.fw]\ntype = \"nflog\"\ngroups = [1]\n[sinks.out]\ntype = \"file\"\ninputs = [\"nope\"]\npath = \"-\"\n",
+            "t",
+        )
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("no source named `nope`"), "{e:#}");
+        let e = Config::parse("[sources.fw]\ntype = \"kmsgx\"\n", "t").unwrap_err();
+        assert!(format!("{e:#}").contains("kmsgx"), "{e:#}");
+        let e = Config::parse(
+            "[sources.a]\ntype=\"nflog\"\ngroups=[3]\n[sources.b]\ntype=\"nflog\"\ngroups=[3]\n[sinks.o]\ntype=\"file\"\ninputs=[\"a\"]\npath=\"-\"\n",
+            "t",
+        )
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("group 3 is already read"), "{e:#}");
+    }
+}

@@ -1,0 +1,86 @@
+//! Every counter nflogd keeps, in one place. Components register a `ComponentCounters` and bump
+//! it; the stats logger (and a metrics endpoint) read them all.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Counters of one source or sink.
+#[derive(Debug, Default)]
+pub struct ComponentCounters {
+    /// Events that entered the component (decoded by a source, taken by a sink).
+    pub received: AtomicU64,
+    /// Events a sink wrote and flushed.
+    pub sent: AtomicU64,
+    /// Events lost inside nflogd (a full queue, a failed write), never silently.
+    pub dropped: AtomicU64,
+    /// Malformed input skipped (netlink messages that do not parse).
+    pub malformed: AtomicU64,
+    /// Attributes of unknown types, ignored.
+    pub unknown_attributes: AtomicU64,
+    /// Events the kernel reports lost before nflogd saw them (NFLOG sequence gaps).
+    pub kernel_lost: AtomicU64,
+    /// Socket overruns (ENOBUFS) the kernel signalled.
+    pub overruns: AtomicU64,
+    /// Packets that were cut short by the snaplen (decoded as far as they go).
+    pub truncated: AtomicU64,
+    /// Write or delivery errors.
+    pub errors: AtomicU64,
+}
+
+impl ComponentCounters {
+    pub fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Relaxed);
+    }
+}
+
+struct Entry {
+    kind: &'static str,
+    name: String,
+    counters: Arc<ComponentCounters>,
+}
+
+fn registry() -> &'static Mutex<Vec<Entry>> {
+    static R: OnceLock<Mutex<Vec<Entry>>> = OnceLock::new();
+    R.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+/// Registers a component's counters under `kind` ("source", "sink") and `name`.
+pub fn register(kind: &'static str, name: &str) -> Arc<ComponentCounters> {
+    let c = Arc::new(ComponentCounters::default());
+    if let Ok(mut r) = registry().lock() {
+        r.push(Entry { kind, name: name.to_string(), counters: c.clone() });
+    }
+    c
+}
+
+type Field = (&'static str, fn(&ComponentCounters) -> &AtomicU64);
+
+const FIELDS: [Field; 9] = [
+    ("received", |c| &c.received),
+    ("sent", |c| &c.sent),
+    ("dropped", |c| &c.dropped),
+    ("malformed", |c| &c.malformed),
+    ("unknown_attributes", |c| &c.unknown_attributes),
+    ("kernel_lost", |c| &c.kernel_lost),
+    ("overruns", |c| &c.overruns),
+    ("truncated", |c| &c.truncated),
+    ("errors", |c| &c.errors),
+];
+
+/// One line per component with its non-zero counters, for the periodic stats log.
+pub fn summary() -> String {
+    let mut out = String::new();
+    let Ok(r) = registry().lock() else { return out };
+    for e in r.iter() {
+        let _ = write!(out, "{}.{}:", e.kind, e.name);
+        for (name, f) in FIELDS {
+            let v = f(&e.counters).load(Relaxed);
+            if v != 0 || name == "received" {
+                let _ = write!(out, " {name}={v}");
+            }
+        }
+        out.push_str("; ");
+    }
+    out
+}

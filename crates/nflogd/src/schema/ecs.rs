@@ -1,0 +1,386 @@
+//! `ecs`: Elastic Common Schema 8.x, nested objects. Fields without an ECS home go where
+//! Elastic's own iptables integration puts them (`iptables.*`); netfilter specifics go under
+//! `netfilter.*`.
+
+use super::json::Obj;
+use super::SchemaOptions;
+use event::{Action, PacketEvent, ARPHRD_ETHER};
+use packet::{proto, Network, Transport};
+use std::io::Write;
+use std::net::IpAddr;
+
+/// ECS writes MACs as `AA-BB-CC-DD-EE-FF`.
+fn ecs_mac(b: &[u8]) -> String {
+    let mut s = String::with_capacity(17);
+    for (i, x) in b.iter().enumerate() {
+        if i > 0 {
+            s.push('-');
+        }
+        let _ = std::fmt::Write::write_fmt(&mut s, format_args!("{x:02X}"));
+    }
+    s
+}
+
+struct Endpoints {
+    src: Option<IpAddr>,
+    dst: Option<IpAddr>,
+    ports: Option<(u16, u16)>,
+}
+
+fn endpoints(p: &PacketEvent) -> Endpoints {
+    match &p.headers.network {
+        Network::Ipv4(ip) => Endpoints { src: Some(ip.src.into()), dst: Some(ip.dst.into()), ports: ip.transport.ports() },
+        Network::Ipv6(ip) => Endpoints { src: Some(ip.src.into()), dst: Some(ip.dst.into()), ports: ip.transport.ports() },
+        Network::Arp(a) => Endpoints {
+            src: a.addrs.map(|x| x.sender_ip.into()),
+            dst: a.addrs.map(|x| x.target_ip.into()),
+            ports: None,
+        },
+        _ => Endpoints { src: None, dst: None, ports: None },
+    }
+}
+
+pub fn packet(p: &PacketEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
+    let ep = endpoints(p);
+    let eth = p.link.as_ref().filter(|l| l.hwtype == Some(ARPHRD_ETHER)).and_then(|l| packet::ethernet::parse(&l.header));
+    let hook = p.hook.map(|h| event::hook_name(p.family, h));
+    let mut o = Obj::open(out, false);
+    o.raw("@timestamp", |out| {
+        out.push(b'"');
+        p.time.write_rfc3339_utc(out);
+        out.push(b'"');
+    });
+    o.obj("event", |e| {
+        e.str("kind", "event").strs("category", ["network"]);
+        let verdict = match p.action {
+            Some(Action::Accept) => Some("allowed"),
+            Some(Action::Drop | Action::Reject) => Some("denied"),
+            None => None,
+        };
+        match verdict {
+            Some(v) => e.strs("type", ["connection", v]),
+            None => e.strs("type", ["connection"]),
+        };
+        if let Some(a) = p.action {
+            e.str("action", a.as_str());
+        }
+        e.str(
+            "outcome",
+            match p.action {
+                Some(Action::Accept) => "success",
+                Some(_) => "failure",
+                None => "unknown",
+            },
+        );
+        e.str("module", "netfilter").str("dataset", "netfilter.packet");
+    });
+    o.obj("observer", |ob| {
+        ob.str("hostname", &opts.hostname).str("type", "firewall").str("vendor", "Netfilter").str("product", "nflogd");
+        for (key, dev) in [("ingress", &p.indev), ("egress", &p.outdev)] {
+            if let Some(d) = dev.as_ref().filter(|d| !d.name.is_empty()) {
+                ob.obj(key, |x| {
+                    x.obj("interface", |i| {
+                        i.str("name", &d.name);
+                        if let Some(ix) = d.index {
+                            i.str("id", &ix.to_string());
+                        }
+                    });
+                });
+            }
+        }
+    });
+    let rule = p.prefix.trim();
+    if !rule.is_empty() {
+        o.obj("rule", |r| {
+            r.str("name", rule);
+        });
+    }
+    o.obj("network", |n| {
+        match &p.headers.network {
+            Network::Ipv4(_) => {
+                n.str("type", "ipv4");
+            }
+            Network::Ipv6(_) => {
+                n.str("type", "ipv6");
+            }
+            Network::Arp(_) => {
+                n.str("type", "arp");
+            }
+            _ => {}
+        }
+        if let Some(pr) = p.headers.protocol() {
+            if let Some(name) = proto::name(pr) {
+                n.str("transport", name);
+            }
+            n.str("iana_number", &pr.to_string());
+        }
+        let bytes = match &p.headers.network {
+            Network::Ipv4(ip) if ip.total_len != 0 => ip.total_len as u32,
+            Network::Ipv6(ip) => ip.payload_len as u32 + 40,
+            _ => p.payload_len,
+        };
+        n.num("bytes", bytes).num("packets", 1u8);
+        match hook {
+            Some("input" | "prerouting" | "ingress") => {
+                n.str("direction", "ingress");
+            }
+            Some("output" | "postrouting" | "egress") => {
+                n.str("direction", "egress");
+            }
+            _ => {}
+        }
+    });
+    for (key, ip, port, mac) in [
+        ("source", ep.src, ep.ports.map(|p| p.0), eth.map(|e| e.src)),
+        ("destination", ep.dst, ep.ports.map(|p| p.1), eth.map(|e| e.dst)),
+    ] {
+        if ip.is_none() && mac.is_none() {
+            continue;
+        }
+        o.obj(key, |s| {
+            if let Some(ip) = ip {
+                s.str("ip", &ip.to_string());
+            }
+            if let Some(port) = port {
+                s.num("port", port);
+            }
+            if let Some(m) = mac {
+                s.str("mac", &ecs_mac(&m));
+            }
+        });
+    }
+    if let (Some(s), Some(d)) = (ep.src, ep.dst) {
+        let (s, d) = (s.to_string(), d.to_string());
+        o.obj("related", |r| {
+            r.strs("ip", if s == d { vec![s.as_str()] } else { vec![s.as_str(), d.as_str()] });
+        });
+    }
+    if let Some(u) = p.uid {
+        o.obj("user", |x| {
+            x.str("id", &u.to_string());
+        });
+    }
+    if let Some(g) = p.gid {
+        o.obj("group", |x| {
+            x.str("id", &g.to_string());
+        });
+    }
+    o.obj("iptables", |t| iptables(p, t));
+    o.obj("netfilter", |nf| {
+        nf.str("prefix", &p.prefix);
+        if let Some(h) = hook {
+            nf.str("hook", h);
+        }
+        nf.str(
+            "family",
+            match p.family {
+                event::family::IPV4 => "ipv4",
+                event::family::IPV6 => "ipv6",
+                event::family::ARP => "arp",
+                event::family::BRIDGE => "bridge",
+                event::family::NETDEV => "netdev",
+                _ => "other",
+            },
+        );
+        if let Some(g) = p.group {
+            nf.num("group", g);
+        }
+        if p.mark != 0 {
+            nf.num("mark", p.mark);
+        }
+        if let Some(s) = p.seq {
+            nf.num("seq", s);
+        }
+        for (key, dev) in [("physin", &p.physindev), ("physout", &p.physoutdev)] {
+            if let Some(d) = dev.as_ref().filter(|d| !d.name.is_empty()) {
+                nf.str(key, &d.name);
+            }
+        }
+        if p.headers.truncated {
+            nf.bool("truncated", true);
+        }
+        if let Some(ct) = &p.ct {
+            nf.obj("ct", |c| {
+                if let Some(id) = ct.id {
+                    c.num("id", id);
+                }
+                if let Some(s) = ct.status {
+                    c.num("status", s);
+                }
+                if let Some(m) = ct.mark {
+                    c.num("mark", m);
+                }
+                if let Some(i) = p.ct_info {
+                    c.str("info", nfnetlink::ctnetlink::ctinfo_name(i));
+                }
+                for (k, t) in [("orig", &ct.orig), ("reply", &ct.reply)] {
+                    c.obj(k, |x| {
+                        if let Some(a) = t.src {
+                            x.str("src", &a.to_string());
+                        }
+                        if let Some(a) = t.dst {
+                            x.str("dst", &a.to_string());
+                        }
+                        if let Some(pt) = t.sport {
+                            x.num("sport", pt);
+                        }
+                        if let Some(pt) = t.dport {
+                            x.num("dport", pt);
+                        }
+                    });
+                }
+            });
+        }
+    });
+    o.close();
+}
+
+fn iptables(p: &PacketEvent, t: &mut Obj) {
+    t.num("ether_type", p.hw_protocol);
+    if let Some(d) = &p.indev {
+        t.str("input_device", &d.name);
+    }
+    if let Some(d) = &p.outdev {
+        t.str("output_device", &d.name);
+    }
+    let tr = match &p.headers.network {
+        Network::Ipv4(ip) => {
+            t.num("length", ip.total_len).num("tos", ip.tos & 0x1e).num("precedence_bits", ip.tos & 0xe0);
+            t.num("ttl", ip.ttl).num("id", ip.id);
+            let mut flags = Vec::new();
+            if ip.reserved_flag() {
+                flags.push("CE");
+            }
+            if ip.dont_fragment() {
+                flags.push("DF");
+            }
+            if ip.more_fragments() {
+                flags.push("MF");
+            }
+            if !flags.is_empty() {
+                t.strs("fragment_flags", flags);
+            }
+            t.num("fragment_offset", ip.frag_offset());
+            if !ip.options.is_empty() {
+                t.raw("ip_options", |out| hex_str(&ip.options, out));
+            }
+            &ip.transport
+        }
+        Network::Ipv6(ip) => {
+            t.num("length", ip.payload_len as u32 + 40).num("tos", ip.traffic_class).num("ttl", ip.hop_limit);
+            t.num("flow_label", ip.flow_label);
+            if let Some((off, more, id)) = ip.fragment() {
+                t.num("fragment_offset", off).num("fragment_id", id);
+                if more {
+                    t.strs("fragment_flags", ["MF"]);
+                }
+            }
+            &ip.transport
+        }
+        _ => return,
+    };
+    match tr {
+        Transport::Tcp(c) => {
+            t.obj("tcp", |x| {
+                use packet::tcp::flag::*;
+                let names = [(AE, "AE"), (CWR, "CWR"), (ECE, "ECE"), (URG, "URG"), (ACK, "ACK"), (PSH, "PSH"), (RST, "RST"), (SYN, "SYN"), (FIN, "FIN")];
+                x.strs("flags", names.iter().filter(|(b, _)| c.has(*b)).map(|(_, n)| *n));
+                x.num("seq", c.seq).num("ack", c.ack).num("window", c.window).num("reserved_bits", (c.flags & 0x0e00) >> 6);
+                if c.has(URG) {
+                    x.num("urgent_pointer", c.urgent);
+                }
+                if !c.options.is_empty() {
+                    x.raw("options", |out| hex_str(&c.options, out));
+                    for opt in c.decoded_options() {
+                        use packet::tcp::TcpOption;
+                        match opt {
+                            TcpOption::Mss(m) => {
+                                x.num("mss", m);
+                            }
+                            TcpOption::WindowScale(w) => {
+                                x.num("window_scale", w);
+                            }
+                            TcpOption::SackPermitted => {
+                                x.bool("sack_permitted", true);
+                            }
+                            TcpOption::Timestamp { value, echo } => {
+                                x.num("timestamp", value).num("timestamp_echo", echo);
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            });
+        }
+        Transport::Udp(u) => {
+            t.obj("udp", |x| {
+                x.num("length", u.length);
+            });
+        }
+        Transport::Icmp(m) => {
+            t.obj("icmp", |x| {
+                x.num("type", m.icmp_type).num("code", m.code);
+                if m.is_echo() {
+                    x.num("id", m.echo_id()).num("seq", m.echo_seq());
+                }
+                match m.icmp_type {
+                    packet::icmp::PARAMETER_PROBLEM => {
+                        x.num("parameter", m.pointer());
+                    }
+                    packet::icmp::REDIRECT => {
+                        x.str("redirect", &m.gateway().to_string());
+                    }
+                    packet::icmp::DEST_UNREACH if m.code == packet::icmp::FRAG_NEEDED => {
+                        x.num("mtu", m.mtu());
+                    }
+                    _ => {}
+                }
+            });
+        }
+        Transport::Icmpv6(m) => {
+            t.obj("icmp", |x| {
+                x.num("type", m.icmp_type).num("code", m.code);
+                if m.is_echo() {
+                    x.num("id", m.echo_id()).num("seq", m.echo_seq());
+                }
+                if m.icmp_type == packet::icmpv6::PACKET_TOO_BIG {
+                    x.num("mtu", m.word());
+                }
+                if m.icmp_type == packet::icmpv6::PARAMETER_PROBLEM {
+                    x.num("parameter", m.word());
+                }
+            });
+        }
+        Transport::Esp(e) => {
+            t.num("spi", e.spi);
+        }
+        Transport::Ah(a) => {
+            t.num("spi", a.spi);
+        }
+        Transport::Sctp(s) => {
+            t.obj("sctp", |x| {
+                x.num("verification_tag", s.verification_tag);
+            });
+        }
+        Transport::Gre(g) => {
+            t.obj("gre", |x| {
+                x.num("version", g.version()).num("protocol", g.protocol);
+                if let Some(k) = g.key {
+                    x.num("key", k);
+                }
+            });
+        }
+        Transport::Incomplete { available } => {
+            t.num("incomplete_bytes", *available);
+        }
+        _ => {}
+    }
+}
+
+fn hex_str(b: &[u8], out: &mut Vec<u8>) {
+    out.push(b'"');
+    for x in b {
+        let _ = write!(out, "{x:02X}");
+    }
+    out.push(b'"');
+}

@@ -1,0 +1,125 @@
+//! A small JSON writer into a byte buffer: no intermediate tree, no allocation per field.
+
+use std::io::Write;
+
+/// Writes `s` as a JSON string (quotes included), escaping as RFC 8259 requires.
+pub fn string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f | 0x7f => {
+                out.extend_from_slice(&bytes[start..i]);
+                let _ = write!(out, "\\u{b:04x}");
+                start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(esc);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// An object being written. `pretty_separators` gives ulogd/jansson's `", "` and `": "`.
+pub struct Obj<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+    spaced: bool,
+}
+
+impl<'a> Obj<'a> {
+    pub fn open(out: &'a mut Vec<u8>, spaced: bool) -> Self {
+        out.push(b'{');
+        Obj { out, first: true, spaced }
+    }
+
+    fn key(&mut self, k: &str) {
+        if !self.first {
+            self.out.extend_from_slice(if self.spaced { b", " } else { b"," });
+        }
+        self.first = false;
+        string(self.out, k);
+        self.out.extend_from_slice(if self.spaced { b": " } else { b":" });
+    }
+
+    pub fn str(&mut self, k: &str, v: &str) -> &mut Self {
+        self.key(k);
+        string(self.out, v);
+        self
+    }
+
+    pub fn num(&mut self, k: &str, v: impl itoa::Integer) -> &mut Self {
+        self.key(k);
+        let mut b = itoa::Buffer::new();
+        self.out.extend_from_slice(b.format(v).as_bytes());
+        self
+    }
+
+    pub fn bool(&mut self, k: &str, v: bool) -> &mut Self {
+        self.key(k);
+        self.out.extend_from_slice(if v { b"true" } else { b"false" });
+        self
+    }
+
+    /// A value written by `f` directly (already valid JSON).
+    pub fn raw(&mut self, k: &str, f: impl FnOnce(&mut Vec<u8>)) -> &mut Self {
+        self.key(k);
+        f(self.out);
+        self
+    }
+
+    /// A nested object, written by `f`.
+    pub fn obj(&mut self, k: &str, f: impl FnOnce(&mut Obj)) -> &mut Self {
+        self.key(k);
+        let mut o = Obj::open(self.out, self.spaced);
+        f(&mut o);
+        o.close();
+        self
+    }
+
+    pub fn strs<'s>(&mut self, k: &str, vs: impl IntoIterator<Item = &'s str>) -> &mut Self {
+        self.key(k);
+        self.out.push(b'[');
+        for (i, v) in vs.into_iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            string(self.out, v);
+        }
+        self.out.push(b']');
+        self
+    }
+
+    pub fn close(self) {
+        self.out.push(b'}');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_and_nesting() {
+        let mut v = Vec::new();
+        let mut o = Obj::open(&mut v, false);
+        o.str("a", "x\"y\\z\n\u{1}é").num("n", -3i32).obj("o", |o| {
+            o.bool("t", true);
+        });
+        o.strs("l", ["p", "q"]);
+        o.close();
+        let s = String::from_utf8(v).unwrap();
+        assert_eq!(s, r#"{"a":"x\"y\\z\n\u0001é","n":-3,"o":{"t":true},"l":["p","q"]}"#);
+        let _: serde_json::Value = serde_json::from_str(&s).unwrap();
+    }
+}

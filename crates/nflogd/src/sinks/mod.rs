@@ -1,0 +1,3 @@
+//! Sinks: where events go. Each runs on its own thread, reading its own queue.
+
+pub mod file;

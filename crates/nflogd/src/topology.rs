@@ -1,0 +1,87 @@
+//! Builds the running topology from a validated config: sink threads first (so no event has
+//! nowhere to go), then sources, then waits for shutdown and drains.
+
+use crate::config::{Config, SinkConfig, SourceConfig};
+use crate::metrics;
+use crate::pipeline::{self, Fanout, SinkHandle};
+use crate::schema::SchemaOptions;
+use crate::sinks;
+use crate::sources;
+use anyhow::{Context, Result};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: buf is writable for its length.
+    if unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) } == 0 {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        return String::from_utf8_lossy(&buf[..end]).into_owned();
+    }
+    "localhost".into()
+}
+
+pub fn run(cfg: Config) -> Result<()> {
+    let host = cfg.hostname.clone().unwrap_or_else(hostname);
+    let mut fanouts: HashMap<String, Fanout> = HashMap::new();
+    let mut sink_threads = Vec::new();
+    for (name, s) in &cfg.sinks {
+        let counters = metrics::register("sink", name);
+        let (tx, rx) = pipeline::sink_queue();
+        let handle = SinkHandle { name: name.clone(), tx, counters: counters.clone() };
+        for input in s.inputs() {
+            fanouts.entry(input.clone()).or_default().sinks.push(handle.clone());
+        }
+        drop(handle);
+        match s {
+            SinkConfig::File(f) => {
+                let opts = SchemaOptions {
+                    kind: f.schema,
+                    device: f.device.clone(),
+                    boolean_label: f.boolean_label,
+                    log_flags: f.log_flags()?,
+                    hostname: host.clone(),
+                };
+                sink_threads.push(sinks::file::spawn(name, f, opts, rx, counters)?);
+            }
+        }
+    }
+    let actions = Arc::new(cfg.actions.clone());
+    let mut source_threads = Vec::new();
+    for (name, s) in &cfg.sources {
+        let counters = metrics::register("source", name);
+        let fanout = fanouts.remove(name).unwrap_or_default();
+        if fanout.sinks.is_empty() {
+            tracing::warn!("source `{name}` feeds no sink");
+        }
+        match s {
+            SourceConfig::Nflog(n) => {
+                let h = sources::nflog::spawn(name, n, actions.clone(), fanout, counters)
+                    .with_context(|| format!("starting source `{name}`"))?;
+                source_threads.push(h);
+            }
+        }
+    }
+    drop(fanouts);
+    tracing::info!("nflogd running: {} source(s), {} sink(s)", source_threads.len(), sink_threads.len());
+    let interval = cfg.stats_interval.0;
+    let mut last = Instant::now();
+    while !crate::signals::shutdown_requested() {
+        std::thread::sleep(Duration::from_millis(100));
+        if !interval.is_zero() && last.elapsed() >= interval {
+            last = Instant::now();
+            tracing::info!("stats: {}", metrics::summary());
+        }
+    }
+    // Sources stop within their receive timeout and drop their queue senders; sinks then drain
+    // what is queued and exit.
+    for h in source_threads {
+        let _ = h.join();
+    }
+    for h in sink_threads {
+        let _ = h.join();
+    }
+    tracing::info!("stopped; final stats: {}", metrics::summary());
+    Ok(())
+}

@@ -1,0 +1,3 @@
+//! Transforms applied to events inside the source thread, before fan-out.
+
+pub mod action;
