@@ -1,0 +1,248 @@
+//! The kernel lab: network namespaces joined by veth, real nftables rules, real packets, and
+//! nflogd (or a peer) running inside. Everything a test creates is removed when it drops.
+//!
+//! Tests need root, `nft` and `ip`. Outside CI they skip with a message; under CI=true a missing
+//! prerequisite fails the test.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub const A4: &str = "10.200.0.1";
+pub const B4: &str = "10.200.0.2";
+pub const A6: &str = "fd00:200::1";
+pub const B6: &str = "fd00:200::2";
+
+/// Whether the lab can run here; under CI it must.
+pub fn available() -> bool {
+    let root = unsafe { libc::geteuid() } == 0;
+    let tools = ["nft", "ip"].iter().all(|t| Command::new("which").arg(t).output().map(|o| o.status.success()).unwrap_or(false));
+    if root && tools {
+        return true;
+    }
+    let why = if !root { "not running as root" } else { "`nft` or `ip` missing" };
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("kernel-lab test cannot run under CI: {why}");
+    }
+    eprintln!("SKIPPED: kernel-lab test needs root, nft and ip ({why})");
+    false
+}
+
+/// Runs a command, panicking with its output if it fails.
+pub fn sh(cmd: &str) -> String {
+    let out = Command::new("sh").arg("-c").arg(cmd).output().expect("spawn sh");
+    if !out.status.success() {
+        panic!("`{cmd}` failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A unique short tag for names, prefixes and files of one test.
+pub fn tag() -> String {
+    format!("{}{}", std::process::id() % 100_000, COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Two namespaces, `a` (sender, 10.200.0.1, fd00:200::1) and `b` (firewall/receiver,
+/// 10.200.0.2, fd00:200::2), joined by veth `va`—`vb`.
+pub struct Lab {
+    pub a: String,
+    pub b: String,
+    pub dir: PathBuf,
+}
+
+impl Lab {
+    pub fn new() -> Lab {
+        let t = tag();
+        let (a, b) = (format!("nfl{t}a"), format!("nfl{t}b"));
+        let dir = std::env::temp_dir().join(format!("nflogd-lab-{t}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let lab = Lab { a: a.clone(), b: b.clone(), dir };
+        sh(&format!("ip netns add {a} && ip netns add {b}"));
+        sh(&format!("ip link add va netns {a} type veth peer vb netns {b}"));
+        for (ns, dev, v4, v6) in [(&a, "va", A4, A6), (&b, "vb", B4, B6)] {
+            sh(&format!(
+                "ip -n {ns} link set lo up && ip -n {ns} addr add {v4}/24 dev {dev} && ip -n {ns} addr add {v6}/64 dev {dev} nodad && ip -n {ns} link set {dev} up"
+            ));
+        }
+        lab
+    }
+
+    /// Runs a shell command inside namespace `ns`.
+    pub fn exec(&self, ns: &str, cmd: &str) -> String {
+        sh(&format!("ip netns exec {ns} sh -c '{}'", cmd.replace('\'', "'\\''")))
+    }
+
+    /// Loads an nft ruleset into namespace `ns`.
+    pub fn nft(&self, ns: &str, rules: &str) {
+        let f = self.dir.join(format!("rules-{ns}.nft"));
+        std::fs::write(&f, rules).unwrap();
+        sh(&format!("ip netns exec {ns} nft -f {}", f.display()));
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Starts nflogd inside namespace `ns` with the given config text.
+    pub fn nflogd(&self, ns: &str, config: &str) -> Daemon {
+        let cfg = self.path(&format!("nflogd-{}.toml", tag()));
+        std::fs::write(&cfg, config).unwrap();
+        let log = self.path("nflogd.log");
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_nflogd"), "run", "--config"])
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start nflogd");
+        let d = Daemon { child: Some(child), log };
+        d.wait_log("nflogd running", Duration::from_secs(10));
+        d
+    }
+
+    /// Sends the crafted packet set (tests/lab/craft.py, scapy) from `a` to `b`.
+    pub fn craft(&self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/craft.py");
+        self.exec(&self.a, &format!("/usr/bin/python3 {} va {B4} {B6}", script.display()));
+    }
+
+    /// Ordinary traffic from `a` to `b`: ping, ping6, TCP and UDP through real sockets.
+    pub fn traffic(&self) {
+        self.exec(&self.a, &format!("ping -c1 -W1 {B4} >/dev/null; ping -6 -c1 -W1 {B6} >/dev/null; true"));
+        self.exec(
+            &self.a,
+            &format!(
+                "bash -c 'echo hi >/dev/udp/{B4}/5353; echo hi >/dev/udp/{B6}/5353; (echo x >/dev/tcp/{B4}/81) 2>/dev/null; (echo x >/dev/tcp/{B6}/81) 2>/dev/null; true'"
+            ),
+        );
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.a]).status();
+        let _ = Command::new("ip").args(["netns", "del", &self.b]).status();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A running process this test started; terminated by PID on drop.
+pub struct Daemon {
+    pub child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn wait_log(&self, needle: &str, timeout: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if self.log_text().contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("`{needle}` not in the log after {timeout:?}:\n{}", self.log_text());
+    }
+
+    pub fn signal(&self, sig: i32) {
+        if let Some(c) = &self.child {
+            // `ip netns exec` execs the command, so the child PID is nflogd's own.
+            unsafe { libc::kill(c.id() as i32, sig) };
+        }
+    }
+
+    /// SIGTERM and wait; returns the log.
+    pub fn stop(mut self) -> String {
+        self.signal(libc::SIGTERM);
+        if let Some(mut c) = self.child.take() {
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(10) {
+                if let Ok(Some(st)) = c.try_wait() {
+                    assert!(st.success(), "nflogd exited with {st}:\n{}", self.log_text());
+                    return self.log_text();
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            panic!("nflogd did not stop on SIGTERM:\n{}", self.log_text());
+        }
+        self.log_text()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Lines of a file, waiting until at least `n` are there or the timeout passes, then a short
+/// settle so late lines are not missed.
+pub fn wait_lines(path: &Path, n: usize, timeout: Duration) -> Vec<String> {
+    let start = Instant::now();
+    let read = || std::fs::read_to_string(path).unwrap_or_default().lines().map(str::to_string).collect::<Vec<_>>();
+    while start.elapsed() < timeout {
+        if read().len() >= n {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    read()
+}
+
+/// Reads the kernel log from the moment of creation: /dev/kmsg, sought to its end.
+pub struct Kmsg {
+    file: std::fs::File,
+}
+
+impl Kmsg {
+    pub fn open() -> Kmsg {
+        use std::io::Seek;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open("/dev/kmsg").expect("open /dev/kmsg");
+        file.seek(std::io::SeekFrom::End(0)).unwrap();
+        Kmsg { file }
+    }
+
+    /// Texts of the records logged since, without the `pri,seq,ts,flags;` header.
+    pub fn read(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 8192];
+        loop {
+            match self.file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let rec = String::from_utf8_lossy(&buf[..n]);
+                    let first = rec.lines().next().unwrap_or("");
+                    if let Some((_, text)) = first.split_once(';') {
+                        out.push(text.to_string());
+                    }
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
+                Err(_) => break,
+            }
+        }
+        out
+    }
+}
+
+/// Parses JSON lines.
+pub fn json_lines(lines: &[String]) -> Vec<serde_json::Value> {
+    lines.iter().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON {e}: {l}"))).collect()
+}
