@@ -131,7 +131,8 @@ fn transport(t: &Transport, protocol: u8, o: &mut Obj) {
             }
             o.num("tcp.ack", t.has(ACK) as u8).num("tcp.psh", t.has(PSH) as u8).num("tcp.rst", t.has(RST) as u8);
             o.num("tcp.syn", t.has(SYN) as u8).num("tcp.fin", t.has(FIN) as u8);
-            o.num("tcp.res1", (t.flags & 0xf00 != 0) as u8).num("tcp.res2", (t.flags & (ECE | CWR) != 0) as u8);
+            // The raw bit fields, as ulogd2 prints them: res1 = reserved+AE (4 bits), res2 = CWR|ECE.
+            o.num("tcp.res1", ((t.flags >> 8) & 0xf) as u8).num("tcp.res2", ((t.flags >> 6) & 3) as u8);
             o.num("tcp.csum", t.checksum);
         }
         Transport::Udp(u) => {
