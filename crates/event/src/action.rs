@@ -19,7 +19,8 @@ impl Action {
     pub fn from_word(w: &str) -> Option<Action> {
         let w = w.to_ascii_lowercase();
         Some(match w.as_str() {
-            "accept" | "accepted" | "allow" | "allowed" | "pass" | "passed" | "permit" | "permitted" => Action::Accept,
+            "accept" | "accepted" | "allow" | "allowed" | "pass" | "passed" | "permit"
+            | "permitted" => Action::Accept,
             "drop" | "dropped" | "deny" | "denied" | "block" | "blocked" => Action::Drop,
             "reject" | "rejected" | "rjct" | "refuse" | "refused" => Action::Reject,
             _ => return None,

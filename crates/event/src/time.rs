@@ -10,8 +10,13 @@ pub struct Timestamp {
 
 impl Timestamp {
     pub fn now() -> Self {
-        let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        Timestamp { secs: d.as_secs() as i64, micros: d.subsec_micros() }
+        let d = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp {
+            secs: d.as_secs() as i64,
+            micros: d.subsec_micros(),
+        }
     }
 
     /// (year, month, day, hour, minute, second) in UTC, shifted by `offset_secs`.
@@ -85,12 +90,19 @@ mod tests {
 
     #[test]
     fn civil_dates() {
-        let t = Timestamp { secs: 1_795_442_637, micros: 625_094 };
+        let t = Timestamp {
+            secs: 1_795_442_637,
+            micros: 625_094,
+        };
         let mut v = Vec::new();
         t.write_rfc3339_utc(&mut v);
         assert_eq!(String::from_utf8(v).unwrap(), "2026-11-23T14:03:57.625094Z");
         let mut v = Vec::new();
-        Timestamp { secs: 951_782_400, micros: 5 }.write_iso(3600, &mut v);
+        Timestamp {
+            secs: 951_782_400,
+            micros: 5,
+        }
+        .write_iso(3600, &mut v);
         assert_eq!(String::from_utf8(v).unwrap(), "2000-02-29T01:00:00.000005");
     }
 }

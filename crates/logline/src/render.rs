@@ -19,7 +19,10 @@ pub fn render(ev: &PacketEvent, flags: LogFlags, out: &mut Vec<u8>) {
     // In the bridge family NFLOG reports the bridge as the device and the port as the physical
     // device; the kernel's logger names the port.
     let (indev, outdev) = if bridged {
-        (ev.physindev.as_ref().or(ev.indev.as_ref()), ev.physoutdev.as_ref().or(ev.outdev.as_ref()))
+        (
+            ev.physindev.as_ref().or(ev.indev.as_ref()),
+            ev.physoutdev.as_ref().or(ev.outdev.as_ref()),
+        )
     } else {
         (ev.indev.as_ref(), ev.outdev.as_ref())
     };
@@ -113,8 +116,15 @@ fn mac_decoded(link: &LinkHeader, out: &mut Vec<u8>) -> bool {
 }
 
 /// `dump_mac_header`.
-fn mac_header(link: Option<&LinkHeader>, dev_type: Option<u16>, flags: LogFlags, out: &mut Vec<u8>) {
-    if flags.has(LogFlags::MACDECODE) && link.and_then(|l| l.hwtype).or(dev_type) == Some(ARPHRD_ETHER) {
+fn mac_header(
+    link: Option<&LinkHeader>,
+    dev_type: Option<u16>,
+    flags: LogFlags,
+    out: &mut Vec<u8>,
+) {
+    if flags.has(LogFlags::MACDECODE)
+        && link.and_then(|l| l.hwtype).or(dev_type) == Some(ARPHRD_ETHER)
+    {
         if let Some(l) = link {
             mac_decoded(l, out);
         }
@@ -145,7 +155,11 @@ fn incomplete(n: u32, out: &mut Vec<u8>) {
 
 /// `dump_ipv4_packet`; returns false where the kernel returns before the trailer.
 fn ipv4(ip: &Ipv4, ev: &PacketEvent, nested: bool, flags: LogFlags, out: &mut Vec<u8>) -> bool {
-    let len = if ip.total_len == 0 && !nested { ev.payload_len } else { ip.total_len as u32 };
+    let len = if ip.total_len == 0 && !nested {
+        ev.payload_len
+    } else {
+        ip.total_len as u32
+    };
     let _ = write!(
         out,
         "SRC={} DST={} LEN={} TOS=0x{:02X} PREC=0x{:02X} TTL={} ID={} ",
@@ -270,7 +284,12 @@ fn tcp(t: &Transport, flags: LogFlags, out: &mut Vec<u8>) -> bool {
     if flags.has(LogFlags::TCPSEQ) {
         let _ = write!(out, "SEQ={} ACK={} ", t.seq, t.ack);
     }
-    let _ = write!(out, "WINDOW={} RES=0x{:02x} ", t.window, (t.flags & 0x0e00) >> 6);
+    let _ = write!(
+        out,
+        "WINDOW={} RES=0x{:02x} ",
+        t.window,
+        (t.flags & 0x0e00) >> 6
+    );
     use packet::tcp::flag::*;
     for (bit, name) in [
         (AE, "AE "),
@@ -302,7 +321,11 @@ fn tcp(t: &Transport, flags: LogFlags, out: &mut Vec<u8>) -> bool {
 
 /// `nf_log_dump_udp_header`.
 fn udp(protocol: u8, t: &Transport, out: &mut Vec<u8>) -> bool {
-    out.extend_from_slice(if protocol == proto::UDP { b"PROTO=UDP " } else { b"PROTO=UDPLITE " });
+    out.extend_from_slice(if protocol == proto::UDP {
+        b"PROTO=UDP "
+    } else {
+        b"PROTO=UDPLITE "
+    });
     match t {
         Transport::Udp(u) => {
             let _ = write!(out, "SPT={} DPT={} LEN={} ", u.sport, u.dport, u.length);
@@ -404,7 +427,10 @@ fn ipv6(ip: &Ipv6, nested: bool, flags: LogFlags, out: &mut Vec<u8>) -> bool {
                 }
                 return false;
             }
-            ExtHeader::HopByHop | ExtHeader::Routing | ExtHeader::DestOpts | ExtHeader::Truncated => {}
+            ExtHeader::HopByHop
+            | ExtHeader::Routing
+            | ExtHeader::DestOpts
+            | ExtHeader::Truncated => {}
         }
         if opt {
             out.extend_from_slice(b") ");
@@ -437,7 +463,10 @@ fn icmp6(m: &icmpv6::Icmpv6, nested: bool, flags: LogFlags, out: &mut Vec<u8>) -
         icmpv6::ECHO_REQUEST | icmpv6::ECHO_REPLY => {
             let _ = write!(out, "ID={} SEQ={} ", m.echo_id(), m.echo_seq());
         }
-        icmpv6::PARAMETER_PROBLEM | icmpv6::DEST_UNREACH | icmpv6::PACKET_TOO_BIG | icmpv6::TIME_EXCEEDED => {
+        icmpv6::PARAMETER_PROBLEM
+        | icmpv6::DEST_UNREACH
+        | icmpv6::PACKET_TOO_BIG
+        | icmpv6::TIME_EXCEEDED => {
             if m.icmp_type == icmpv6::PARAMETER_PROBLEM {
                 let _ = write!(out, "POINTER={:08x} ", m.word());
             }
@@ -467,7 +496,11 @@ fn arp(a: &Arp, link: Option<&LinkHeader>, flags: LogFlags, out: &mut Vec<u8>) {
             mac_decoded(l, out);
         }
     }
-    let _ = write!(out, "ARP HTYPE={} PTYPE=0x{:04x} OPCODE={}", a.htype, a.ptype, a.opcode);
+    let _ = write!(
+        out,
+        "ARP HTYPE={} PTYPE=0x{:04x} OPCODE={}",
+        a.htype, a.ptype, a.opcode
+    );
     if !a.is_ether_ipv4() {
         return;
     }

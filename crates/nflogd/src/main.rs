@@ -31,7 +31,11 @@ macro_rules! rate_limited_warn {
 }
 
 #[derive(Parser)]
-#[command(name = "nflogd", version, about = "Logging, shipping and response daemon for Linux Netfilter")]
+#[command(
+    name = "nflogd",
+    version,
+    about = "Logging, shipping and response daemon for Linux Netfilter"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -53,7 +57,8 @@ enum Command {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("NFLOGD_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("NFLOGD_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .with_target(false)
@@ -61,7 +66,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r: Result<()> = match cli.command {
         Command::Run { config } => run(config),
-        Command::Check { config } => config::Config::load(&config).map(|_| println!("{}: ok", config.display())),
+        Command::Check { config } => {
+            config::Config::load(&config).map(|_| println!("{}: ok", config.display()))
+        }
         Command::DefaultConfig => {
             print!("{}", config::DEFAULT_CONFIG);
             Ok(())
@@ -80,7 +87,9 @@ fn run(path: Option<PathBuf>) -> Result<()> {
     let cfg = match &path {
         Some(p) => config::Config::load(p)?,
         None => {
-            tracing::info!("no --config given: running the embedded default (see `nflogd default-config`)");
+            tracing::info!(
+                "no --config given: running the embedded default (see `nflogd default-config`)"
+            );
             config::Config::parse(config::DEFAULT_CONFIG, "embedded default")?
         }
     };

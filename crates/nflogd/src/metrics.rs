@@ -49,7 +49,11 @@ fn registry() -> &'static Mutex<Vec<Entry>> {
 pub fn register(kind: &'static str, name: &str) -> Arc<ComponentCounters> {
     let c = Arc::new(ComponentCounters::default());
     if let Ok(mut r) = registry().lock() {
-        r.push(Entry { kind, name: name.to_string(), counters: c.clone() });
+        r.push(Entry {
+            kind,
+            name: name.to_string(),
+            counters: c.clone(),
+        });
     }
     c
 }

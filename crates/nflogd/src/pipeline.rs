@@ -41,7 +41,11 @@ impl Fanout {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) => {
                     ComponentCounters::add(&s.counters.dropped, n);
-                    crate::rate_limited_warn!("sink `{}` is not keeping up: its queue is full, {} events dropped", s.name, n);
+                    crate::rate_limited_warn!(
+                        "sink `{}` is not keeping up: its queue is full, {} events dropped",
+                        s.name,
+                        n
+                    );
                 }
                 Err(TrySendError::Disconnected(_)) => {
                     ComponentCounters::add(&s.counters.dropped, n);

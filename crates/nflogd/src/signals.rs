@@ -27,16 +27,18 @@ pub fn install() -> std::io::Result<()> {
     }
     let hup = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
-    std::thread::Builder::new().name("signals".into()).spawn(move || loop {
-        if term.swap(false, Ordering::Relaxed) {
-            tracing::info!("shutdown requested; draining queues");
-            request_shutdown();
-        }
-        if hup.swap(false, Ordering::Relaxed) {
-            tracing::info!("SIGHUP: reopening files");
-            REOPEN.fetch_add(1, Ordering::Relaxed);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    })?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || loop {
+            if term.swap(false, Ordering::Relaxed) {
+                tracing::info!("shutdown requested; draining queues");
+                request_shutdown();
+            }
+            if hup.swap(false, Ordering::Relaxed) {
+                tracing::info!("SIGHUP: reopening files");
+                REOPEN.fetch_add(1, Ordering::Relaxed);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        })?;
     Ok(())
 }

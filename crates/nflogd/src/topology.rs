@@ -29,9 +29,17 @@ pub fn run(cfg: Config) -> Result<()> {
     for (name, s) in &cfg.sinks {
         let counters = metrics::register("sink", name);
         let (tx, rx) = pipeline::sink_queue();
-        let handle = SinkHandle { name: name.clone(), tx, counters: counters.clone() };
+        let handle = SinkHandle {
+            name: name.clone(),
+            tx,
+            counters: counters.clone(),
+        };
         for input in s.inputs() {
-            fanouts.entry(input.clone()).or_default().sinks.push(handle.clone());
+            fanouts
+                .entry(input.clone())
+                .or_default()
+                .sinks
+                .push(handle.clone());
         }
         drop(handle);
         match s {
@@ -64,7 +72,11 @@ pub fn run(cfg: Config) -> Result<()> {
         }
     }
     drop(fanouts);
-    tracing::info!("nflogd running: {} source(s), {} sink(s)", source_threads.len(), sink_threads.len());
+    tracing::info!(
+        "nflogd running: {} source(s), {} sink(s)",
+        source_threads.len(),
+        sink_threads.len()
+    );
     let interval = cfg.stats_interval.0;
     let mut last = Instant::now();
     while !crate::signals::shutdown_requested() {

@@ -17,7 +17,9 @@ fn text_schema_equals_kernel_log_lines() {
     let t = lab::tag();
     let (pa, pn) = (format!("KA{t} "), format!("KN{t} "));
     // Let LOG lines from a non-initial namespace reach the kernel log.
-    let before = lab::sh("sysctl -n net.netfilter.nf_log_all_netns").trim().to_string();
+    let before = lab::sh("sysctl -n net.netfilter.nf_log_all_netns")
+        .trim()
+        .to_string();
     lab::sh("sysctl -qw net.netfilter.nf_log_all_netns=1");
     lab.nft(
         &lab.b,
@@ -72,14 +74,31 @@ schema = "text"
     lab.traffic();
     std::thread::sleep(Duration::from_millis(500));
     let kernel = kmsg.read();
-    let k_all: Vec<_> = kernel.iter().filter(|l| l.starts_with(&pa)).cloned().collect();
-    let k_none: Vec<_> = kernel.iter().filter(|l| l.starts_with(&pn)).cloned().collect();
+    let k_all: Vec<_> = kernel
+        .iter()
+        .filter(|l| l.starts_with(&pa))
+        .cloned()
+        .collect();
+    let k_none: Vec<_> = kernel
+        .iter()
+        .filter(|l| l.starts_with(&pn))
+        .cloned()
+        .collect();
     let n_all = wait_lines(&fa, k_all.len(), Duration::from_secs(5));
     let n_none = wait_lines(&fnn, k_none.len(), Duration::from_secs(5));
     d.stop();
-    lab::sh(&format!("sysctl -qw net.netfilter.nf_log_all_netns={before}"));
-    assert!(k_all.len() >= 60, "too few kernel lines ({}): {k_all:#?}", k_all.len());
-    for (kernel, ours, what) in [(&k_all, &n_all, "flags all"), (&k_none, &n_none, "no flags")] {
+    lab::sh(&format!(
+        "sysctl -qw net.netfilter.nf_log_all_netns={before}"
+    ));
+    assert!(
+        k_all.len() >= 60,
+        "too few kernel lines ({}): {k_all:#?}",
+        k_all.len()
+    );
+    for (kernel, ours, what) in [
+        (&k_all, &n_all, "flags all"),
+        (&k_none, &n_none, "no flags"),
+    ] {
         let mut only_ours: Vec<&String> = ours.iter().collect();
         let mut only_kernel = Vec::new();
         for k in kernel.iter() {

@@ -15,10 +15,17 @@ const PLUGINS: &str = "/usr/lib/x86_64-linux-gnu/ulogd";
 fn start_ulogd(lab: &Lab, group: u16) -> (Daemon, std::path::PathBuf) {
     let out = lab.path("ulogd.json");
     let conf = lab.path("ulogd.conf");
-    let plugins: String = ["inppkt_NFLOG", "raw2packet_BASE", "filter_IFINDEX", "filter_IP2STR", "filter_HWHDR", "output_JSON"]
-        .iter()
-        .map(|p| format!("plugin=\"{PLUGINS}/ulogd_{p}.so\"\n"))
-        .collect();
+    let plugins: String = [
+        "inppkt_NFLOG",
+        "raw2packet_BASE",
+        "filter_IFINDEX",
+        "filter_IP2STR",
+        "filter_HWHDR",
+        "output_JSON",
+    ]
+    .iter()
+    .map(|p| format!("plugin=\"{PLUGINS}/ulogd_{p}.so\"\n"))
+    .collect();
     std::fs::write(
         &conf,
         format!(
@@ -36,7 +43,13 @@ fn start_ulogd(lab: &Lab, group: u16) -> (Daemon, std::path::PathBuf) {
         .spawn()
         .expect("start ulogd");
     std::thread::sleep(Duration::from_millis(700));
-    (Daemon { child: Some(child), log: lab.path("ulogd.log") }, out)
+    (
+        Daemon {
+            child: Some(child),
+            log: lab.path("ulogd.log"),
+        },
+        out,
+    )
 }
 
 fn swap16(v: &Value) -> Value {
@@ -48,10 +61,15 @@ fn swap16(v: &Value) -> Value {
 fn compare(i: usize, ours: &Map<String, Value>, theirs: &Map<String, Value>) -> Vec<String> {
     let mut diffs = Vec::new();
     let ip_proto = ours.get("ip.protocol").and_then(Value::as_u64);
-    let later_v4_fragment = ours.get("ip.fragoff").and_then(Value::as_u64).is_some_and(|f| f & 0x1fff != 0);
+    let later_v4_fragment = ours
+        .get("ip.fragoff")
+        .and_then(Value::as_u64)
+        .is_some_and(|f| f & 0x1fff != 0);
     let l4 = |k: &str| {
         ["src_port", "dest_port"].contains(&k)
-            || ["tcp.", "udp.", "icmp.", "sctp."].iter().any(|p| k.starts_with(p))
+            || ["tcp.", "udp.", "icmp.", "sctp."]
+                .iter()
+                .any(|p| k.starts_with(p))
     };
     for (k, tv) in theirs {
         match (k.as_str(), ours.get(k)) {
@@ -64,11 +82,20 @@ fn compare(i: usize, ours: &Map<String, Value>, theirs: &Map<String, Value>) -> 
             ("oob.time.sec", Some(_)) => {}
             ("oob.time.usec", Some(_)) => {
                 let at = |m: &Map<String, Value>| {
-                    m["oob.time.sec"].as_i64().unwrap_or(0) * 1_000_000 + m["oob.time.usec"].as_i64().unwrap_or(0)
+                    m["oob.time.sec"].as_i64().unwrap_or(0) * 1_000_000
+                        + m["oob.time.usec"].as_i64().unwrap_or(0)
                 };
-                let slack = if ours.get("oob.hook").and_then(Value::as_u64) >= Some(3) { 1_000_000 } else { 1_000 };
+                let slack = if ours.get("oob.hook").and_then(Value::as_u64) >= Some(3) {
+                    1_000_000
+                } else {
+                    1_000
+                };
                 if (at(ours) - at(theirs)).abs() > slack {
-                    diffs.push(format!("#{i} time: ours {} vs ulogd2 {}", at(ours), at(theirs)));
+                    diffs.push(format!(
+                        "#{i} time: ours {} vs ulogd2 {}",
+                        at(ours),
+                        at(theirs)
+                    ));
                 }
             }
             // Always 0 in ulogd2: a 4-bit field run through ntohs.
@@ -76,7 +103,10 @@ fn compare(i: usize, ours: &Map<String, Value>, theirs: &Map<String, Value>) -> 
             // Not byte-swapped in ulogd2.
             ("icmp.csum" | "icmpv6.csum", Some(ov)) => {
                 if *ov != swap16(tv) {
-                    diffs.push(format!("#{i} {k}: ours {ov} vs ulogd2 {tv} (swapped {})", swap16(tv)));
+                    diffs.push(format!(
+                        "#{i} {k}: ours {ov} vs ulogd2 {tv} (swapped {})",
+                        swap16(tv)
+                    ));
                 }
             }
             // ulogd2 decodes the payload of a non-first fragment as if it were a header.
@@ -95,8 +125,17 @@ fn compare(i: usize, ours: &Map<String, Value>, theirs: &Map<String, Value>) -> 
             // ulogd2 compiles its AH/ESP decoder out.
             "ahesp.spi" => true,
             // ulogd2 decodes neither UDP-Lite nor SCTP over IPv6.
-            k if ip_proto == Some(136) && (k.starts_with("udp.") || k == "src_port" || k == "dest_port") => true,
-            k if ip_proto == Some(132) && ours.contains_key("ip6.payloadlen") && (k.starts_with("sctp.") || k == "src_port" || k == "dest_port") => true,
+            k if ip_proto == Some(136)
+                && (k.starts_with("udp.") || k == "src_port" || k == "dest_port") =>
+            {
+                true
+            }
+            k if ip_proto == Some(132)
+                && ours.contains_key("ip6.payloadlen")
+                && (k.starts_with("sctp.") || k == "src_port" || k == "dest_port") =>
+            {
+                true
+            }
             _ => false,
         };
         if !allowed {
@@ -111,7 +150,10 @@ fn ulogd_schema_matches_ulogd2_key_by_key() {
     if !lab::available() {
         return;
     }
-    if !std::path::Path::new(PLUGINS).join("ulogd_output_JSON.so").exists() {
+    if !std::path::Path::new(PLUGINS)
+        .join("ulogd_output_JSON.so")
+        .exists()
+    {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("ulogd2 and ulogd2-json must be installed under CI");
         }
@@ -149,10 +191,18 @@ fn ulogd_schema_matches_ulogd2_key_by_key() {
     lab.craft();
     lab.traffic();
     let theirs = json_lines(&wait_lines(&theirs_path, 70, Duration::from_secs(10)));
-    let ours = json_lines(&wait_lines(&ours_path, theirs.len(), Duration::from_secs(10)));
+    let ours = json_lines(&wait_lines(
+        &ours_path,
+        theirs.len(),
+        Duration::from_secs(10),
+    ));
     d.stop();
     drop(u);
-    assert!(theirs.len() >= 70, "ulogd2 logged only {} records", theirs.len());
+    assert!(
+        theirs.len() >= 70,
+        "ulogd2 logged only {} records",
+        theirs.len()
+    );
     assert_eq!(ours.len(), theirs.len(), "record counts differ");
     let mut diffs = Vec::new();
     for (i, (o, t)) in ours.iter().zip(&theirs).enumerate() {
@@ -162,13 +212,26 @@ fn ulogd_schema_matches_ulogd2_key_by_key() {
         let order_o: Vec<_> = o.keys().filter(|k| t.contains_key(*k)).collect();
         let order_t: Vec<_> = t.keys().filter(|k| o.contains_key(*k)).collect();
         if order_o != order_t {
-            diffs.push(format!("#{i} key order: ours {order_o:?} vs ulogd2 {order_t:?}"));
+            diffs.push(format!(
+                "#{i} key order: ours {order_o:?} vs ulogd2 {order_t:?}"
+            ));
         }
     }
-    assert!(diffs.is_empty(), "{} differences:\n{}", diffs.len(), diffs.join("\n"));
+    assert!(
+        diffs.is_empty(),
+        "{} differences:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
     // The comparison saw the protocols it is meant to.
-    let protos: std::collections::BTreeSet<u64> = ours.iter().filter_map(|r| r["ip.protocol"].as_u64()).collect();
+    let protos: std::collections::BTreeSet<u64> = ours
+        .iter()
+        .filter_map(|r| r["ip.protocol"].as_u64())
+        .collect();
     for p in [1, 6, 17, 58] {
-        assert!(protos.contains(&p), "no record with ip.protocol {p}: {protos:?}");
+        assert!(
+            protos.contains(&p),
+            "no record with ip.protocol {p}: {protos:?}"
+        );
     }
 }

@@ -20,35 +20,57 @@ pub struct Attr<'a> {
 
 impl<'a> Attr<'a> {
     pub fn u8(&self) -> Result<u8> {
-        self.data.first().copied().ok_or(Error::Malformed("u8 attribute too short"))
+        self.data
+            .first()
+            .copied()
+            .ok_or(Error::Malformed("u8 attribute too short"))
     }
     /// Network-order u16, as nfnetlink sends them.
     pub fn be16(&self) -> Result<u16> {
-        let b = self.data.get(..2).ok_or(Error::Malformed("u16 attribute too short"))?;
+        let b = self
+            .data
+            .get(..2)
+            .ok_or(Error::Malformed("u16 attribute too short"))?;
         Ok(u16::from_be_bytes([b[0], b[1]]))
     }
     pub fn be32(&self) -> Result<u32> {
-        let b = self.data.get(..4).ok_or(Error::Malformed("u32 attribute too short"))?;
+        let b = self
+            .data
+            .get(..4)
+            .ok_or(Error::Malformed("u32 attribute too short"))?;
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
     pub fn be64(&self) -> Result<u64> {
-        let b = self.data.get(..8).ok_or(Error::Malformed("u64 attribute too short"))?;
+        let b = self
+            .data
+            .get(..8)
+            .ok_or(Error::Malformed("u64 attribute too short"))?;
         let mut a = [0u8; 8];
         a.copy_from_slice(b);
         Ok(u64::from_be_bytes(a))
     }
     /// Host-order u16 (rtnetlink uses host order).
     pub fn ne16(&self) -> Result<u16> {
-        let b = self.data.get(..2).ok_or(Error::Malformed("u16 attribute too short"))?;
+        let b = self
+            .data
+            .get(..2)
+            .ok_or(Error::Malformed("u16 attribute too short"))?;
         Ok(u16::from_ne_bytes([b[0], b[1]]))
     }
     pub fn ne32(&self) -> Result<u32> {
-        let b = self.data.get(..4).ok_or(Error::Malformed("u32 attribute too short"))?;
+        let b = self
+            .data
+            .get(..4)
+            .ok_or(Error::Malformed("u32 attribute too short"))?;
         Ok(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
     }
     /// A C string: the bytes before the first NUL.
     pub fn cstr(&self) -> &'a [u8] {
-        let end = self.data.iter().position(|&b| b == 0).unwrap_or(self.data.len());
+        let end = self
+            .data
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(self.data.len());
         &self.data[..end]
     }
     pub fn nested(&self) -> Attrs<'a> {
@@ -107,12 +129,23 @@ mod tests {
         put(&mut b, 1, &[1, 2, 3]);
         put(&mut b, 2 | NLA_F_NESTED, &[0, 0, 0, 5]);
         let v: Vec<_> = Attrs::new(&b).collect::<Result<_>>().unwrap();
-        assert_eq!(v[0], Attr { kind: 1, data: &[1, 2, 3] });
+        assert_eq!(
+            v[0],
+            Attr {
+                kind: 1,
+                data: &[1, 2, 3]
+            }
+        );
         assert_eq!(v[1].kind, 2);
         assert_eq!(v[1].be32().unwrap(), 5);
         let mut bad = b.clone();
         bad[0] = 200;
         assert!(Attrs::new(&bad).next().unwrap().is_err());
-        assert!(Attr { kind: 0, data: &[1] }.be32().is_err());
+        assert!(Attr {
+            kind: 0,
+            data: &[1]
+        }
+        .be32()
+        .is_err());
     }
 }

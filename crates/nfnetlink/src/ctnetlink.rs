@@ -93,9 +93,13 @@ pub struct Conntrack {
 
 fn ip(data: &[u8]) -> Result<IpAddr> {
     match data.len() {
-        4 => Ok(IpAddr::V4(Ipv4Addr::new(data[0], data[1], data[2], data[3]))),
+        4 => Ok(IpAddr::V4(Ipv4Addr::new(
+            data[0], data[1], data[2], data[3],
+        ))),
         16 => {
-            let a: [u8; 16] = data.try_into().map_err(|_| Error::Malformed("ipv6 address"))?;
+            let a: [u8; 16] = data
+                .try_into()
+                .map_err(|_| Error::Malformed("ipv6 address"))?;
             Ok(IpAddr::V6(Ipv6Addr::from(a)))
         }
         _ => Err(Error::Malformed("address attribute of odd length")),
@@ -125,8 +129,12 @@ fn tuple(attrs: Attrs) -> Result<Tuple> {
                         cta::PROTO_SRC_PORT => t.sport = Some(p.be16()?),
                         cta::PROTO_DST_PORT => t.dport = Some(p.be16()?),
                         cta::PROTO_ICMP_ID | cta::PROTO_ICMPV6_ID => t.icmp_id = Some(p.be16()?),
-                        cta::PROTO_ICMP_TYPE | cta::PROTO_ICMPV6_TYPE => t.icmp_type = Some(p.u8()?),
-                        cta::PROTO_ICMP_CODE | cta::PROTO_ICMPV6_CODE => t.icmp_code = Some(p.u8()?),
+                        cta::PROTO_ICMP_TYPE | cta::PROTO_ICMPV6_TYPE => {
+                            t.icmp_type = Some(p.u8()?)
+                        }
+                        cta::PROTO_ICMP_CODE | cta::PROTO_ICMPV6_CODE => {
+                            t.icmp_code = Some(p.u8()?)
+                        }
                         _ => {}
                     }
                 }
@@ -189,11 +197,9 @@ pub fn parse(attrs: Attrs) -> Result<Conntrack> {
                     }
                 }
             }
-            cta::LABELS => {
-                if a.data.len() == 16 {
-                    let b: [u8; 16] = a.data.try_into().map_err(|_| Error::Malformed("labels"))?;
-                    ct.labels = Some(u128::from_le_bytes(b));
-                }
+            cta::LABELS if a.data.len() == 16 => {
+                let b: [u8; 16] = a.data.try_into().map_err(|_| Error::Malformed("labels"))?;
+                ct.labels = Some(u128::from_le_bytes(b));
             }
             _ => {}
         }

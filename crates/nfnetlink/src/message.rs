@@ -42,11 +42,19 @@ impl<'a> Message<'a> {
             return Err(Error::Malformed("nfnetlink message shorter than nfgenmsg"));
         }
         let p = self.payload;
-        Ok((p[0], p[1], u16::from_be_bytes([p[2], p[3]]), Attrs::new(&p[NFGENMSG_LEN..])))
+        Ok((
+            p[0],
+            p[1],
+            u16::from_be_bytes([p[2], p[3]]),
+            Attrs::new(&p[NFGENMSG_LEN..]),
+        ))
     }
     /// For NLMSG_ERROR: the errno (0 is an acknowledgement).
     pub fn error_code(&self) -> Result<i32> {
-        let b = self.payload.get(..4).ok_or(Error::Malformed("short NLMSG_ERROR"))?;
+        let b = self
+            .payload
+            .get(..4)
+            .ok_or(Error::Malformed("short NLMSG_ERROR"))?;
         Ok(-i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
     }
 }
@@ -72,7 +80,9 @@ impl<'a> Iterator for Messages<'a> {
         let r = self.rest;
         if r.len() < NLMSG_HDRLEN {
             self.rest = &[];
-            return Some(Err(Error::Malformed("trailing bytes shorter than nlmsghdr")));
+            return Some(Err(Error::Malformed(
+                "trailing bytes shorter than nlmsghdr",
+            )));
         }
         let len = u32::from_ne_bytes([r[0], r[1], r[2], r[3]]) as usize;
         if len < NLMSG_HDRLEN || len > r.len() {
@@ -135,11 +145,16 @@ mod tests {
 
     #[test]
     fn round_trip_and_bad_length() {
-        let mut dgram = Request::nfnl(4, 1, NLM_F_REQUEST, 7, 2, 513).attr(1, &[1]).finish();
+        let mut dgram = Request::nfnl(4, 1, NLM_F_REQUEST, 7, 2, 513)
+            .attr(1, &[1])
+            .finish();
         dgram.extend(Request::new(NLMSG_DONE, 0, 8).finish());
         let msgs: Vec<_> = Messages::new(&dgram).collect::<Result<_>>().unwrap();
         assert_eq!(msgs.len(), 2);
-        assert_eq!((msgs[0].subsys(), msgs[0].subtype(), msgs[0].seq), (4, 1, 7));
+        assert_eq!(
+            (msgs[0].subsys(), msgs[0].subtype(), msgs[0].seq),
+            (4, 1, 7)
+        );
         let (fam, _, res, attrs) = msgs[0].nfgen().unwrap();
         assert_eq!((fam, res), (2, 513));
         assert_eq!(attrs.count(), 1);

@@ -75,23 +75,44 @@ pub struct GroupConfig {
 /// The BIND request for a group. Kept separate from the settings so that an EBUSY names the
 /// binding itself.
 pub fn bind_request(group: u16, seq: u32) -> Vec<u8> {
-    Request::nfnl(NFNL_SUBSYS_ULOG, NFULNL_MSG_CONFIG, NLM_F_REQUEST | NLM_F_ACK, seq, libc_af_unspec(), group)
-        .attr(cfg::CMD, &[CMD_BIND])
-        .finish()
+    Request::nfnl(
+        NFNL_SUBSYS_ULOG,
+        NFULNL_MSG_CONFIG,
+        NLM_F_REQUEST | NLM_F_ACK,
+        seq,
+        libc_af_unspec(),
+        group,
+    )
+    .attr(cfg::CMD, &[CMD_BIND])
+    .finish()
 }
 
 pub fn unbind_request(group: u16, seq: u32) -> Vec<u8> {
-    Request::nfnl(NFNL_SUBSYS_ULOG, NFULNL_MSG_CONFIG, NLM_F_REQUEST | NLM_F_ACK, seq, libc_af_unspec(), group)
-        .attr(cfg::CMD, &[CMD_UNBIND])
-        .finish()
+    Request::nfnl(
+        NFNL_SUBSYS_ULOG,
+        NFULNL_MSG_CONFIG,
+        NLM_F_REQUEST | NLM_F_ACK,
+        seq,
+        libc_af_unspec(),
+        group,
+    )
+    .attr(cfg::CMD, &[CMD_UNBIND])
+    .finish()
 }
 
 /// The settings request for an already bound group (mode, timers, flags).
 pub fn settings_request(c: &GroupConfig, seq: u32) -> Vec<u8> {
     let mut mode = c.copy_range.min(COPY_RANGE_MAX).to_be_bytes().to_vec();
     mode.extend([c.copy_mode, 0]);
-    let mut r = Request::nfnl(NFNL_SUBSYS_ULOG, NFULNL_MSG_CONFIG, NLM_F_REQUEST | NLM_F_ACK, seq, libc_af_unspec(), c.group)
-        .attr(cfg::MODE, &mode);
+    let mut r = Request::nfnl(
+        NFNL_SUBSYS_ULOG,
+        NFULNL_MSG_CONFIG,
+        NLM_F_REQUEST | NLM_F_ACK,
+        seq,
+        libc_af_unspec(),
+        c.group,
+    )
+    .attr(cfg::MODE, &mode);
     if let Some(t) = c.timeout_cs {
         r = r.attr(cfg::TIMEOUT, &t.to_be_bytes());
     }
@@ -154,7 +175,11 @@ pub fn is_packet(m: &Message) -> bool {
 /// Parses an NFLOG packet message. A malformed attribute makes the whole message an error.
 pub fn parse_packet<'a>(m: &Message<'a>) -> Result<Packet<'a>> {
     let (family, _version, group, attrs) = m.nfgen()?;
-    let mut p = Packet { family, group, ..Default::default() };
+    let mut p = Packet {
+        family,
+        group,
+        ..Default::default()
+    };
     let mut saw_hdr = false;
     for a in attrs {
         let a = a?;
@@ -169,9 +194,20 @@ pub fn parse_packet<'a>(m: &Message<'a>) -> Result<Packet<'a>> {
             }
             ula::MARK => p.mark = Some(a.be32()?),
             ula::TIMESTAMP => {
-                let b = a.data.get(..16).ok_or(Error::Malformed("short NFULA_TIMESTAMP"))?;
-                let sec = u64::from_be_bytes(b[..8].try_into().map_err(|_| Error::Malformed("timestamp"))?);
-                let usec = u64::from_be_bytes(b[8..].try_into().map_err(|_| Error::Malformed("timestamp"))?);
+                let b = a
+                    .data
+                    .get(..16)
+                    .ok_or(Error::Malformed("short NFULA_TIMESTAMP"))?;
+                let sec = u64::from_be_bytes(
+                    b[..8]
+                        .try_into()
+                        .map_err(|_| Error::Malformed("timestamp"))?,
+                );
+                let usec = u64::from_be_bytes(
+                    b[8..]
+                        .try_into()
+                        .map_err(|_| Error::Malformed("timestamp"))?,
+                );
                 p.timestamp = Some((sec, usec));
             }
             ula::IFINDEX_INDEV => p.indev = Some(a.be32()?),
@@ -285,7 +321,9 @@ mod tests {
 
     #[test]
     fn packet_round_trip() {
-        let payload = [0x45u8, 0, 0, 20, 0, 1, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+        let payload = [
+            0x45u8, 0, 0, 20, 0, 1, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
         let p = Packet {
             family: 2,
             group: 7,
@@ -309,7 +347,12 @@ mod tests {
 
     #[test]
     fn malformed_is_an_error_not_a_panic() {
-        let p = Packet { family: 2, hw_protocol: 0x800, prefix: Some(b"x"), ..Default::default() };
+        let p = Packet {
+            family: 2,
+            hw_protocol: 0x800,
+            prefix: Some(b"x"),
+            ..Default::default()
+        };
         let mut bytes = build_packet(&p);
         let n = bytes.len();
         bytes[20] = 0xff; // first attribute length now runs past the message

@@ -1,8 +1,8 @@
 //! rtnetlink link lookups: interface name and device type by index.
 
+use crate::attr::Attrs;
 use crate::message::{Messages, Request, NLMSG_ERROR, NLM_F_REQUEST};
 use crate::socket::{NetlinkSocket, Recv, NETLINK_ROUTE};
-use crate::attr::Attrs;
 use crate::Result;
 use std::time::Duration;
 
@@ -40,7 +40,11 @@ fn parse_link(payload: &[u8]) -> Option<Link> {
         .filter_map(|a| a.ok())
         .find(|a| a.kind == IFLA_IFNAME)
         .map(|a| String::from_utf8_lossy(a.cstr()).into_owned())?;
-    Some(Link { index, name, hwtype })
+    Some(Link {
+        index,
+        name,
+        hwtype,
+    })
 }
 
 /// A route socket for lookups, optionally listening to link changes.
@@ -62,7 +66,11 @@ impl LinkResolver {
         } else {
             None
         };
-        Ok(LinkResolver { sock, events, buf: vec![0; 32 * 1024] })
+        Ok(LinkResolver {
+            sock,
+            events,
+            buf: vec![0; 32 * 1024],
+        })
     }
 
     /// Asks the kernel for one link; `Ok(None)` when no such index exists.
@@ -70,7 +78,9 @@ impl LinkResolver {
         let seq = self.sock.next_seq();
         let mut ifi = [0u8; IFINFOMSG_LEN];
         ifi[4..8].copy_from_slice(&(index as i32).to_ne_bytes());
-        let req = Request::new(RTM_GETLINK, NLM_F_REQUEST, seq).raw(&ifi).finish();
+        let req = Request::new(RTM_GETLINK, NLM_F_REQUEST, seq)
+            .raw(&ifi)
+            .finish();
         self.sock.send(&req)?;
         loop {
             let len = match self.sock.recv(&mut self.buf, false)? {
@@ -101,7 +111,9 @@ impl LinkResolver {
             for m in Messages::new(&self.buf[..len]).flatten() {
                 match m.kind {
                     RTM_NEWLINK => out.extend(parse_link(m.payload).map(LinkChange::New)),
-                    RTM_DELLINK => out.extend(parse_link(m.payload).map(|l| LinkChange::Removed(l.index))),
+                    RTM_DELLINK => {
+                        out.extend(parse_link(m.payload).map(|l| LinkChange::Removed(l.index)))
+                    }
                     _ => {}
                 }
             }

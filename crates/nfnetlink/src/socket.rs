@@ -45,7 +45,13 @@ impl NetlinkSocket {
     /// Opens and binds a socket of the given netlink protocol, with a kernel-chosen port id.
     pub fn open(protocol: i32) -> Result<Self> {
         // SAFETY: plain socket(2) call; the fd is owned right after.
-        let fd = cvt(unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, protocol) })?;
+        let fd = cvt(unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                protocol,
+            )
+        })?;
         // SAFETY: fd was just returned by socket(2) and is owned by nobody else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         // SAFETY: sockaddr_nl is plain data; zero is a valid initial value.
@@ -53,12 +59,28 @@ impl NetlinkSocket {
         addr.nl_family = libc::AF_NETLINK as u16;
         let len = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
         // SAFETY: addr is a valid sockaddr_nl of the given length.
-        cvt(unsafe { libc::bind(fd.as_raw_fd(), &addr as *const _ as *const libc::sockaddr, len) })?;
+        cvt(unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                &addr as *const _ as *const libc::sockaddr,
+                len,
+            )
+        })?;
         let mut got: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
         let mut glen = len;
         // SAFETY: got is a writable sockaddr_nl and glen its size.
-        cvt(unsafe { libc::getsockname(fd.as_raw_fd(), &mut got as *mut _ as *mut libc::sockaddr, &mut glen) })?;
-        Ok(NetlinkSocket { fd, portid: got.nl_pid, seq: 1 })
+        cvt(unsafe {
+            libc::getsockname(
+                fd.as_raw_fd(),
+                &mut got as *mut _ as *mut libc::sockaddr,
+                &mut glen,
+            )
+        })?;
+        Ok(NetlinkSocket {
+            fd,
+            portid: got.nl_pid,
+            seq: 1,
+        })
     }
 
     pub fn portid(&self) -> u32 {
@@ -83,20 +105,32 @@ impl NetlinkSocket {
     /// Returns the size the kernel reports afterwards (it doubles the request for bookkeeping).
     pub fn set_recv_buffer(&self, bytes: usize) -> io::Result<usize> {
         let v = bytes.min(i32::MAX as usize) as libc::c_int;
-        if self.setsockopt(libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, v).is_err() {
+        if self
+            .setsockopt(libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, v)
+            .is_err()
+        {
             self.setsockopt(libc::SOL_SOCKET, libc::SO_RCVBUF, v)?;
         }
         let mut out: libc::c_int = 0;
         let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
         // SAFETY: out is a writable int and len its size.
         cvt(unsafe {
-            libc::getsockopt(self.fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, &mut out as *mut _ as *mut libc::c_void, &mut len)
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                &mut out as *mut _ as *mut libc::c_void,
+                &mut len,
+            )
         })?;
         Ok(out as usize)
     }
 
     pub fn set_recv_timeout(&self, t: Duration) -> io::Result<()> {
-        let tv = libc::timeval { tv_sec: t.as_secs() as libc::time_t, tv_usec: t.subsec_micros() as libc::suseconds_t };
+        let tv = libc::timeval {
+            tv_sec: t.as_secs() as libc::time_t,
+            tv_usec: t.subsec_micros() as libc::suseconds_t,
+        };
         self.setsockopt(libc::SOL_SOCKET, libc::SO_RCVTIMEO, tv)
     }
 
@@ -141,10 +175,20 @@ impl NetlinkSocket {
         let flags = libc::MSG_TRUNC | if nonblocking { libc::MSG_DONTWAIT } else { 0 };
         loop {
             // SAFETY: buf is writable for its length.
-            let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len(), flags) };
+            let n = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr() as *mut libc::c_void,
+                    buf.len(),
+                    flags,
+                )
+            };
             if n >= 0 {
                 let n = n as usize;
-                return Ok(Recv::Data { len: n.min(buf.len()), truncated: n > buf.len() });
+                return Ok(Recv::Data {
+                    len: n.min(buf.len()),
+                    truncated: n > buf.len(),
+                });
             }
             let e = io::Error::last_os_error();
             match e.raw_os_error() {
@@ -175,7 +219,9 @@ impl NetlinkSocket {
                     }
                 }
                 Recv::Overrun => continue,
-                Recv::Timeout => return Err(Error::Malformed("no acknowledgement from the kernel")),
+                Recv::Timeout => {
+                    return Err(Error::Malformed("no acknowledgement from the kernel"))
+                }
             }
         }
         Err(Error::Malformed("no acknowledgement from the kernel"))

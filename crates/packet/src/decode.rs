@@ -21,7 +21,9 @@ pub enum Transport {
     /// A non-first fragment: no transport header in this packet.
     Fragment,
     /// The transport header was cut short; `available` bytes of it were present.
-    Incomplete { available: u32 },
+    Incomplete {
+        available: u32,
+    },
     Tcp(Tcp),
     /// UDP or UDP-Lite (see the IP protocol number).
     Udp(Udp),
@@ -49,20 +51,34 @@ impl Transport {
 
 /// Decodes the transport header at `b`. `ipv6` selects the kernel's IPv6 rules (ICMPv6, no AH
 /// header decode: the IPv6 walk already did it).
-pub(crate) fn transport(protocol: u8, b: &[u8], later_fragment: bool, nested: bool, ipv6: bool) -> Transport {
+pub(crate) fn transport(
+    protocol: u8,
+    b: &[u8],
+    later_fragment: bool,
+    nested: bool,
+    ipv6: bool,
+) -> Transport {
     if later_fragment {
         return Transport::Fragment;
     }
-    let incomplete = || Transport::Incomplete { available: b.len() as u32 };
+    let incomplete = || Transport::Incomplete {
+        available: b.len() as u32,
+    };
     match protocol {
         proto::TCP => tcp::parse(b).map_or_else(incomplete, Transport::Tcp),
         proto::UDP | proto::UDPLITE => udp::parse(b).map_or_else(incomplete, Transport::Udp),
         proto::ICMP if !ipv6 => icmp::parse(b, nested).map_or_else(incomplete, Transport::Icmp),
-        proto::ICMPV6 if ipv6 => icmpv6::parse(b, nested).map_or_else(incomplete, Transport::Icmpv6),
+        proto::ICMPV6 if ipv6 => {
+            icmpv6::parse(b, nested).map_or_else(incomplete, Transport::Icmpv6)
+        }
         proto::SCTP => sctp::parse(b).map_or_else(incomplete, Transport::Sctp),
         proto::GRE => gre::parse(b).map_or_else(incomplete, Transport::Gre),
-        proto::ESP if b.len() >= ipsec::ESP_HEADER_LEN => ipsec::parse_esp(b).map_or_else(incomplete, Transport::Esp),
-        proto::AH if b.len() >= ipsec::AH_HEADER_LEN => ipsec::parse_ah(b).map_or_else(incomplete, Transport::Ah),
+        proto::ESP if b.len() >= ipsec::ESP_HEADER_LEN => {
+            ipsec::parse_esp(b).map_or_else(incomplete, Transport::Esp)
+        }
+        proto::AH if b.len() >= ipsec::AH_HEADER_LEN => {
+            ipsec::parse_ah(b).map_or_else(incomplete, Transport::Ah)
+        }
         proto::ESP | proto::AH => incomplete(),
         _ => Transport::Other,
     }
@@ -78,9 +94,13 @@ pub enum Network {
     Ipv6(Ipv6),
     Arp(Arp),
     /// The payload is too short for the network header its protocol announces.
-    Truncated { ethertype: u16 },
+    Truncated {
+        ethertype: u16,
+    },
     /// A protocol this crate does not decode.
-    Other { ethertype: u16 },
+    Other {
+        ethertype: u16,
+    },
 }
 
 /// Everything decoded from one packet.
@@ -141,7 +161,10 @@ pub fn decode(payload: &[u8]) -> Headers {
     match payload.first().map(|b| b >> 4) {
         Some(4) => decode_ethertype(ethertype::IPV4, payload),
         Some(6) => decode_ethertype(ethertype::IPV6, payload),
-        Some(_) => Headers { network: Network::Other { ethertype: 0 }, truncated: false },
+        Some(_) => Headers {
+            network: Network::Other { ethertype: 0 },
+            truncated: false,
+        },
         None => Headers::default(),
     }
 }

@@ -48,11 +48,20 @@ pub fn parse(b: &[u8]) -> Option<Ethernet> {
         let (Some(tci), Some(next)) = (u16_at(b, off), u16_at(b, off + 2)) else {
             break;
         };
-        *slot = Some(Vlan { tpid: ethertype, tci });
+        *slot = Some(Vlan {
+            tpid: ethertype,
+            tci,
+        });
         ethertype = next;
         off += 4;
     }
-    Some(Ethernet { dst, src, vlans, ethertype, header_len: off })
+    Some(Ethernet {
+        dst,
+        src,
+        vlans,
+        ethertype,
+        header_len: off,
+    })
 }
 
 #[cfg(test)]
@@ -70,7 +79,13 @@ mod tests {
         let mut t = f[..12].to_vec();
         t.extend([0x81, 0x00, 0xa0, 0x07, 0x86, 0xdd]);
         let e = parse(&t).unwrap();
-        assert_eq!(e.vlans[0], Some(Vlan { tpid: 0x8100, tci: 40967 }));
+        assert_eq!(
+            e.vlans[0],
+            Some(Vlan {
+                tpid: 0x8100,
+                tci: 40967
+            })
+        );
         assert_eq!(e.vlans[0].unwrap().id(), 7);
         assert_eq!(e.vlans[0].unwrap().priority(), 5);
         assert_eq!(e.ethertype, 0x86dd);

@@ -24,6 +24,14 @@ pub fn parse(b: &[u8]) -> Option<Gre> {
     let protocol = u16_at(b, 2)?;
     let checksum_present = flags_version & 0x8000 != 0;
     let key_present = flags_version & 0x2000 != 0;
-    let key = if key_present { u32_at(b, if checksum_present { 8 } else { 4 }) } else { None };
-    Some(Gre { flags_version, protocol, key })
+    let key = if key_present {
+        u32_at(b, if checksum_present { 8 } else { 4 })
+    } else {
+        None
+    };
+    Some(Gre {
+        flags_version,
+        protocol,
+        key,
+    })
 }

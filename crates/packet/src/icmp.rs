@@ -33,7 +33,10 @@ impl Icmp {
         matches!(self.icmp_type, ECHO | ECHO_REPLY)
     }
     pub fn is_error(&self) -> bool {
-        matches!(self.icmp_type, DEST_UNREACH | SOURCE_QUENCH | REDIRECT | TIME_EXCEEDED | PARAMETER_PROBLEM)
+        matches!(
+            self.icmp_type,
+            DEST_UNREACH | SOURCE_QUENCH | REDIRECT | TIME_EXCEEDED | PARAMETER_PROBLEM
+        )
     }
     pub fn echo_id(&self) -> u16 {
         u16::from_be_bytes([self.rest[0], self.rest[1]])
@@ -75,7 +78,10 @@ pub fn parse(b: &[u8], nested: bool) -> Option<Icmp> {
         quoted: None,
     };
     if !nested && m.is_error() {
-        m.quoted = b.get(HEADER_LEN..).and_then(|q| ipv4::parse(q, true)).map(Box::new);
+        m.quoted = b
+            .get(HEADER_LEN..)
+            .and_then(|q| ipv4::parse(q, true))
+            .map(Box::new);
     }
     Some(m)
 }

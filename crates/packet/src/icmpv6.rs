@@ -27,7 +27,10 @@ impl Icmpv6 {
         matches!(self.icmp_type, ECHO_REQUEST | ECHO_REPLY)
     }
     pub fn is_error(&self) -> bool {
-        matches!(self.icmp_type, DEST_UNREACH | PACKET_TOO_BIG | TIME_EXCEEDED | PARAMETER_PROBLEM)
+        matches!(
+            self.icmp_type,
+            DEST_UNREACH | PACKET_TOO_BIG | TIME_EXCEEDED | PARAMETER_PROBLEM
+        )
     }
     pub fn echo_id(&self) -> u16 {
         u16::from_be_bytes([self.rest[0], self.rest[1]])
@@ -51,7 +54,10 @@ pub fn parse(b: &[u8], nested: bool) -> Option<Icmpv6> {
         quoted: None,
     };
     if !nested && m.is_error() {
-        m.quoted = b.get(HEADER_LEN..).and_then(|q| ipv6::parse(q, true)).map(Box::new);
+        m.quoted = b
+            .get(HEADER_LEN..)
+            .and_then(|q| ipv6::parse(q, true))
+            .map(Box::new);
     }
     Some(m)
 }

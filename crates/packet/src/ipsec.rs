@@ -21,7 +21,10 @@ pub struct Ah {
 }
 
 pub fn parse_esp(b: &[u8]) -> Option<Esp> {
-    Some(Esp { spi: u32_at(b, 0)?, seq: u32_at(b, 4)? })
+    Some(Esp {
+        spi: u32_at(b, 0)?,
+        seq: u32_at(b, 4)?,
+    })
 }
 
 pub fn parse_ah(b: &[u8]) -> Option<Ah> {

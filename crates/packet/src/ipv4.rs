@@ -93,12 +93,20 @@ pub fn parse(b: &[u8], nested: bool) -> Option<Ipv4> {
         return Some(ip);
     }
     let present = b.len().min(hlen);
-    ip.options.try_extend_from_slice(&b[HEADER_LEN..present]).ok()?;
+    ip.options
+        .try_extend_from_slice(&b[HEADER_LEN..present])
+        .ok()?;
     ip.options_truncated = present < hlen;
     ip.transport = if ip.options_truncated {
         Transport::Incomplete { available: 0 }
     } else {
-        transport(ip.protocol, &b[hlen..], ip.is_later_fragment(), nested, false)
+        transport(
+            ip.protocol,
+            &b[hlen..],
+            ip.is_later_fragment(),
+            nested,
+            false,
+        )
     };
     Some(ip)
 }

@@ -16,16 +16,26 @@ pub enum ExtHeader {
     Routing,
     DestOpts,
     /// `offset` in bytes (the kernel's `FRAG:n` for IPv6).
-    Fragment { offset: u16, more: bool, id: u32 },
+    Fragment {
+        offset: u16,
+        more: bool,
+        id: u32,
+    },
     /// A fragment header whose 8 bytes were not captured; the walk ends.
     FragmentTruncated,
     /// An option header after a non-first fragment: not readable, the walk ends.
     OptionsAfterFragment(u8),
     /// `spi` is `None` when the 12-byte AH header was cut short; `available` counts the bytes
     /// from its start.
-    Ah { spi: Option<u32>, available: u32 },
+    Ah {
+        spi: Option<u32>,
+        available: u32,
+    },
     /// ESP ends the walk: what follows is encrypted.
-    Esp { spi: Option<u32>, available: u32 },
+    Esp {
+        spi: Option<u32>,
+        available: u32,
+    },
     /// The two bytes every extension header starts with were not captured; the walk ends.
     Truncated,
 }
@@ -35,7 +45,10 @@ impl ExtHeader {
     pub fn ends_walk(&self) -> bool {
         matches!(
             self,
-            ExtHeader::FragmentTruncated | ExtHeader::OptionsAfterFragment(_) | ExtHeader::Esp { .. } | ExtHeader::Truncated
+            ExtHeader::FragmentTruncated
+                | ExtHeader::OptionsAfterFragment(_)
+                | ExtHeader::Esp { .. }
+                | ExtHeader::Truncated
         )
     }
 }
@@ -73,7 +86,10 @@ impl Ipv6 {
 }
 
 fn is_ext(h: u8) -> bool {
-    matches!(h, proto::HOPOPTS | proto::ROUTING | proto::FRAGMENT | proto::ESP | proto::AH | proto::DSTOPTS)
+    matches!(
+        h,
+        proto::HOPOPTS | proto::ROUTING | proto::FRAGMENT | proto::ESP | proto::AH | proto::DSTOPTS
+    )
 }
 
 /// Parses an IPv6 packet, its extension headers and its transport header. `nested` as for IPv4.
@@ -117,7 +133,11 @@ pub fn parse(b: &[u8], nested: bool) -> Option<Ipv6> {
                 };
                 let offset = off & 0xfff8;
                 fragment |= offset != 0;
-                ip.ext.push(ExtHeader::Fragment { offset, more: off & 1 != 0, id });
+                ip.ext.push(ExtHeader::Fragment {
+                    offset,
+                    more: off & 1 != 0,
+                    id,
+                });
                 8
             }
             proto::DSTOPTS | proto::ROUTING | proto::HOPOPTS => {
@@ -133,17 +153,28 @@ pub fn parse(b: &[u8], nested: bool) -> Option<Ipv6> {
                 (len_byte as usize + 1) * 8
             }
             proto::AH => {
-                let spi = if b.len() >= ptr + crate::ipsec::AH_HEADER_LEN { u32_at(b, ptr + 4) } else { None };
+                let spi = if b.len() >= ptr + crate::ipsec::AH_HEADER_LEN {
+                    u32_at(b, ptr + 4)
+                } else {
+                    None
+                };
                 ip.ext.push(ExtHeader::Ah { spi, available });
                 (len_byte as usize + 2) * 4
             }
             _ => {
                 // ESP: the rest is ciphertext.
-                let spi = if b.len() >= ptr + crate::ipsec::ESP_HEADER_LEN { u32_at(b, ptr) } else { None };
+                let spi = if b.len() >= ptr + crate::ipsec::ESP_HEADER_LEN {
+                    u32_at(b, ptr)
+                } else {
+                    None
+                };
                 ip.ext.push(ExtHeader::Esp { spi, available });
                 ip.protocol = proto::ESP;
                 ip.transport = match spi {
-                    Some(spi) => Transport::Esp(crate::ipsec::Esp { spi, seq: u32_at(b, ptr + 4).unwrap_or(0) }),
+                    Some(spi) => Transport::Esp(crate::ipsec::Esp {
+                        spi,
+                        seq: u32_at(b, ptr + 4).unwrap_or(0),
+                    }),
                     None => Transport::Incomplete { available },
                 };
                 return Some(ip);

@@ -16,8 +16,8 @@
 //! extension-header walk), SCTP/GRE/ESP/AH are not covered there, and fixed-offset reads are an
 //! order of magnitude cheaper (shared/research/rust-deps.md §2).
 
-mod bytes;
 pub mod arp;
+mod bytes;
 pub mod decode;
 pub mod ethernet;
 pub mod gre;

@@ -125,7 +125,9 @@ pub fn parse(b: &[u8]) -> Option<Tcp> {
     let want = t.options_len();
     let have = b.len() - HEADER_LEN;
     let n = want.min(have);
-    t.options.try_extend_from_slice(&b[HEADER_LEN..HEADER_LEN + n]).ok()?;
+    t.options
+        .try_extend_from_slice(&b[HEADER_LEN..HEADER_LEN + n])
+        .ok()?;
     t.options_truncated = n < want;
     Some(t)
 }
@@ -136,8 +138,14 @@ mod tests {
 
     #[test]
     fn syn_with_options() {
-        let opt = [0x02, 0x04, 0x05, 0xb4, 0x04, 0x02, 0x08, 0x0a, 0x16, 0x20, 0xe5, 0x51, 0, 0, 0, 0, 0x01, 0x03, 0x03, 0x0a];
-        let mut b = vec![0xbc, 0xb8, 0x00, 0x52, 0x45, 0xc0, 0x3e, 0x0f, 0, 0, 0, 0, 0xa0, 0x02, 0xfa, 0xf0, 0x12, 0x34, 0, 0];
+        let opt = [
+            0x02, 0x04, 0x05, 0xb4, 0x04, 0x02, 0x08, 0x0a, 0x16, 0x20, 0xe5, 0x51, 0, 0, 0, 0,
+            0x01, 0x03, 0x03, 0x0a,
+        ];
+        let mut b = vec![
+            0xbc, 0xb8, 0x00, 0x52, 0x45, 0xc0, 0x3e, 0x0f, 0, 0, 0, 0, 0xa0, 0x02, 0xfa, 0xf0,
+            0x12, 0x34, 0, 0,
+        ];
         b.extend(opt);
         let t = parse(&b).unwrap();
         assert_eq!((t.sport, t.dport, t.seq), (48312, 82, 1170226703));
@@ -150,7 +158,10 @@ mod tests {
             vec![
                 TcpOption::Mss(1460),
                 TcpOption::SackPermitted,
-                TcpOption::Timestamp { value: 0x1620e551, echo: 0 },
+                TcpOption::Timestamp {
+                    value: 0x1620e551,
+                    echo: 0
+                },
                 TcpOption::WindowScale(10)
             ]
         );

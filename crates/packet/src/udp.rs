@@ -14,5 +14,10 @@ pub struct Udp {
 }
 
 pub fn parse(b: &[u8]) -> Option<Udp> {
-    Some(Udp { sport: u16_at(b, 0)?, dport: u16_at(b, 2)?, length: u16_at(b, 4)?, checksum: u16_at(b, 6)? })
+    Some(Udp {
+        sport: u16_at(b, 0)?,
+        dport: u16_at(b, 2)?,
+        length: u16_at(b, 4)?,
+        checksum: u16_at(b, 6)?,
+    })
 }

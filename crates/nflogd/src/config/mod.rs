@@ -59,13 +59,16 @@ impl SinkConfig {
 impl Config {
     /// Parses and validates a configuration text; `origin` names it in messages.
     pub fn parse(text: &str, origin: &str) -> Result<Config> {
-        let cfg: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: {}", locate_unknown_key(text, &e)))?;
-        cfg.validate().with_context(|| format!("{origin}: invalid configuration"))?;
+        let cfg: Config = toml::from_str(text)
+            .map_err(|e| anyhow::anyhow!("{origin}: {}", locate_unknown_key(text, &e)))?;
+        cfg.validate()
+            .with_context(|| format!("{origin}: invalid configuration"))?;
         Ok(cfg)
     }
 
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         Config::parse(&text, &path.display().to_string())
     }
 
@@ -97,7 +100,10 @@ impl Config {
             for i in s.inputs() {
                 if !self.sources.contains_key(i) {
                     let known: Vec<_> = self.sources.keys().map(String::as_str).collect();
-                    bail!("[sinks.{name}] inputs: no source named `{i}` (sources: {})", known.join(", "));
+                    bail!(
+                        "[sinks.{name}] inputs: no source named `{i}` (sources: {})",
+                        known.join(", ")
+                    );
                 }
             }
             match s {
@@ -112,7 +118,11 @@ impl Config {
 /// line too, so the message points at what to fix.
 fn locate_unknown_key(text: &str, e: &toml::de::Error) -> String {
     let msg = e.to_string();
-    let Some(key) = e.message().strip_prefix("unknown field `").and_then(|r| r.split('`').next()) else {
+    let Some(key) = e
+        .message()
+        .strip_prefix("unknown field `")
+        .and_then(|r| r.split('`').next())
+    else {
         return msg;
     };
     let start = e.span().map(|s| s.start).unwrap_or(0);
@@ -120,7 +130,11 @@ fn locate_unknown_key(text: &str, e: &toml::de::Error) -> String {
     for (i, line) in text.lines().enumerate().skip(before.saturating_sub(1)) {
         let t = line.trim_start();
         if t.starts_with(key) && t[key.len()..].trim_start().starts_with('=') {
-            return format!("{msg}  --> the key `{key}` is on line {}: {}", i + 1, line.trim());
+            return format!(
+                "{msg}  --> the key `{key}` is on line {}: {}",
+                i + 1,
+                line.trim()
+            );
         }
     }
     msg
@@ -137,7 +151,11 @@ mod tests {
 
     #[test]
     fn errors_point_at_the_key() {
-        let e = Config::parse("[sources.fw]\ntype = \"nflog\"\ngroups = [1]\nsnaplne = 5\n", "t").unwrap_err();
+        let e = Config::parse(
+            "[sources.fw]\ntype = \"nflog\"\ngroups = [1]\nsnaplne = 5\n",
+            "t",
+        )
+        .unwrap_err();
         let msg = format!("{e:#}");
         assert!(msg.contains("snaplne") && msg.contains("line 4"), "{msg}");
         let e = Config::parse(
@@ -153,6 +171,9 @@ mod tests {
             "t",
         )
         .unwrap_err();
-        assert!(format!("{e:#}").contains("group 3 is already read"), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("group 3 is already read"),
+            "{e:#}"
+        );
     }
 }

@@ -21,13 +21,18 @@ fn split_unit(s: &str) -> Option<(u64, &str)> {
 impl std::str::FromStr for Duration {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (n, unit) = split_unit(s).ok_or_else(|| format!("`{s}` is not a duration like \"10ms\" or \"2s\""))?;
+        let (n, unit) = split_unit(s)
+            .ok_or_else(|| format!("`{s}` is not a duration like \"10ms\" or \"2s\""))?;
         let d = match unit {
             "ms" => std::time::Duration::from_millis(n),
             "s" | "" => std::time::Duration::from_secs(n),
             "m" | "min" => std::time::Duration::from_secs(n * 60),
             "h" => std::time::Duration::from_secs(n * 3600),
-            _ => return Err(format!("`{s}`: unknown duration unit `{unit}` (ms, s, m, h)")),
+            _ => {
+                return Err(format!(
+                    "`{s}`: unknown duration unit `{unit}` (ms, s, m, h)"
+                ))
+            }
         };
         Ok(Duration(d))
     }
@@ -46,7 +51,8 @@ pub struct ByteSize(pub u64);
 impl std::str::FromStr for ByteSize {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (n, unit) = split_unit(s).ok_or_else(|| format!("`{s}` is not a size like \"8MiB\""))?;
+        let (n, unit) =
+            split_unit(s).ok_or_else(|| format!("`{s}` is not a size like \"8MiB\""))?;
         let mult = match unit.to_ascii_lowercase().as_str() {
             "" | "b" => 1,
             "k" | "kb" | "kib" => 1 << 10,
@@ -79,7 +85,10 @@ mod tests {
 
     #[test]
     fn units() {
-        assert_eq!("10ms".parse::<Duration>().unwrap().0, std::time::Duration::from_millis(10));
+        assert_eq!(
+            "10ms".parse::<Duration>().unwrap().0,
+            std::time::Duration::from_millis(10)
+        );
         assert_eq!("8MiB".parse::<ByteSize>().unwrap().0, 8 << 20);
         assert!("8 parsecs".parse::<ByteSize>().is_err());
         assert!("fast".parse::<Duration>().is_err());

@@ -29,20 +29,36 @@ struct Endpoints {
 
 fn endpoints(p: &PacketEvent) -> Endpoints {
     match &p.headers.network {
-        Network::Ipv4(ip) => Endpoints { src: Some(ip.src.into()), dst: Some(ip.dst.into()), ports: ip.transport.ports() },
-        Network::Ipv6(ip) => Endpoints { src: Some(ip.src.into()), dst: Some(ip.dst.into()), ports: ip.transport.ports() },
+        Network::Ipv4(ip) => Endpoints {
+            src: Some(ip.src.into()),
+            dst: Some(ip.dst.into()),
+            ports: ip.transport.ports(),
+        },
+        Network::Ipv6(ip) => Endpoints {
+            src: Some(ip.src.into()),
+            dst: Some(ip.dst.into()),
+            ports: ip.transport.ports(),
+        },
         Network::Arp(a) => Endpoints {
             src: a.addrs.map(|x| x.sender_ip.into()),
             dst: a.addrs.map(|x| x.target_ip.into()),
             ports: None,
         },
-        _ => Endpoints { src: None, dst: None, ports: None },
+        _ => Endpoints {
+            src: None,
+            dst: None,
+            ports: None,
+        },
     }
 }
 
 pub fn packet(p: &PacketEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
     let ep = endpoints(p);
-    let eth = p.link.as_ref().filter(|l| l.hwtype == Some(ARPHRD_ETHER)).and_then(|l| packet::ethernet::parse(&l.header));
+    let eth = p
+        .link
+        .as_ref()
+        .filter(|l| l.hwtype == Some(ARPHRD_ETHER))
+        .and_then(|l| packet::ethernet::parse(&l.header));
     let hook = p.hook.map(|h| event::hook_name(p.family, h));
     let mut o = Obj::open(out, false);
     o.raw("@timestamp", |out| {
@@ -72,10 +88,14 @@ pub fn packet(p: &PacketEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
                 None => "unknown",
             },
         );
-        e.str("module", "netfilter").str("dataset", "netfilter.packet");
+        e.str("module", "netfilter")
+            .str("dataset", "netfilter.packet");
     });
     o.obj("observer", |ob| {
-        ob.str("hostname", &opts.hostname).str("type", "firewall").str("vendor", "Netfilter").str("product", "nflogd");
+        ob.str("hostname", &opts.hostname)
+            .str("type", "firewall")
+            .str("vendor", "Netfilter")
+            .str("product", "nflogd");
         for (key, dev) in [("ingress", &p.indev), ("egress", &p.outdev)] {
             if let Some(d) = dev.as_ref().filter(|d| !d.name.is_empty()) {
                 ob.obj(key, |x| {
@@ -132,7 +152,12 @@ pub fn packet(p: &PacketEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
     });
     for (key, ip, port, mac) in [
         ("source", ep.src, ep.ports.map(|p| p.0), eth.map(|e| e.src)),
-        ("destination", ep.dst, ep.ports.map(|p| p.1), eth.map(|e| e.dst)),
+        (
+            "destination",
+            ep.dst,
+            ep.ports.map(|p| p.1),
+            eth.map(|e| e.dst),
+        ),
     ] {
         if ip.is_none() && mac.is_none() {
             continue;
@@ -152,7 +177,14 @@ pub fn packet(p: &PacketEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
     if let (Some(s), Some(d)) = (ep.src, ep.dst) {
         let (s, d) = (s.to_string(), d.to_string());
         o.obj("related", |r| {
-            r.strs("ip", if s == d { vec![s.as_str()] } else { vec![s.as_str(), d.as_str()] });
+            r.strs(
+                "ip",
+                if s == d {
+                    vec![s.as_str()]
+                } else {
+                    vec![s.as_str(), d.as_str()]
+                },
+            );
         });
     }
     if let Some(u) = p.uid {
@@ -245,7 +277,9 @@ fn iptables(p: &PacketEvent, t: &mut Obj) {
     }
     let tr = match &p.headers.network {
         Network::Ipv4(ip) => {
-            t.num("length", ip.total_len).num("tos", ip.tos & 0x1e).num("precedence_bits", ip.tos & 0xe0);
+            t.num("length", ip.total_len)
+                .num("tos", ip.tos & 0x1e)
+                .num("precedence_bits", ip.tos & 0xe0);
             t.num("ttl", ip.ttl).num("id", ip.id);
             let mut flags = Vec::new();
             if ip.reserved_flag() {
@@ -267,8 +301,15 @@ fn iptables(p: &PacketEvent, t: &mut Obj) {
             &ip.transport
         }
         Network::Ipv6(ip) => {
-            t.num("length", ip.payload_len as u32 + 40).num("tos", ip.traffic_class).num("ttl", ip.hop_limit);
+            t.num("length", ip.payload_len as u32 + 40)
+                .num("tos", ip.traffic_class)
+                .num("ttl", ip.hop_limit);
             t.num("flow_label", ip.flow_label);
+            for e in &ip.ext {
+                if let packet::ipv6::ExtHeader::Ah { spi: Some(spi), .. } = e {
+                    t.num("ah_spi", *spi);
+                }
+            }
             if let Some((off, more, id)) = ip.fragment() {
                 t.num("fragment_offset", off).num("fragment_id", id);
                 if more {
@@ -283,9 +324,25 @@ fn iptables(p: &PacketEvent, t: &mut Obj) {
         Transport::Tcp(c) => {
             t.obj("tcp", |x| {
                 use packet::tcp::flag::*;
-                let names = [(AE, "AE"), (CWR, "CWR"), (ECE, "ECE"), (URG, "URG"), (ACK, "ACK"), (PSH, "PSH"), (RST, "RST"), (SYN, "SYN"), (FIN, "FIN")];
-                x.strs("flags", names.iter().filter(|(b, _)| c.has(*b)).map(|(_, n)| *n));
-                x.num("seq", c.seq).num("ack", c.ack).num("window", c.window).num("reserved_bits", (c.flags & 0x0e00) >> 6);
+                let names = [
+                    (AE, "AE"),
+                    (CWR, "CWR"),
+                    (ECE, "ECE"),
+                    (URG, "URG"),
+                    (ACK, "ACK"),
+                    (PSH, "PSH"),
+                    (RST, "RST"),
+                    (SYN, "SYN"),
+                    (FIN, "FIN"),
+                ];
+                x.strs(
+                    "flags",
+                    names.iter().filter(|(b, _)| c.has(*b)).map(|(_, n)| *n),
+                );
+                x.num("seq", c.seq)
+                    .num("ack", c.ack)
+                    .num("window", c.window)
+                    .num("reserved_bits", (c.flags & 0x0e00) >> 6);
                 if c.has(URG) {
                     x.num("urgent_pointer", c.urgent);
                 }

@@ -40,16 +40,22 @@ pub struct Obj<'a> {
 impl<'a> Obj<'a> {
     pub fn open(out: &'a mut Vec<u8>, spaced: bool) -> Self {
         out.push(b'{');
-        Obj { out, first: true, spaced }
+        Obj {
+            out,
+            first: true,
+            spaced,
+        }
     }
 
     fn key(&mut self, k: &str) {
         if !self.first {
-            self.out.extend_from_slice(if self.spaced { b", " } else { b"," });
+            self.out
+                .extend_from_slice(if self.spaced { b", " } else { b"," });
         }
         self.first = false;
         string(self.out, k);
-        self.out.extend_from_slice(if self.spaced { b": " } else { b":" });
+        self.out
+            .extend_from_slice(if self.spaced { b": " } else { b":" });
     }
 
     pub fn str(&mut self, k: &str, v: &str) -> &mut Self {
@@ -67,7 +73,8 @@ impl<'a> Obj<'a> {
 
     pub fn bool(&mut self, k: &str, v: bool) -> &mut Self {
         self.key(k);
-        self.out.extend_from_slice(if v { b"true" } else { b"false" });
+        self.out
+            .extend_from_slice(if v { b"true" } else { b"false" });
         self
     }
 
@@ -119,7 +126,10 @@ mod tests {
         o.strs("l", ["p", "q"]);
         o.close();
         let s = String::from_utf8(v).unwrap();
-        assert_eq!(s, r#"{"a":"x\"y\\z\n\u0001é","n":-3,"o":{"t":true},"l":["p","q"]}"#);
+        assert_eq!(
+            s,
+            r#"{"a":"x\"y\\z\n\u0001é","n":-3,"o":{"t":true},"l":["p","q"]}"#
+        );
         let _: serde_json::Value = serde_json::from_str(&s).unwrap();
     }
 }

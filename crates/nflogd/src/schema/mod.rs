@@ -41,7 +41,10 @@ pub struct Renderer {
 
 impl Renderer {
     pub fn new(opts: SchemaOptions) -> Self {
-        Renderer { opts, tz: LocalOffset::default() }
+        Renderer {
+            opts,
+            tz: LocalOffset::default(),
+        }
     }
 
     /// Appends one record (no newline).

@@ -30,7 +30,8 @@ pub fn packet(p: &PacketEvent, opts: &SchemaOptions, tz: &mut LocalOffset, out: 
     // NFLOG input keys.
     o.num("raw.pktlen", p.payload_len).num("raw.pktcount", 1u32);
     o.str("oob.prefix", &p.prefix);
-    o.num("oob.time.sec", p.time.secs).num("oob.time.usec", p.time.micros);
+    o.num("oob.time.sec", p.time.secs)
+        .num("oob.time.usec", p.time.micros);
     o.num("oob.mark", p.mark);
     if let Some(i) = p.indev.as_ref().and_then(|d| d.index).filter(|&i| i > 0) {
         o.num("oob.ifindex_in", i);
@@ -51,7 +52,8 @@ pub fn packet(p: &PacketEvent, opts: &SchemaOptions, tz: &mut LocalOffset, out: 
     if let Some(s) = p.seq_global {
         o.num("oob.seq.global", s);
     }
-    o.num("oob.family", p.family).num("oob.protocol", p.hw_protocol);
+    o.num("oob.family", p.family)
+        .num("oob.protocol", p.hw_protocol);
     if let (Some(u), Some(g)) = (p.uid, p.gid) {
         o.num("oob.uid", u).num("oob.gid", g);
     }
@@ -80,21 +82,28 @@ pub fn packet(p: &PacketEvent, opts: &SchemaOptions, tz: &mut LocalOffset, out: 
     // IP2STR.
     match &p.headers.network {
         Network::Ipv4(ip) => {
-            o.str("src_ip", &ip.src.to_string()).str("dest_ip", &ip.dst.to_string());
+            o.str("src_ip", &ip.src.to_string())
+                .str("dest_ip", &ip.dst.to_string());
         }
         Network::Ipv6(ip) => {
-            o.str("src_ip", &ip.src.to_string()).str("dest_ip", &ip.dst.to_string());
+            o.str("src_ip", &ip.src.to_string())
+                .str("dest_ip", &ip.dst.to_string());
         }
         Network::Arp(a) => {
             if let Some(x) = &a.addrs {
-                o.str("arp.saddr.str", &x.sender_ip.to_string()).str("arp.daddr.str", &x.target_ip.to_string());
+                o.str("arp.saddr.str", &x.sender_ip.to_string())
+                    .str("arp.daddr.str", &x.target_ip.to_string());
             }
         }
         _ => {}
     }
     // HWHDR.
     if let Some(l) = p.link.as_ref() {
-        let eth = if l.hwtype == Some(ARPHRD_ETHER) { packet::ethernet::parse(&l.header) } else { None };
+        let eth = if l.hwtype == Some(ARPHRD_ETHER) {
+            packet::ethernet::parse(&l.header)
+        } else {
+            None
+        };
         match (&eth, &l.hwaddr) {
             (Some(e), _) => {
                 o.raw("mac.saddr.str", |out| json_bytes(&hex_mac(&e.src), out));
@@ -123,25 +132,36 @@ fn transport(t: &Transport, protocol: u8, o: &mut Obj) {
         Transport::Tcp(t) => {
             use packet::tcp::flag::*;
             o.num("src_port", t.sport).num("dest_port", t.dport);
-            o.num("tcp.seq", t.seq).num("tcp.ackseq", t.ack).num("tcp.window", t.window);
-            o.num("tcp.offset", t.data_offset).num("tcp.reserved", ((t.flags >> 8) & 0xf) as u8);
+            o.num("tcp.seq", t.seq)
+                .num("tcp.ackseq", t.ack)
+                .num("tcp.window", t.window);
+            o.num("tcp.offset", t.data_offset)
+                .num("tcp.reserved", ((t.flags >> 8) & 0xf) as u8);
             o.num("tcp.urg", t.has(URG) as u8);
             if t.has(URG) {
                 o.num("tcp.urgp", t.urgent);
             }
-            o.num("tcp.ack", t.has(ACK) as u8).num("tcp.psh", t.has(PSH) as u8).num("tcp.rst", t.has(RST) as u8);
-            o.num("tcp.syn", t.has(SYN) as u8).num("tcp.fin", t.has(FIN) as u8);
+            o.num("tcp.ack", t.has(ACK) as u8)
+                .num("tcp.psh", t.has(PSH) as u8)
+                .num("tcp.rst", t.has(RST) as u8);
+            o.num("tcp.syn", t.has(SYN) as u8)
+                .num("tcp.fin", t.has(FIN) as u8);
             // The raw bit fields, as ulogd2 prints them: res1 = reserved+AE (4 bits), res2 = CWR|ECE.
-            o.num("tcp.res1", ((t.flags >> 8) & 0xf) as u8).num("tcp.res2", ((t.flags >> 6) & 3) as u8);
+            o.num("tcp.res1", ((t.flags >> 8) & 0xf) as u8)
+                .num("tcp.res2", ((t.flags >> 6) & 3) as u8);
             o.num("tcp.csum", t.checksum);
         }
         Transport::Udp(u) => {
-            o.num("src_port", u.sport).num("dest_port", u.dport).num("udp.len", u.length).num("udp.csum", u.checksum);
+            o.num("src_port", u.sport)
+                .num("dest_port", u.dport)
+                .num("udp.len", u.length)
+                .num("udp.csum", u.checksum);
         }
         Transport::Icmp(m) => {
             o.num("icmp.type", m.icmp_type).num("icmp.code", m.code);
             if m.is_echo() {
-                o.num("icmp.echoid", m.echo_id()).num("icmp.echoseq", m.echo_seq());
+                o.num("icmp.echoid", m.echo_id())
+                    .num("icmp.echoseq", m.echo_seq());
             }
             if m.icmp_type == packet::icmp::DEST_UNREACH && m.code == packet::icmp::FRAG_NEEDED {
                 o.num("icmp.fragmtu", m.mtu());
@@ -151,7 +171,8 @@ fn transport(t: &Transport, protocol: u8, o: &mut Obj) {
         Transport::Icmpv6(m) => {
             o.num("icmpv6.type", m.icmp_type).num("icmpv6.code", m.code);
             if m.is_echo() {
-                o.num("icmpv6.echoid", m.echo_id()).num("icmpv6.echoseq", m.echo_seq());
+                o.num("icmpv6.echoid", m.echo_id())
+                    .num("icmpv6.echoseq", m.echo_seq());
             }
             o.num("icmpv6.csum", m.checksum);
         }
@@ -162,7 +183,9 @@ fn transport(t: &Transport, protocol: u8, o: &mut Obj) {
             o.num("ahesp.spi", a.spi);
         }
         Transport::Sctp(s) if protocol == proto::SCTP => {
-            o.num("src_port", s.sport).num("dest_port", s.dport).num("sctp.csum", s.checksum);
+            o.num("src_port", s.sport)
+                .num("dest_port", s.dport)
+                .num("sctp.csum", s.checksum);
         }
         _ => {}
     }
@@ -171,8 +194,12 @@ fn transport(t: &Transport, protocol: u8, o: &mut Obj) {
 fn base(p: &PacketEvent, o: &mut Obj) {
     match &p.headers.network {
         Network::Ipv4(ip) => {
-            o.num("ip.protocol", ip.protocol).num("ip.tos", ip.tos).num("ip.ttl", ip.ttl);
-            o.num("ip.totlen", ip.total_len).num("ip.ihl", ip.ihl).num("ip.csum", ip.checksum);
+            o.num("ip.protocol", ip.protocol)
+                .num("ip.tos", ip.tos)
+                .num("ip.ttl", ip.ttl);
+            o.num("ip.totlen", ip.total_len)
+                .num("ip.ihl", ip.ihl)
+                .num("ip.csum", ip.checksum);
             o.num("ip.id", ip.id).num("ip.fragoff", ip.frag_field);
             transport(&ip.transport, ip.protocol, o);
         }
@@ -182,17 +209,20 @@ fn base(p: &PacketEvent, o: &mut Obj) {
             if !later && !ip.walk_ended() {
                 o.num("ip.protocol", ip.protocol);
             }
-            o.num("ip6.payloadlen", ip.payload_len).num("ip6.priority", ip.traffic_class);
-            o.num("ip6.flowlabel", ip.flow_label).num("ip6.hoplimit", ip.hop_limit).num("ip6.nexthdr", ip.protocol);
+            o.num("ip6.payloadlen", ip.payload_len)
+                .num("ip6.priority", ip.traffic_class);
+            o.num("ip6.flowlabel", ip.flow_label)
+                .num("ip6.hoplimit", ip.hop_limit)
+                .num("ip6.nexthdr", ip.protocol);
             if let Some((off, _, id)) = frag {
                 o.num("ip6.fragoff", off).num("ip6.fragid", id);
             }
             transport(&ip.transport, ip.protocol, o);
         }
-        Network::Arp(a) => {
-            if a.addrs.is_some() {
-                o.num("arp.hwtype", a.htype).num("arp.protocoltype", a.ptype).num("arp.operation", a.opcode);
-            }
+        Network::Arp(a) if a.addrs.is_some() => {
+            o.num("arp.hwtype", a.htype)
+                .num("arp.protocoltype", a.ptype)
+                .num("arp.operation", a.opcode);
         }
         _ => {}
     }

@@ -25,7 +25,13 @@ pub enum Preset {
 }
 
 fn all_presets() -> Vec<Preset> {
-    vec![Preset::Iptables, Preset::Ufw, Preset::Firewalld, Preset::Shorewall, Preset::Generic]
+    vec![
+        Preset::Iptables,
+        Preset::Ufw,
+        Preset::Firewalld,
+        Preset::Shorewall,
+        Preset::Generic,
+    ]
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -64,14 +70,20 @@ pub struct ActionConfig {
 
 impl Default for ActionConfig {
     fn default() -> Self {
-        ActionConfig { presets: all_presets(), rules: Vec::new() }
+        ActionConfig {
+            presets: all_presets(),
+            rules: Vec::new(),
+        }
     }
 }
 
 impl ActionConfig {
     pub fn validate(&self) -> Result<()> {
         for (i, r) in self.rules.iter().enumerate() {
-            let n = [&r.prefix, &r.equals, &r.contains].iter().filter(|o| o.is_some()).count();
+            let n = [&r.prefix, &r.equals, &r.contains]
+                .iter()
+                .filter(|o| o.is_some())
+                .count();
             if n != 1 {
                 bail!("rules[{i}]: set exactly one of `prefix`, `equals`, `contains`");
             }
@@ -92,7 +104,10 @@ fn preset(p: Preset, prefix: &str) -> Option<Option<Action>> {
     let t = prefix.trim();
     match p {
         Preset::Iptables => {
-            let rest = t.get(..8).filter(|h| h.eq_ignore_ascii_case("iptables")).map(|_| &t[8..])?;
+            let rest = t
+                .get(..8)
+                .filter(|h| h.eq_ignore_ascii_case("iptables"))
+                .map(|_| &t[8..])?;
             Some(words(rest, |c: char| !c.is_ascii_alphanumeric()).find_map(Action::from_word))
         }
         Preset::Ufw => {
@@ -124,8 +139,13 @@ pub struct ActionResolver {
 
 impl ActionResolver {
     pub fn new(config: Arc<ActionConfig>, numeric_label: Option<u8>) -> Self {
-        let label_action = numeric_label.map(|l| if l == 0 { Action::Drop } else { Action::Accept });
-        ActionResolver { config, label_action, cache: HashMap::new() }
+        let label_action =
+            numeric_label.map(|l| if l == 0 { Action::Drop } else { Action::Accept });
+        ActionResolver {
+            config,
+            label_action,
+            cache: HashMap::new(),
+        }
     }
 
     pub fn resolve(&mut self, prefix: &Arc<str>) -> Option<Action> {
@@ -206,15 +226,31 @@ mod tests {
         let cfg = ActionConfig {
             presets: all_presets(),
             rules: vec![
-                ActionRule { prefix: Some("SSH".into()), equals: None, contains: None, action: RuleAction::Reject },
-                ActionRule { prefix: None, equals: None, contains: Some("AUDIT".into()), action: RuleAction::None },
+                ActionRule {
+                    prefix: Some("SSH".into()),
+                    equals: None,
+                    contains: None,
+                    action: RuleAction::Reject,
+                },
+                ActionRule {
+                    prefix: None,
+                    equals: None,
+                    contains: Some("AUDIT".into()),
+                    action: RuleAction::None,
+                },
             ],
         };
-        assert_eq!(resolve(cfg.clone(), None, "SSH DROP "), Some(Action::Reject));
+        assert_eq!(
+            resolve(cfg.clone(), None, "SSH DROP "),
+            Some(Action::Reject)
+        );
         assert_eq!(resolve(cfg.clone(), Some(1), "AUDIT DROP"), None);
         assert_eq!(resolve(cfg.clone(), Some(1), "web "), Some(Action::Accept));
         assert_eq!(resolve(cfg, Some(0), "web "), Some(Action::Drop));
-        let none = ActionConfig { presets: vec![], rules: vec![] };
+        let none = ActionConfig {
+            presets: vec![],
+            rules: vec![],
+        };
         assert_eq!(resolve(none, None, "IPTABLES: DROP "), None);
     }
 }

@@ -58,7 +58,7 @@ pkts = [
     e4 / v4(id=24) / ICMP(type=3, code=2) / quoted4 / ESP(spi=0x1234, seq=1),
     # IPv4 IPsec, SCTP, GRE, unknown protocol.
     e4 / v4(id=25) / ESP(spi=0x1234, seq=1) / Raw(b"\x00" * 16),
-    e4 / v4(id=26) / AH(spi=0xDEADBEEF, seq=1, nh=17, icv=b"\x00" * 12) / UDP(sport=1, dport=2),
+    e4 / v4(id=26) / AH(spi=0xDEADBEEF, seq=1, nh=17, payloadlen=4, icv=b"\x00" * 12) / UDP(sport=1, dport=2),
     e4 / v4(id=27) / SCTP(sport=3868, dport=3868, tag=0xAABBCCDD),
     e4 / v4(id=28) / GRE(key_present=1, key=0x42, proto=0x0800) / IP(src="192.0.2.1", dst="192.0.2.2") / UDP(),
     e4 / v4(id=29, proto=253) / Raw(b"\x01\x02"),
@@ -68,7 +68,7 @@ pkts = [
     e6 / v6() / ICMPv6EchoRequest(id=77, seq=3),
     e6 / v6() / IPv6ExtHdrHopByHop() / IPv6ExtHdrDestOpt() / IPv6ExtHdrRouting() / TCP(sport=1, dport=2, flags="S"),
     *[e6 / f for f in fragment6(v6() / IPv6ExtHdrFragment(id=0xABCDEF01) / UDP(sport=4000, dport=4001) / Raw(b"y" * 2000), 1280)],
-    e6 / v6() / AH(spi=0x1001, nh=6, icv=b"\x00" * 12) / TCP(sport=3, dport=4, flags="S"),
+    e6 / v6() / AH(spi=0x1001, nh=6, payloadlen=4, icv=b"\x00" * 12) / TCP(sport=3, dport=4, flags="S"),
     e6 / v6() / ESP(spi=0x2002, seq=1) / Raw(b"\x00" * 16),
     # ICMPv6 errors with the quoted packet, MLD, neighbour solicitation, short and odd ones.
     e6 / v6() / ICMPv6DestUnreach(code=4) / quoted6 / UDP(sport=40003, dport=9),

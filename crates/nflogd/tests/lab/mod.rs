@@ -20,11 +20,21 @@ pub const B6: &str = "fd00:200::2";
 /// Whether the lab can run here; under CI it must.
 pub fn available() -> bool {
     let root = unsafe { libc::geteuid() } == 0;
-    let tools = ["nft", "ip"].iter().all(|t| Command::new("which").arg(t).output().map(|o| o.status.success()).unwrap_or(false));
+    let tools = ["nft", "ip"].iter().all(|t| {
+        Command::new("which")
+            .arg(t)
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    });
     if root && tools {
         return true;
     }
-    let why = if !root { "not running as root" } else { "`nft` or `ip` missing" };
+    let why = if !root {
+        "not running as root"
+    } else {
+        "`nft` or `ip` missing"
+    };
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("kernel-lab test cannot run under CI: {why}");
     }
@@ -34,9 +44,17 @@ pub fn available() -> bool {
 
 /// Runs a command, panicking with its output if it fails.
 pub fn sh(cmd: &str) -> String {
-    let out = Command::new("sh").arg("-c").arg(cmd).output().expect("spawn sh");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .expect("spawn sh");
     if !out.status.success() {
-        panic!("`{cmd}` failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        panic!(
+            "`{cmd}` failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -45,7 +63,11 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A unique short tag for names, prefixes and files of one test.
 pub fn tag() -> String {
-    format!("{}{}", std::process::id() % 100_000, COUNTER.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}{}",
+        std::process::id() % 100_000,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Two namespaces, `a` (sender, 10.200.0.1, fd00:200::1) and `b` (firewall/receiver,
@@ -62,9 +84,15 @@ impl Lab {
         let (a, b) = (format!("nfl{t}a"), format!("nfl{t}b"));
         let dir = std::env::temp_dir().join(format!("nflogd-lab-{t}"));
         std::fs::create_dir_all(&dir).unwrap();
-        let lab = Lab { a: a.clone(), b: b.clone(), dir };
+        let lab = Lab {
+            a: a.clone(),
+            b: b.clone(),
+            dir,
+        };
         sh(&format!("ip netns add {a} && ip netns add {b}"));
-        sh(&format!("ip link add va netns {a} type veth peer vb netns {b}"));
+        sh(&format!(
+            "ip link add va netns {a} type veth peer vb netns {b}"
+        ));
         for (ns, dev, v4, v6) in [(&a, "va", A4, A6), (&b, "vb", B4, B6)] {
             sh(&format!(
                 "ip -n {ns} link set lo up && ip -n {ns} addr add {v4}/24 dev {dev} && ip -n {ns} addr add {v6}/64 dev {dev} nodad && ip -n {ns} link set {dev} up"
@@ -75,7 +103,10 @@ impl Lab {
 
     /// Runs a shell command inside namespace `ns`.
     pub fn exec(&self, ns: &str, cmd: &str) -> String {
-        sh(&format!("ip netns exec {ns} sh -c '{}'", cmd.replace('\'', "'\\''")))
+        sh(&format!(
+            "ip netns exec {ns} sh -c '{}'",
+            cmd.replace('\'', "'\\''")
+        ))
     }
 
     /// Loads an nft ruleset into namespace `ns`.
@@ -95,13 +126,23 @@ impl Lab {
         std::fs::write(&cfg, config).unwrap();
         let log = self.path("nflogd.log");
         let child = Command::new("ip")
-            .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_nflogd"), "run", "--config"])
+            .args([
+                "netns",
+                "exec",
+                ns,
+                env!("CARGO_BIN_EXE_nflogd"),
+                "run",
+                "--config",
+            ])
             .arg(&cfg)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("start nflogd");
-        let d = Daemon { child: Some(child), log };
+        let d = Daemon {
+            child: Some(child),
+            log,
+        };
         d.wait_log("nflogd running", Duration::from_secs(10));
         d
     }
@@ -109,12 +150,18 @@ impl Lab {
     /// Sends the crafted packet set (tests/lab/craft.py, scapy) from `a` to `b`.
     pub fn craft(&self) {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/craft.py");
-        self.exec(&self.a, &format!("/usr/bin/python3 {} va {B4} {B6}", script.display()));
+        self.exec(
+            &self.a,
+            &format!("/usr/bin/python3 {} va {B4} {B6}", script.display()),
+        );
     }
 
     /// Ordinary traffic from `a` to `b`: ping, ping6, TCP and UDP through real sockets.
     pub fn traffic(&self) {
-        self.exec(&self.a, &format!("ping -c1 -W1 {B4} >/dev/null; ping -6 -c1 -W1 {B6} >/dev/null; true"));
+        self.exec(
+            &self.a,
+            &format!("ping -c1 -W1 {B4} >/dev/null; ping -6 -c1 -W1 {B6} >/dev/null; true"),
+        );
         self.exec(
             &self.a,
             &format!(
@@ -153,7 +200,10 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("`{needle}` not in the log after {timeout:?}:\n{}", self.log_text());
+        panic!(
+            "`{needle}` not in the log after {timeout:?}:\n{}",
+            self.log_text()
+        );
     }
 
     pub fn signal(&self, sig: i32) {
@@ -170,7 +220,11 @@ impl Daemon {
             let start = Instant::now();
             while start.elapsed() < Duration::from_secs(10) {
                 if let Ok(Some(st)) = c.try_wait() {
-                    assert!(st.success(), "nflogd exited with {st}:\n{}", self.log_text());
+                    assert!(
+                        st.success(),
+                        "nflogd exited with {st}:\n{}",
+                        self.log_text()
+                    );
                     return self.log_text();
                 }
                 std::thread::sleep(Duration::from_millis(20));
@@ -195,7 +249,13 @@ impl Drop for Daemon {
 /// settle so late lines are not missed.
 pub fn wait_lines(path: &Path, n: usize, timeout: Duration) -> Vec<String> {
     let start = Instant::now();
-    let read = || std::fs::read_to_string(path).unwrap_or_default().lines().map(str::to_string).collect::<Vec<_>>();
+    let read = || {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
     while start.elapsed() < timeout {
         if read().len() >= n {
             break;
@@ -215,7 +275,11 @@ impl Kmsg {
     pub fn open() -> Kmsg {
         use std::io::Seek;
         use std::os::unix::fs::OpenOptionsExt;
-        let mut file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open("/dev/kmsg").expect("open /dev/kmsg");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open("/dev/kmsg")
+            .expect("open /dev/kmsg");
         file.seek(std::io::SeekFrom::End(0)).unwrap();
         Kmsg { file }
     }
@@ -244,5 +308,63 @@ impl Kmsg {
 
 /// Parses JSON lines.
 pub fn json_lines(lines: &[String]) -> Vec<serde_json::Value> {
-    lines.iter().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON {e}: {l}"))).collect()
+    lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON {e}: {l}")))
+        .collect()
+}
+
+/// Runs `f` on a new thread that has entered namespace `ns` (only that thread moves).
+pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        use std::os::fd::AsRawFd;
+        let f_ns = std::fs::File::open(&path).expect("open netns");
+        assert_eq!(
+            unsafe { libc::setns(f_ns.as_raw_fd(), libc::CLONE_NEWNET) },
+            0,
+            "setns {path}"
+        );
+        f()
+    })
+    .join()
+    .expect("netns thread")
+}
+
+/// Sends `count` UDP datagrams from namespace `ns` to `dst:port` as fast as the socket allows.
+pub fn udp_burst(ns: &str, dst: &str, port: u16, count: usize) {
+    let dst = format!("{dst}:{port}");
+    in_netns(ns, move || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        for i in 0..count {
+            let _ = s.send_to(&(i as u32).to_be_bytes(), &dst);
+        }
+    })
+}
+
+/// The packet counter of the first `counter` in namespace `ns`'s ruleset.
+pub fn nft_counter(ns: &str) -> u64 {
+    let out = sh(&format!("ip netns exec {ns} nft list ruleset"));
+    let i = out
+        .find("counter packets ")
+        .expect("a counter in the ruleset")
+        + "counter packets ".len();
+    out[i..].split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// A counter from nflogd's final stats line, e.g. `stat(log, "source.fw", "received")`.
+pub fn stat(log: &str, component: &str, name: &str) -> u64 {
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("final stats"))
+        .unwrap_or_else(|| panic!("no final stats in:\n{log}"));
+    let part = line
+        .split(';')
+        .find(|p| p.trim_start().starts_with(&format!("{component}:")))
+        .unwrap_or("");
+    part.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+        .map(|v| v.parse().unwrap())
+        .unwrap_or(0)
 }

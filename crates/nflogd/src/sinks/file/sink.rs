@@ -25,10 +25,17 @@ impl Output {
         if path == "-" {
             return Ok(Output::Stdout(std::io::stdout()));
         }
-        if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Some(dir) = Path::new(path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        let f = OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("opening {path}"))?;
+        let f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("opening {path}"))?;
         Ok(Output::File(f))
     }
 
@@ -64,7 +71,11 @@ impl FileSink {
             Err(e) => {
                 ComponentCounters::add(&self.counters.errors, 1);
                 ComponentCounters::add(&self.counters.dropped, self.pending);
-                crate::rate_limited_warn!("sink `{}`: writing {} failed: {e}", self.name, self.cfg.path);
+                crate::rate_limited_warn!(
+                    "sink `{}`: writing {} failed: {e}",
+                    self.name,
+                    self.cfg.path
+                );
             }
         }
         self.buf.clear();
@@ -105,7 +116,10 @@ impl FileSink {
                 self.flush();
                 match Output::open(&self.cfg.path) {
                     Ok(o) => self.out = o,
-                    Err(e) => tracing::error!("sink `{}`: reopening failed, keeping the old file: {e:#}", self.name),
+                    Err(e) => tracing::error!(
+                        "sink `{}`: reopening failed, keeping the old file: {e:#}",
+                        self.name
+                    ),
                 }
             }
         }
@@ -125,7 +139,11 @@ pub fn spawn(
     tracing::info!(
         "sink `{name}`: writing {:?} records to {}",
         opts.kind,
-        if cfg.path == "-" { "standard output" } else { &cfg.path }
+        if cfg.path == "-" {
+            "standard output"
+        } else {
+            &cfg.path
+        }
     );
     let sink = FileSink {
         name: name.to_string(),
@@ -136,5 +154,7 @@ pub fn spawn(
         buf: Vec::with_capacity(WRITE_CHUNK + 4096),
         pending: 0,
     };
-    Ok(std::thread::Builder::new().name(format!("file:{name}")).spawn(move || sink.run(rx))?)
+    Ok(std::thread::Builder::new()
+        .name(format!("file:{name}"))
+        .spawn(move || sink.run(rx))?)
 }

@@ -82,7 +82,11 @@ impl NflogConfig {
             bail!("groups: empty; list the NFLOG groups to read, e.g. groups = [1]");
         }
         if self.snaplen > nfnetlink::nflog::COPY_RANGE_MAX {
-            bail!("snaplen: {} is above the kernel's maximum {}", self.snaplen, nfnetlink::nflog::COPY_RANGE_MAX);
+            bail!(
+                "snaplen: {} is above the kernel's maximum {}",
+                self.snaplen,
+                nfnetlink::nflog::COPY_RANGE_MAX
+            );
         }
         if self.qthreshold == 0 {
             bail!("qthreshold: must be at least 1");

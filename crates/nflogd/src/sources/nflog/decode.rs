@@ -19,7 +19,12 @@ pub struct Decoder {
 
 impl Decoder {
     pub fn new(ifnames: IfNames, actions: ActionResolver, label: u8) -> Self {
-        Decoder { ifnames, actions, label, prefixes: HashMap::new() }
+        Decoder {
+            ifnames,
+            actions,
+            label,
+            prefixes: HashMap::new(),
+        }
     }
 
     fn prefix(&mut self, raw: &[u8]) -> Arc<str> {
@@ -37,7 +42,10 @@ impl Decoder {
     /// Builds the event; `now` stands in for packets the kernel did not timestamp.
     pub fn event(&mut self, p: &Packet, now: Timestamp) -> PacketEvent {
         let time = match p.timestamp {
-            Some((s, us)) if s != 0 => Timestamp { secs: s as i64, micros: us.min(999_999) as u32 },
+            Some((s, us)) if s != 0 => Timestamp {
+                secs: s as i64,
+                micros: us.min(999_999) as u32,
+            },
             _ => now,
         };
         let prefix = self.prefix(p.prefix.unwrap_or_default());
@@ -60,7 +68,9 @@ impl Decoder {
             _ => p.hw_protocol,
         };
         let headers = packet::decode_ethertype(kind, payload);
-        let ct = p.ct.and_then(|c| nfnetlink::ctnetlink::parse(nfnetlink::Attrs::new(c)).ok()).map(Box::new);
+        let ct =
+            p.ct.and_then(|c| nfnetlink::ctnetlink::parse(nfnetlink::Attrs::new(c)).ok())
+                .map(Box::new);
         PacketEvent {
             time,
             family: p.family,

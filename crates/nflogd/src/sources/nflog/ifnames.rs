@@ -17,20 +17,29 @@ impl IfNames {
         let resolver = match LinkResolver::open(true) {
             Ok(r) => Some(r),
             Err(e) => {
-                tracing::warn!("cannot open rtnetlink for interface names ({e}); names will be empty");
+                tracing::warn!(
+                    "cannot open rtnetlink for interface names ({e}); names will be empty"
+                );
                 None
             }
         };
-        IfNames { resolver, cache: HashMap::new(), empty: Arc::from("") }
+        IfNames {
+            resolver,
+            cache: HashMap::new(),
+            empty: Arc::from(""),
+        }
     }
 
     /// Applies link changes announced since the last call.
     pub fn refresh(&mut self) {
-        let Some(r) = self.resolver.as_mut() else { return };
+        let Some(r) = self.resolver.as_mut() else {
+            return;
+        };
         for c in r.changes() {
             match c {
                 LinkChange::New(l) => {
-                    self.cache.insert(l.index, (Arc::from(l.name.as_str()), l.hwtype));
+                    self.cache
+                        .insert(l.index, (Arc::from(l.name.as_str()), l.hwtype));
                 }
                 LinkChange::Removed(i) => {
                     self.cache.remove(&i);
@@ -41,16 +50,31 @@ impl IfNames {
 
     pub fn get(&mut self, index: u32) -> Interface {
         if let Some((name, hwtype)) = self.cache.get(&index) {
-            return Interface { index: Some(index), name: name.clone(), hwtype: Some(*hwtype) };
+            return Interface {
+                index: Some(index),
+                name: name.clone(),
+                hwtype: Some(*hwtype),
+            };
         }
-        let found = self.resolver.as_mut().and_then(|r| r.lookup(index).ok().flatten());
+        let found = self
+            .resolver
+            .as_mut()
+            .and_then(|r| r.lookup(index).ok().flatten());
         match found {
             Some(l) => {
                 let name: Arc<str> = Arc::from(l.name.as_str());
                 self.cache.insert(index, (name.clone(), l.hwtype));
-                Interface { index: Some(index), name, hwtype: Some(l.hwtype) }
+                Interface {
+                    index: Some(index),
+                    name,
+                    hwtype: Some(l.hwtype),
+                }
             }
-            None => Interface { index: Some(index), name: self.empty.clone(), hwtype: None },
+            None => Interface {
+                index: Some(index),
+                name: self.empty.clone(),
+                hwtype: None,
+            },
         }
     }
 }

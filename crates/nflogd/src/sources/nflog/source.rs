@@ -27,7 +27,10 @@ fn enter_netns(path: &str) -> Result<()> {
     let f = std::fs::File::open(path).with_context(|| format!("opening netns {path}"))?;
     // SAFETY: setns on a valid fd affects only this thread's network namespace.
     if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(anyhow!("setns({path}): {}", std::io::Error::last_os_error()));
+        return Err(anyhow!(
+            "setns({path}): {}",
+            std::io::Error::last_os_error()
+        ));
     }
     Ok(())
 }
@@ -47,8 +50,11 @@ impl Reader {
         if let Some(ns) = &cfg.netns {
             enter_netns(ns)?;
         }
-        let mut sock = NetlinkSocket::open(NETLINK_NETFILTER).context("opening the nfnetlink socket")?;
-        let rcvbuf = sock.set_recv_buffer(cfg.socket_buffer.0 as usize).context("setting the socket buffer")?;
+        let mut sock =
+            NetlinkSocket::open(NETLINK_NETFILTER).context("opening the nfnetlink socket")?;
+        let rcvbuf = sock
+            .set_recv_buffer(cfg.socket_buffer.0 as usize)
+            .context("setting the socket buffer")?;
         sock.set_recv_timeout(Duration::from_millis(250))?;
         let mut flags = 0;
         if cfg.sequence {
@@ -85,7 +91,14 @@ impl Reader {
                 e => anyhow!("configuring NFLOG group {group}: {e}"),
             })?;
         }
-        Ok(Reader { name: name.to_string(), cfg: cfg.clone(), sock, counters, rcvbuf, next_seq: HashMap::new() })
+        Ok(Reader {
+            name: name.to_string(),
+            cfg: cfg.clone(),
+            sock,
+            counters,
+            rcvbuf,
+            next_seq: HashMap::new(),
+        })
     }
 
     /// Counts packets the kernel numbered but never delivered.
@@ -95,7 +108,10 @@ impl Reader {
             // A gap "backwards" (the group was re-bound) is not loss.
             if gap != 0 && gap < u32::MAX / 2 {
                 ComponentCounters::add(&self.counters.kernel_lost, gap as u64);
-                crate::rate_limited_warn!("source `{}`: the kernel lost {gap} packets of group {group}", self.name);
+                crate::rate_limited_warn!(
+                    "source `{}`: the kernel lost {gap} packets of group {group}",
+                    self.name
+                );
             }
         }
     }
@@ -149,7 +165,10 @@ impl Reader {
             }
             if !batch.is_empty() {
                 ComponentCounters::add(&self.counters.received, batch.len() as u64);
-                fanout.send(std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH_EVENTS)));
+                fanout.send(std::mem::replace(
+                    &mut batch,
+                    Vec::with_capacity(MAX_BATCH_EVENTS),
+                ));
             }
             decoder.ifnames.refresh();
         }
@@ -165,7 +184,10 @@ impl Reader {
             match p {
                 Ok(p) => {
                     if p.unknown_attrs > 0 {
-                        ComponentCounters::add(&self.counters.unknown_attributes, p.unknown_attrs as u64);
+                        ComponentCounters::add(
+                            &self.counters.unknown_attributes,
+                            p.unknown_attrs as u64,
+                        );
                     }
                     if let Some(s) = p.seq {
                         self.check_seq(p.group, s);
@@ -178,7 +200,10 @@ impl Reader {
                 }
                 Err(e) => {
                     ComponentCounters::add(&self.counters.malformed, 1);
-                    crate::rate_limited_warn!("source `{}`: skipped a malformed NFLOG message: {e}", self.name);
+                    crate::rate_limited_warn!(
+                        "source `{}`: skipped a malformed NFLOG message: {e}",
+                        self.name
+                    );
                 }
             }
         }
@@ -196,25 +221,34 @@ pub fn spawn(
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();
     let name = name.to_string();
     let cfg = cfg.clone();
-    let handle = std::thread::Builder::new().name(format!("nflog:{name}")).spawn(move || {
-        let reader = match Reader::open(&name, &cfg, counters) {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = ready_tx.send(Err(e));
-                return;
-            }
-        };
-        // The decoder resolves interface names in the same namespace as the socket.
-        let decoder = Decoder::new(IfNames::new(), ActionResolver::new(actions, cfg.numeric_label), cfg.numeric_label.unwrap_or(0));
-        tracing::info!(
-            "source `{name}`: reading NFLOG groups {:?}{} (receive buffer {} bytes)",
-            cfg.groups,
-            cfg.netns.as_deref().map(|n| format!(" in netns {n}")).unwrap_or_default(),
-            reader.rcvbuf / 2
-        );
-        let _ = ready_tx.send(Ok(()));
-        reader.run(decoder, fanout);
-    })?;
+    let handle = std::thread::Builder::new()
+        .name(format!("nflog:{name}"))
+        .spawn(move || {
+            let reader = match Reader::open(&name, &cfg, counters) {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            // The decoder resolves interface names in the same namespace as the socket.
+            let decoder = Decoder::new(
+                IfNames::new(),
+                ActionResolver::new(actions, cfg.numeric_label),
+                cfg.numeric_label.unwrap_or(0),
+            );
+            tracing::info!(
+                "source `{name}`: reading NFLOG groups {:?}{} (receive buffer {} bytes)",
+                cfg.groups,
+                cfg.netns
+                    .as_deref()
+                    .map(|n| format!(" in netns {n}"))
+                    .unwrap_or_default(),
+                reader.rcvbuf / 2
+            );
+            let _ = ready_tx.send(Ok(()));
+            reader.run(decoder, fanout);
+        })?;
     match ready_rx.recv() {
         Ok(Ok(())) => Ok(handle),
         Ok(Err(e)) => {
