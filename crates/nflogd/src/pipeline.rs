@@ -3,24 +3,50 @@
 //! and counts it.
 
 use crate::metrics::ComponentCounters;
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
 use event::Event;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 pub type Batch = Arc<Vec<Event>>;
 
-/// Batches a sink queue holds before it refuses more.
-pub const SINK_QUEUE_BATCHES: usize = 4096;
+/// Events a sink queue holds before it refuses more (about 60 MB of decoded packets): memory
+/// stays bounded however slow a sink is.
+pub const SINK_QUEUE_EVENTS: usize = 100_000;
 
 #[derive(Clone)]
 pub struct SinkHandle {
     pub name: String,
     pub tx: Sender<Batch>,
     pub counters: Arc<ComponentCounters>,
+    /// Events queued for the sink and not yet taken.
+    pub queued: Arc<AtomicUsize>,
 }
 
-pub fn sink_queue() -> (Sender<Batch>, Receiver<Batch>) {
-    crossbeam_channel::bounded(SINK_QUEUE_BATCHES)
+/// The receiving end a sink reads; it gives back queue room as it takes batches.
+pub struct SinkQueue {
+    pub rx: Receiver<Batch>,
+    pub queued: Arc<AtomicUsize>,
+}
+
+impl SinkQueue {
+    pub fn taken(&self, batch: &Batch) {
+        self.queued.fetch_sub(batch.len(), Ordering::Relaxed);
+    }
+}
+
+pub fn sink_queue(name: &str, counters: Arc<ComponentCounters>) -> (SinkHandle, SinkQueue) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let queued = Arc::new(AtomicUsize::new(0));
+    (
+        SinkHandle {
+            name: name.to_string(),
+            tx,
+            counters,
+            queued: queued.clone(),
+        },
+        SinkQueue { rx, queued },
+    )
 }
 
 /// The sinks one source feeds.
@@ -37,19 +63,19 @@ impl Fanout {
         let n = batch.len() as u64;
         let batch = Arc::new(batch);
         for s in &self.sinks {
-            match s.tx.try_send(batch.clone()) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => {
-                    ComponentCounters::add(&s.counters.dropped, n);
-                    crate::rate_limited_warn!(
-                        "sink `{}` is not keeping up: its queue is full, {} events dropped",
-                        s.name,
-                        n
-                    );
-                }
-                Err(TrySendError::Disconnected(_)) => {
-                    ComponentCounters::add(&s.counters.dropped, n);
-                }
+            if s.queued.load(Ordering::Relaxed) + batch.len() > SINK_QUEUE_EVENTS {
+                ComponentCounters::add(&s.counters.dropped, n);
+                crate::rate_limited_warn!(
+                    "sink `{}` is not keeping up: its queue is full, {} events dropped",
+                    s.name,
+                    n
+                );
+                continue;
+            }
+            s.queued.fetch_add(batch.len(), Ordering::Relaxed);
+            if s.tx.send(batch.clone()).is_err() {
+                // The sink thread is gone; its events are lost, and counted.
+                ComponentCounters::add(&s.counters.dropped, n);
             }
         }
     }

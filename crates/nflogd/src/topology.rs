@@ -3,7 +3,7 @@
 
 use crate::config::{Config, SinkConfig, SourceConfig};
 use crate::metrics;
-use crate::pipeline::{self, Fanout, SinkHandle};
+use crate::pipeline::{self, Fanout};
 use crate::schema::SchemaOptions;
 use crate::sinks;
 use crate::sources;
@@ -28,12 +28,7 @@ pub fn run(cfg: Config) -> Result<()> {
     let mut sink_threads = Vec::new();
     for (name, s) in &cfg.sinks {
         let counters = metrics::register("sink", name);
-        let (tx, rx) = pipeline::sink_queue();
-        let handle = SinkHandle {
-            name: name.clone(),
-            tx,
-            counters: counters.clone(),
-        };
+        let (handle, queue) = pipeline::sink_queue(name, counters.clone());
         for input in s.inputs() {
             fanouts
                 .entry(input.clone())
@@ -51,7 +46,7 @@ pub fn run(cfg: Config) -> Result<()> {
                     log_flags: f.log_flags()?,
                     hostname: host.clone(),
                 };
-                sink_threads.push(sinks::file::spawn(name, f, opts, rx, counters)?);
+                sink_threads.push(sinks::file::spawn(name, f, opts, queue, counters)?);
             }
         }
     }

@@ -84,13 +84,36 @@ impl LocalOffset {
     }
 }
 
-/// MAC as `aa:bb:cc:dd:ee:ff`.
+const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
+
+/// MAC (or any bytes) as `aa:bb:cc:dd:ee:ff`.
 pub fn mac_colon(b: &[u8], out: &mut Vec<u8>) {
-    use std::io::Write;
     for (i, x) in b.iter().enumerate() {
         if i > 0 {
             out.push(b':');
         }
-        let _ = write!(out, "{x:02x}");
+        out.push(HEX_LOWER[(x >> 4) as usize]);
+        out.push(HEX_LOWER[(x & 15) as usize]);
     }
+}
+
+/// An IP address as JSON string, without allocating.
+pub fn ip_string(ip: std::net::IpAddr, out: &mut Vec<u8>) {
+    out.push(b'"');
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let mut b = itoa::Buffer::new();
+            for (i, o) in v4.octets().iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                out.extend_from_slice(b.format(*o).as_bytes());
+            }
+        }
+        std::net::IpAddr::V6(v6) => {
+            use std::io::Write;
+            let _ = write!(out, "{v6}");
+        }
+    }
+    out.push(b'"');
 }

@@ -3,7 +3,7 @@
 //! working. Where ulogd2 is wrong (docs/ulogd-schema.md) the correct value is written.
 
 use super::json::Obj;
-use super::{mac_colon, LocalOffset, SchemaOptions};
+use super::{ip_string, mac_colon, LocalOffset, SchemaOptions};
 use event::{PacketEvent, ARPHRD_ETHER};
 use packet::{proto, Network, Transport};
 use std::io::Write;
@@ -15,12 +15,6 @@ fn timestamp(p: &PacketEvent, tz: &mut LocalOffset, out: &mut Vec<u8>) {
     let sign = if off < 0 { '-' } else { '+' };
     let a = off.abs();
     let _ = write!(out, "{sign}{:02}{:02}\"", a / 3600, a % 3600 / 60);
-}
-
-fn hex_mac(b: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(b.len() * 3);
-    mac_colon(b, &mut v);
-    v
 }
 
 pub fn packet(p: &PacketEvent, opts: &SchemaOptions, tz: &mut LocalOffset, out: &mut Vec<u8>) {
@@ -82,12 +76,12 @@ pub fn packet(p: &PacketEvent, opts: &SchemaOptions, tz: &mut LocalOffset, out: 
     // IP2STR.
     match &p.headers.network {
         Network::Ipv4(ip) => {
-            o.str("src_ip", &ip.src.to_string())
-                .str("dest_ip", &ip.dst.to_string());
+            o.raw("src_ip", |out| ip_string(ip.src.into(), out))
+                .raw("dest_ip", |out| ip_string(ip.dst.into(), out));
         }
         Network::Ipv6(ip) => {
-            o.str("src_ip", &ip.src.to_string())
-                .str("dest_ip", &ip.dst.to_string());
+            o.raw("src_ip", |out| ip_string(ip.src.into(), out))
+                .raw("dest_ip", |out| ip_string(ip.dst.into(), out));
         }
         Network::Arp(a) => {
             if let Some(x) = &a.addrs {
@@ -106,24 +100,24 @@ pub fn packet(p: &PacketEvent, opts: &SchemaOptions, tz: &mut LocalOffset, out: 
         };
         match (&eth, &l.hwaddr) {
             (Some(e), _) => {
-                o.raw("mac.saddr.str", |out| json_bytes(&hex_mac(&e.src), out));
-                o.raw("mac.daddr.str", |out| json_bytes(&hex_mac(&e.dst), out));
+                o.raw("mac.saddr.str", |out| json_mac(&e.src, out));
+                o.raw("mac.daddr.str", |out| json_mac(&e.dst, out));
             }
             (None, Some(a)) => {
-                o.raw("mac.saddr.str", |out| json_bytes(&hex_mac(a), out));
+                o.raw("mac.saddr.str", |out| json_mac(a, out));
             }
             _ => {}
         }
         if !l.header.is_empty() {
-            o.raw("mac.str", |out| json_bytes(&hex_mac(&l.header), out));
+            o.raw("mac.str", |out| json_mac(&l.header, out));
         }
     }
     o.close();
 }
 
-fn json_bytes(b: &[u8], out: &mut Vec<u8>) {
+fn json_mac(b: &[u8], out: &mut Vec<u8>) {
     out.push(b'"');
-    out.extend_from_slice(b);
+    mac_colon(b, out);
     out.push(b'"');
 }
 

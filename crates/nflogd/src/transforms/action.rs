@@ -135,6 +135,7 @@ pub struct ActionResolver {
     config: Arc<ActionConfig>,
     label_action: Option<Action>,
     cache: HashMap<Arc<str>, Option<Action>>,
+    last: Option<(Arc<str>, Option<Action>)>,
 }
 
 impl ActionResolver {
@@ -145,10 +146,22 @@ impl ActionResolver {
             config,
             label_action,
             cache: HashMap::new(),
+            last: None,
         }
     }
 
     pub fn resolve(&mut self, prefix: &Arc<str>) -> Option<Action> {
+        if let Some((p, a)) = &self.last {
+            if Arc::ptr_eq(p, prefix) {
+                return *a;
+            }
+        }
+        let a = self.resolve_slow(prefix);
+        self.last = Some((prefix.clone(), a));
+        a
+    }
+
+    fn resolve_slow(&mut self, prefix: &Arc<str>) -> Option<Action> {
         if let Some(a) = self.cache.get(prefix) {
             return *a;
         }

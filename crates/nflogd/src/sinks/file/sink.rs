@@ -2,10 +2,10 @@
 
 use super::config::FileSinkConfig;
 use crate::metrics::ComponentCounters;
-use crate::pipeline::Batch;
+use crate::pipeline::{Batch, SinkQueue};
 use crate::schema::{Renderer, SchemaOptions};
 use anyhow::{Context, Result};
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::RecvTimeoutError;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
@@ -94,14 +94,16 @@ impl FileSink {
         }
     }
 
-    fn run(mut self, rx: Receiver<Batch>) {
+    fn run(mut self, q: SinkQueue) {
         let mut generation = crate::signals::reopen_generation();
         loop {
-            match rx.recv_timeout(Duration::from_millis(200)) {
+            match q.rx.recv_timeout(Duration::from_millis(200)) {
                 Ok(b) => {
                     self.take(&b);
-                    while let Ok(b) = rx.try_recv() {
+                    q.taken(&b);
+                    while let Ok(b) = q.rx.try_recv() {
                         self.take(&b);
+                        q.taken(&b);
                     }
                     if self.cfg.flush {
                         self.flush();
@@ -132,7 +134,7 @@ pub fn spawn(
     name: &str,
     cfg: &FileSinkConfig,
     opts: SchemaOptions,
-    rx: Receiver<Batch>,
+    queue: SinkQueue,
     counters: Arc<ComponentCounters>,
 ) -> Result<JoinHandle<()>> {
     let out = Output::open(&cfg.path).with_context(|| format!("sink `{name}`"))?;
@@ -156,5 +158,5 @@ pub fn spawn(
     };
     Ok(std::thread::Builder::new()
         .name(format!("file:{name}"))
-        .spawn(move || sink.run(rx))?)
+        .spawn(move || sink.run(queue))?)
 }

@@ -15,6 +15,8 @@ pub struct Decoder {
     pub actions: ActionResolver,
     pub label: u8,
     prefixes: HashMap<Vec<u8>, Arc<str>>,
+    /// The last prefix seen: consecutive packets usually share it.
+    last_prefix: Option<(Vec<u8>, Arc<str>)>,
 }
 
 impl Decoder {
@@ -24,10 +26,22 @@ impl Decoder {
             actions,
             label,
             prefixes: HashMap::new(),
+            last_prefix: None,
         }
     }
 
     fn prefix(&mut self, raw: &[u8]) -> Arc<str> {
+        if let Some((b, p)) = &self.last_prefix {
+            if b == raw {
+                return p.clone();
+            }
+        }
+        let p = self.intern(raw);
+        self.last_prefix = Some((raw.to_vec(), p.clone()));
+        p
+    }
+
+    fn intern(&mut self, raw: &[u8]) -> Arc<str> {
         if let Some(p) = self.prefixes.get(raw) {
             return p.clone();
         }

@@ -19,7 +19,7 @@ use std::time::Duration;
 /// Largest datagram the kernel sends (a 128 KiB batch, or one 64 KiB packet with headers).
 const RECV_BUFFER: usize = 256 * 1024;
 /// Events gathered from consecutive datagrams before a batch goes out.
-const MAX_BATCH_EVENTS: usize = 2048;
+const MAX_BATCH_EVENTS: usize = 1024;
 
 /// Enters the network namespace at `path` for the calling thread only.
 fn enter_netns(path: &str) -> Result<()> {
@@ -135,7 +135,7 @@ impl Reader {
 
     fn run(mut self, mut decoder: Decoder, fanout: Fanout) {
         let mut buf = vec![0u8; RECV_BUFFER];
-        let mut batch: Vec<Event> = Vec::with_capacity(MAX_BATCH_EVENTS);
+        let mut batch: Vec<Event> = Vec::with_capacity(256);
         while !crate::signals::shutdown_requested() {
             let mut nonblocking = false;
             loop {
