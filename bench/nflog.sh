@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # NFLOG → JSON lines: Debian's ulogd2 (NFLOG→BASE→IFINDEX→IP2STR→HWHDR→JSON) and nflogd (schema
-# "ulogd", the same keys) read the same packets in one run: one nft rule logs each packet to two
-# groups, one per daemon. For each offered rate it prints what each logged, what each lost, the
-# CPU each spent per event, and nflogd's CPU per event as a fraction of ulogd2's.
+# "ulogd", the same keys) on the same input in one run: one nft rule logs each packet to two
+# groups, one per daemon, and each daemon in turn is offered the same rising rates while it has
+# the machine to itself: the sender (and the kernel's receive path, which builds the NFLOG
+# messages in its softirq) is pinned to CPU 0, the daemon to CPU 1, so each daemon is charged
+# only for its own work. For each rate it
+# prints what each logged, what each lost, the CPU each spent per event, and nflogd's CPU per
+# event as a fraction of ulogd2's.
 #
 # usage: sudo bench/nflog.sh [RATES...]   (packets per second; default 25000 50000 100000 150000 250000)
 # Traffic stays between two namespaces this script creates (10.201.0.0/24) and removes.
@@ -73,28 +77,40 @@ path = "$DIR/nflogd.json"
 schema = "ulogd"
 flush = false
 CONF
-ip netns exec "$B" ulogd -c "$DIR/ulogd.conf" & PIDS+=($!); UPID=$!
-ip netns exec "$B" "$BIN/nflogd" run --config "$DIR/nflogd.toml" 2>"$DIR/nflogd.log" & PIDS+=($!); NPID=$!
-sleep 1
 # CPU time of every thread of a process, in ns.
-cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s+=$1} END{printf "%d\n", s}'; }
+cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s+=$1} END{printf "%.0f\n", s}'; }
 rss_kb() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
 lines() { [ -f "$1" ] && wc -l <"$1" || echo 0; }
 counter() { ip netns exec "$B" nft list ruleset | awk '/counter packets/{for(i=1;i<=NF;i++) if($i=="packets") {print $(i+1); exit}}'; }
 
-printf '%-9s %-9s | %-9s %-7s %-8s | %-9s %-7s %-8s | %s\n' offered/s matched ulogd2 lost us/ev nflogd lost us/ev "nflogd CPU/event vs ulogd2"
-for rate in "${RATES[@]}"; do
-  count=$((rate * SECONDS_PER_RATE))
-  m0=$(counter); u0=$(lines "$DIR/ulogd.json"); n0=$(lines "$DIR/nflogd.json")
-  uc0=$(cpu_ns $UPID); nc0=$(cpu_ns $NPID)
-  read -r sent secs real_rate < <("$BIN/loadgen" "$A" 10.201.0.2:9000 "$rate" "$count")
-  sleep 2
-  m=$(( $(counter) - m0 )); u=$(( $(lines "$DIR/ulogd.json") - u0 )); n=$(( $(lines "$DIR/nflogd.json") - n0 ))
-  uc=$(( $(cpu_ns $UPID) - uc0 )); nc=$(( $(cpu_ns $NPID) - nc0 ))
-  awk -v r="$real_rate" -v m="$m" -v u="$u" -v n="$n" -v uc="$uc" -v nc="$nc" 'BEGIN{
-    ul = m ? 100*(m-u)/m : 0; nl = m ? 100*(m-n)/m : 0
-    uu = u ? uc/u/1000 : 0; nu = n ? nc/n/1000 : 0
-    printf "%-9d %-9d | %-9d %5.1f%%  %-8.2f | %-9d %5.1f%%  %-8.2f | %s\n", r, m, u, ul, uu, n, nl, nu, (uu ? sprintf("%.2f (1/%.1f)", nu/uu, uu/nu) : "-")
-  }'
-done
-echo "memory (VmRSS): ulogd2 $(rss_kb $UPID) kB, nflogd $(rss_kb $NPID) kB"
+# One phase per daemon, each alone on the machine, each offered the same rates and counts.
+# Prints "rate matched logged cpu_ns" per rate, then "rss KB".
+phase() {
+  local pid=$1 out=$2
+  for rate in "${RATES[@]}"; do
+    local count=$((rate * SECONDS_PER_RATE)) m0 l0 c0 sent secs real
+    m0=$(counter); l0=$(lines "$out"); c0=$(cpu_ns "$pid")
+    read -r sent secs real < <(taskset -c 0 "$BIN/loadgen" "$A" 10.201.0.2:9000 "$rate" "$count")
+    sleep 2
+    echo "$real $(( $(counter) - m0 )) $(( $(lines "$out") - l0 )) $(( $(cpu_ns "$pid") - c0 ))"
+  done
+  echo "rss $(rss_kb "$pid")"
+}
+
+taskset -c 1 ip netns exec "$B" ulogd -c "$DIR/ulogd.conf" & UPID=$!; PIDS+=($UPID)
+sleep 1
+phase "$UPID" "$DIR/ulogd.json" >"$DIR/ulogd.res"
+kill "$UPID"; wait "$UPID" 2>/dev/null || true
+
+taskset -c 1 ip netns exec "$B" "$BIN/nflogd" run --config "$DIR/nflogd.toml" 2>"$DIR/nflogd.log" & NPID=$!; PIDS+=($NPID)
+sleep 1
+phase "$NPID" "$DIR/nflogd.json" >"$DIR/nflogd.res"
+kill "$NPID"; wait "$NPID" 2>/dev/null || true
+
+printf '%-10s | %-9s %-9s %-7s %-8s | %-9s %-9s %-7s %-8s | %s\n' offered/s ulogd2 matched lost us/ev nflogd matched lost us/ev "nflogd CPU/event vs ulogd2"
+paste -d' ' <(grep -v rss "$DIR/ulogd.res") <(grep -v rss "$DIR/nflogd.res") | awk '{
+  ul = $2 ? 100*($2-$3)/$2 : 0; nl = $6 ? 100*($6-$7)/$6 : 0
+  uu = $3 ? $4/$3/1000 : 0; nu = $7 ? $8/$7/1000 : 0
+  printf "%-10d | %-9d %-9d %5.1f%%  %-8.2f | %-9d %-9d %5.1f%%  %-8.2f | %s\n", $1, $3, $2, ul, uu, $7, $6, nl, nu, (uu && nu ? sprintf("%.2f (1/%.1f)", nu/uu, uu/nu) : "-")
+}'
+echo "memory (VmRSS at the end): ulogd2 $(awk '/rss/{print $2}' "$DIR/ulogd.res") kB, nflogd $(awk '/rss/{print $2}' "$DIR/nflogd.res") kB"

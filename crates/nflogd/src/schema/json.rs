@@ -56,15 +56,21 @@ impl<'a> Obj<'a> {
         }
     }
 
+    /// Keys are the schemas' own constants, plain ASCII: written without an escape scan, and
+    /// with their punctuation in as few copies as possible.
     fn key(&mut self, k: &str) {
-        if !self.first {
-            self.out
-                .extend_from_slice(if self.spaced { b", " } else { b"," });
-        }
+        debug_assert!(!k.bytes().any(needs_escape));
+        let sep: &[u8] = match (self.first, self.spaced) {
+            (true, _) => b"\"",
+            (false, true) => b", \"",
+            (false, false) => b",\"",
+        };
         self.first = false;
-        string(self.out, k);
+        self.out.reserve(k.len() + 6);
+        self.out.extend_from_slice(sep);
+        self.out.extend_from_slice(k.as_bytes());
         self.out
-            .extend_from_slice(if self.spaced { b": " } else { b":" });
+            .extend_from_slice(if self.spaced { b"\": " } else { b"\":" });
     }
 
     pub fn str(&mut self, k: &str, v: &str) -> &mut Self {
@@ -113,6 +119,58 @@ impl<'a> Obj<'a> {
             string(self.out, v);
         }
         self.out.push(b']');
+        self
+    }
+
+    pub fn close(self) {
+        self.out.push(b'}');
+    }
+}
+
+/// `, "key": ` as one static token, for `Flat`: ulogd-style objects are dozens of short keys,
+/// and one copy per key instead of four halves the rendering cost.
+#[macro_export]
+macro_rules! flat_key {
+    ($k:literal) => {
+        concat!(", \"", $k, "\": ")
+    };
+}
+
+/// A flat object with jansson's separators whose keys are `flat_key!` tokens.
+pub struct Flat<'a> {
+    out: &'a mut Vec<u8>,
+}
+
+impl<'a> Flat<'a> {
+    /// Opens the object with its first key, e.g. `"timestamp"`.
+    pub fn open(out: &'a mut Vec<u8>, first_key: &str) -> Self {
+        out.extend_from_slice(b"{\"");
+        out.extend_from_slice(first_key.as_bytes());
+        out.extend_from_slice(b"\": ");
+        Flat { out }
+    }
+
+    /// The value of the first key, or of a key already written.
+    pub fn out(&mut self) -> &mut Vec<u8> {
+        self.out
+    }
+
+    pub fn num(&mut self, token: &'static str, v: impl itoa::Integer) -> &mut Self {
+        self.out.extend_from_slice(token.as_bytes());
+        let mut b = itoa::Buffer::new();
+        self.out.extend_from_slice(b.format(v).as_bytes());
+        self
+    }
+
+    pub fn str(&mut self, token: &'static str, v: &str) -> &mut Self {
+        self.out.extend_from_slice(token.as_bytes());
+        string(self.out, v);
+        self
+    }
+
+    pub fn raw(&mut self, token: &'static str, f: impl FnOnce(&mut Vec<u8>)) -> &mut Self {
+        self.out.extend_from_slice(token.as_bytes());
+        f(self.out);
         self
     }
 

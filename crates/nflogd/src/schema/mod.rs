@@ -59,18 +59,20 @@ impl Renderer {
     }
 }
 
-/// The local zone's UTC offset, looked up once per hour of event time.
+/// Local-time stamps `2026-11-23T15:04:05.123456+0100`: the zone offset is looked up once per
+/// hour of event time and the date-time text once per second.
 #[derive(Default)]
 pub struct LocalOffset {
     hour: i64,
     offset: i64,
-    valid: bool,
+    second: i64,
+    text: Vec<u8>,
 }
 
 impl LocalOffset {
     pub fn at(&mut self, t: Timestamp) -> i64 {
         let hour = t.secs.div_euclid(3600);
-        if !self.valid || hour != self.hour {
+        if self.text.is_empty() || hour != self.hour {
             use chrono::{Offset, TimeZone};
             self.offset = chrono::Local
                 .timestamp_opt(t.secs, 0)
@@ -78,9 +80,41 @@ impl LocalOffset {
                 .map(|d| d.offset().fix().local_minus_utc() as i64)
                 .unwrap_or(0);
             self.hour = hour;
-            self.valid = true;
+            self.text.clear();
         }
         self.offset
+    }
+
+    /// Writes the stamp of `t` in local time with its `±HHMM` offset.
+    pub fn write(&mut self, t: Timestamp, out: &mut Vec<u8>) {
+        let off = self.at(t);
+        if self.text.is_empty() || self.second != t.secs {
+            self.second = t.secs;
+            self.text.clear();
+            Timestamp {
+                secs: t.secs,
+                micros: 0,
+            }
+            .write_iso(off, &mut self.text);
+            self.text.truncate(self.text.len() - 6);
+        }
+        out.extend_from_slice(&self.text);
+        let mut b = [b'0'; 6];
+        let mut u = t.micros.min(999_999);
+        for d in b.iter_mut().rev() {
+            *d = b'0' + (u % 10) as u8;
+            u /= 10;
+        }
+        out.extend_from_slice(&b);
+        let a = off.unsigned_abs();
+        let (h, m) = (a / 3600, a % 3600 / 60);
+        out.extend_from_slice(&[
+            if off < 0 { b'-' } else { b'+' },
+            b'0' + (h / 10) as u8,
+            b'0' + (h % 10) as u8,
+            b'0' + (m / 10) as u8,
+            b'0' + (m % 10) as u8,
+        ]);
     }
 }
 
@@ -116,4 +150,29 @@ pub fn ip_string(ip: std::net::IpAddr, out: &mut Vec<u8>) {
         }
     }
     out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_stamp_matches_the_uncached_form() {
+        let mut tz = LocalOffset::default();
+        for (secs, micros) in [
+            (1_795_446_327, 207_109),
+            (1_795_446_327, 5),
+            (1_795_446_328, 999_999),
+        ] {
+            let t = Timestamp { secs, micros };
+            let mut cached = Vec::new();
+            tz.write(t, &mut cached);
+            let off = tz.at(t);
+            let mut plain = Vec::new();
+            t.write_iso(off, &mut plain);
+            let s = String::from_utf8(cached).unwrap();
+            assert!(s.starts_with(std::str::from_utf8(&plain).unwrap()), "{s}");
+            assert_eq!(s.len(), 26 + 5);
+        }
+    }
 }
