@@ -1,0 +1,25 @@
+//! Arbitrary bytes as a logged packet of each family: decoding, and rendering the kernel LOG
+//! line from the result, must never panic whatever is cut short or malformed.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&sel, payload)) = data.split_first() else { return };
+    let (family, ethertype) = match sel % 4 {
+        0 => (event::family::IPV4, 0x0800),
+        1 => (event::family::IPV6, 0x86dd),
+        2 => (event::family::ARP, 0x0806),
+        _ => (event::family::BRIDGE, u16::from(sel) << 8 | 0x00dd),
+    };
+    let ev = event::PacketEvent {
+        family,
+        hw_protocol: ethertype,
+        payload_len: payload.len() as u32,
+        headers: packet::decode_ethertype(ethertype, payload),
+        mark: u32::from(sel),
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    logline::render(&ev, logline::LogFlags(sel), &mut out);
+});
