@@ -1,7 +1,7 @@
 //! The `text` schema against the kernel itself: every packet is logged twice by one nft rule,
 //! once by the kernel's LOG backend (to /dev/kmsg) and once to an NFLOG group read by nflogd,
 //! with the same prefix. Both renderings must be byte-identical, with all log flags and with
-//! none.
+//! none, for the inet (IPv4, IPv6), arp and netdev (VLAN tags, unknown ethertypes) families.
 
 mod lab;
 

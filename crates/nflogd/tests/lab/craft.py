@@ -6,7 +6,7 @@ import sys
 import warnings
 
 warnings.filterwarnings("ignore")
-from scapy.all import (AH, ESP, GRE, ICMP, IP, SCTP, TCP, UDP, Ether, ICMPv6DestUnreach,
+from scapy.all import (AH, ARP, ESP, GRE, Dot1AD, Dot1Q, ICMP, IP, SCTP, TCP, UDP, Ether, ICMPv6DestUnreach,
                        ICMPv6EchoRequest, ICMPv6MLReport, ICMPv6ND_NS, ICMPv6PacketTooBig,
                        ICMPv6ParamProblem, ICMPv6TimeExceeded, IPOption_RR, IPv6,
                        IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop,
@@ -80,6 +80,11 @@ pkts = [
     e6 / v6(nh=6) / Raw(b"\x00\x01\x00"),
     e6 / v6(nh=58) / Raw(b"\x80"),
     e6 / v6() / SCTP(sport=1, dport=2),
+    # Layer 2 (seen by ingress/bridge hooks): ARP, 802.1Q with priority, QinQ, LLDP.
+    Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=mac, psrc=src4, pdst=dst4),
+    Ether(src=mac, dst=dmac4) / Dot1Q(vlan=7, prio=5) / v4(id=30) / UDP(sport=1000, dport=2000),
+    Ether(src=mac, dst=dmac4) / Dot1AD(vlan=100) / Dot1Q(vlan=7) / v4(id=31) / UDP(sport=1000, dport=2000),
+    Ether(src=mac, dst="01:80:c2:00:00:0e", type=0x88CC) / Raw(b"\x02\x07\x04" + b"\x00" * 20),
 ]
 sendp(pkts, iface=iface, inter=0.002)
 print(len(pkts))
