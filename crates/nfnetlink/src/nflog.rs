@@ -72,47 +72,36 @@ pub struct GroupConfig {
     pub flags: u16,
 }
 
+fn config_request(group: u16, seq: u32) -> Request {
+    Request::nfnl(
+        NFNL_SUBSYS_ULOG,
+        NFULNL_MSG_CONFIG,
+        NLM_F_REQUEST | NLM_F_ACK,
+        seq,
+        AF_UNSPEC,
+        group,
+    )
+}
+
 /// The BIND request for a group. Kept separate from the settings so that an EBUSY names the
 /// binding itself.
 pub fn bind_request(group: u16, seq: u32) -> Vec<u8> {
-    Request::nfnl(
-        NFNL_SUBSYS_ULOG,
-        NFULNL_MSG_CONFIG,
-        NLM_F_REQUEST | NLM_F_ACK,
-        seq,
-        libc_af_unspec(),
-        group,
-    )
-    .attr(cfg::CMD, &[CMD_BIND])
-    .finish()
+    config_request(group, seq)
+        .attr(cfg::CMD, &[CMD_BIND])
+        .finish()
 }
 
 pub fn unbind_request(group: u16, seq: u32) -> Vec<u8> {
-    Request::nfnl(
-        NFNL_SUBSYS_ULOG,
-        NFULNL_MSG_CONFIG,
-        NLM_F_REQUEST | NLM_F_ACK,
-        seq,
-        libc_af_unspec(),
-        group,
-    )
-    .attr(cfg::CMD, &[CMD_UNBIND])
-    .finish()
+    config_request(group, seq)
+        .attr(cfg::CMD, &[CMD_UNBIND])
+        .finish()
 }
 
 /// The settings request for an already bound group (mode, timers, flags).
 pub fn settings_request(c: &GroupConfig, seq: u32) -> Vec<u8> {
     let mut mode = c.copy_range.min(COPY_RANGE_MAX).to_be_bytes().to_vec();
     mode.extend([c.copy_mode, 0]);
-    let mut r = Request::nfnl(
-        NFNL_SUBSYS_ULOG,
-        NFULNL_MSG_CONFIG,
-        NLM_F_REQUEST | NLM_F_ACK,
-        seq,
-        libc_af_unspec(),
-        c.group,
-    )
-    .attr(cfg::MODE, &mode);
+    let mut r = config_request(c.group, seq).attr(cfg::MODE, &mode);
     if let Some(t) = c.timeout_cs {
         r = r.attr(cfg::TIMEOUT, &t.to_be_bytes());
     }
@@ -125,9 +114,7 @@ pub fn settings_request(c: &GroupConfig, seq: u32) -> Vec<u8> {
     r.attr(cfg::FLAGS, &c.flags.to_be_bytes()).finish()
 }
 
-fn libc_af_unspec() -> u8 {
-    0
-}
+const AF_UNSPEC: u8 = 0;
 
 /// One logged packet, borrowing from the receive buffer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
