@@ -1,12 +1,15 @@
-//! The kernel's netfilter LOG line (`net/netfilter/nf_log_syslog.c`): rendering a packet record
-//! into the exact text the kernel's `LOG` target / nft `log` statement prints.
+//! The kernel's netfilter LOG line (`net/netfilter/nf_log_syslog.c`), both directions: `render`
+//! a packet record into the exact text the kernel's `LOG` target / nft `log` statement prints,
+//! and `parse` such a line back into the record.
 //!
 //! `render` reproduces the kernel byte for byte for the same packet and the same log flags,
 //! including its markers (`INCOMPLETE [n bytes]`, `TRUNCATED`, `OPT (…)`) and where the kernel
 //! ends a line early. shared/research/formats.md §1 is the token-by-token reference.
 
 mod flags;
+mod parse;
 mod render;
 
 pub use flags::LogFlags;
+pub use parse::{parse, ParseError, Parsed};
 pub use render::render;
