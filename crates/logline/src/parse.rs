@@ -132,7 +132,7 @@ impl<'a> Cur<'a> {
         self.eat(" ");
         let mut v = ArrayVec::new();
         let b = hex.as_bytes();
-        if b.len() % 2 != 0 || b.len() > 80 {
+        if !b.len().is_multiple_of(2) || b.len() > 80 {
             return Err(ParseError {
                 offset: at,
                 reason: "OPT bytes",
