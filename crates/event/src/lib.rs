@@ -113,10 +113,30 @@ pub struct PacketEvent {
     pub headers: Headers,
     pub ct: Option<Box<Conntrack>>,
     pub ct_info: Option<u32>,
+    /// The host that logged it, when it came from another machine (syslog).
+    pub host: Option<Arc<str>>,
+    /// printk level / syslog severity, for packets read from log lines.
+    pub level: Option<u8>,
+    /// LOG flags (`NF_LOG_*` bits) a parsed line showed; renders it back as it was.
+    pub log_flags: Option<u8>,
+}
+
+/// A line that should have been a netfilter record and is not: kept, with why, never dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawLine {
+    pub time: Timestamp,
+    pub host: Option<Arc<str>>,
+    /// Where it came from: a file path, "kmsg", "stdin", a syslog peer.
+    pub origin: Arc<str>,
+    /// Line number or byte offset in the origin, when it has one.
+    pub position: Option<u64>,
+    pub line: String,
+    pub reason: String,
 }
 
 /// Everything that flows through a pipeline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Packet(PacketEvent),
+    Raw(RawLine),
 }

@@ -6,6 +6,7 @@
 //! including its markers (`INCOMPLETE [n bytes]`, `TRUNCATED`, `OPT (…)`) and where the kernel
 //! ends a line early. shared/research/formats.md §1 is the token-by-token reference.
 
+pub mod envelope;
 mod flags;
 mod parse;
 mod render;

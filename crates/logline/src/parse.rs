@@ -216,14 +216,18 @@ pub fn parse(line: &str) -> Result<Parsed, ParseError> {
                 let _ = header.try_push(x);
             }
         }
+        let mut hwtype = None;
         if header.len() >= 14 {
             macproto = Some(u16::from_be_bytes([header[12], header[13]]));
+            // An Ethernet-shaped header: the source and destination can be read from it.
+            hwtype = Some(ARPHRD_ETHER);
         }
         if c.peek("TUNNEL=") {
             c.word();
         }
         ev.link = Some(LinkHeader {
             header,
+            hwtype,
             ..Default::default()
         });
     } else if c.peek("MACSRC=") {

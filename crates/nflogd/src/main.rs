@@ -2,6 +2,7 @@
 
 mod config;
 mod metrics;
+mod parse_cmd;
 mod pipeline;
 mod schema;
 mod signals;
@@ -52,6 +53,13 @@ enum Command {
     Check { config: PathBuf },
     /// Print the embedded default configuration.
     DefaultConfig,
+    /// Parse kernel LOG lines (files, or standard input) into one record per line.
+    Parse {
+        /// Output schema: ecs, ulogd or text.
+        #[arg(long, default_value = "ecs")]
+        schema: String,
+        files: Vec<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -69,6 +77,9 @@ fn main() -> ExitCode {
         Command::Check { config } => {
             config::Config::load(&config).map(|_| println!("{}: ok", config.display()))
         }
+        Command::Parse { schema, files } => {
+            parse_schema(&schema).and_then(|k| parse_cmd::run(k, topology::hostname(), &files))
+        }
         Command::DefaultConfig => {
             print!("{}", config::DEFAULT_CONFIG);
             Ok(())
@@ -81,6 +92,15 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn parse_schema(s: &str) -> Result<schema::SchemaKind> {
+    Ok(match s {
+        "ecs" => schema::SchemaKind::Ecs,
+        "ulogd" => schema::SchemaKind::Ulogd,
+        "text" => schema::SchemaKind::Text,
+        other => anyhow::bail!("unknown schema `{other}` (ecs, ulogd, text)"),
+    })
 }
 
 fn run(path: Option<PathBuf>) -> Result<()> {

@@ -26,6 +26,8 @@ pub struct ComponentCounters {
     pub truncated: AtomicU64,
     /// Write or delivery errors.
     pub errors: AtomicU64,
+    /// Lines that are not netfilter records (other kernel or daemon messages), skipped.
+    pub ignored: AtomicU64,
 }
 
 impl ComponentCounters {
@@ -60,7 +62,7 @@ pub fn register(kind: &'static str, name: &str) -> Arc<ComponentCounters> {
 
 type Field = (&'static str, fn(&ComponentCounters) -> &AtomicU64);
 
-const FIELDS: [Field; 9] = [
+const FIELDS: [Field; 10] = [
     ("received", |c| &c.received),
     ("sent", |c| &c.sent),
     ("dropped", |c| &c.dropped),
@@ -70,6 +72,7 @@ const FIELDS: [Field; 9] = [
     ("overruns", |c| &c.overruns),
     ("truncated", |c| &c.truncated),
     ("errors", |c| &c.errors),
+    ("ignored", |c| &c.ignored),
 ];
 
 /// One line per component with its non-zero counters, for the periodic stats log.

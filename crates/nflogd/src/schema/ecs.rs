@@ -4,7 +4,7 @@
 
 use super::json::Obj;
 use super::SchemaOptions;
-use event::{Action, PacketEvent, ARPHRD_ETHER};
+use event::{Action, PacketEvent, RawLine, ARPHRD_ETHER};
 use packet::{proto, Network, Transport};
 use std::io::Write;
 use std::net::IpAddr;
@@ -92,7 +92,7 @@ pub fn packet(p: &PacketEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
             .str("dataset", "netfilter.packet");
     });
     o.obj("observer", |ob| {
-        ob.str("hostname", &opts.hostname)
+        ob.str("hostname", p.host.as_deref().unwrap_or(&opts.hostname))
             .str("type", "firewall")
             .str("vendor", "Netfilter")
             .str("product", "nflogd");
@@ -195,6 +195,15 @@ pub fn packet(p: &PacketEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
     if let Some(g) = p.gid {
         o.obj("group", |x| {
             x.str("id", &g.to_string());
+        });
+    }
+    if let Some(l) = p.level {
+        o.obj("log", |x| {
+            x.obj("syslog", |s| {
+                s.obj("severity", |v| {
+                    v.num("code", l);
+                });
+            });
         });
     }
     o.obj("iptables", |t| iptables(p, t));
@@ -339,9 +348,13 @@ fn iptables(p: &PacketEvent, t: &mut Obj) {
                     "flags",
                     names.iter().filter(|(b, _)| c.has(*b)).map(|(_, n)| *n),
                 );
-                x.num("seq", c.seq)
-                    .num("ack", c.ack)
-                    .num("window", c.window)
+                // A LOG line without SEQ=/ACK= does not say them.
+                if p.log_flags
+                    .is_none_or(|f| f & logline::LogFlags::TCPSEQ != 0)
+                {
+                    x.num("seq", c.seq).num("ack", c.ack);
+                }
+                x.num("window", c.window)
                     .num("reserved_bits", (c.flags & 0x0e00) >> 6);
                 if c.has(URG) {
                     x.num("urgent_pointer", c.urgent);
@@ -440,4 +453,33 @@ fn hex_str(b: &[u8], out: &mut Vec<u8>) {
         let _ = write!(out, "{x:02X}");
     }
     out.push(b'"');
+}
+
+/// A line that did not parse: the original text, the reason, and where it was.
+pub fn raw(r: &RawLine, opts: &SchemaOptions, out: &mut Vec<u8>) {
+    let mut o = Obj::open(out, false);
+    o.raw("@timestamp", |out| {
+        out.push(b'"');
+        r.time.write_rfc3339_utc(out);
+        out.push(b'"');
+    });
+    o.obj("event", |e| {
+        e.str("kind", "pipeline_error")
+            .str("original", &r.line)
+            .str("module", "netfilter")
+            .str("dataset", "netfilter.unparsed");
+    });
+    o.obj("error", |e| {
+        e.str("message", &r.reason).str("type", "parse");
+    });
+    o.obj("observer", |ob| {
+        ob.str("hostname", r.host.as_deref().unwrap_or(&opts.hostname));
+    });
+    o.obj("log", |l| {
+        l.str("origin", &r.origin);
+        if let Some(p) = r.position {
+            l.num("offset", p);
+        }
+    });
+    o.close();
 }

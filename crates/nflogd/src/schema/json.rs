@@ -162,6 +162,14 @@ impl<'a> Flat<'a> {
         self
     }
 
+    /// The key only when there is a value.
+    pub fn opt_num(&mut self, token: &'static str, v: Option<impl itoa::Integer>) -> &mut Self {
+        if let Some(v) = v {
+            self.num(token, v);
+        }
+        self
+    }
+
     pub fn str(&mut self, token: &'static str, v: &str) -> &mut Self {
         self.out.extend_from_slice(token.as_bytes());
         string(self.out, v);

@@ -3,6 +3,9 @@
 use super::SchemaOptions;
 use event::PacketEvent;
 
+/// Packets parsed from a LOG line render with the flags that line showed, so the text comes back
+/// as it was; NFLOG packets with the sink's `log_flags`.
 pub fn packet(p: &PacketEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
-    logline::render(p, opts.log_flags, out);
+    let flags = p.log_flags.map(logline::LogFlags).unwrap_or(opts.log_flags);
+    logline::render(p, flags, out);
 }

@@ -5,13 +5,11 @@
 use super::json::Flat;
 use super::{ip_string, mac_colon, LocalOffset, SchemaOptions};
 use crate::flat_key as k;
-use event::{PacketEvent, ARPHRD_ETHER};
+use event::{PacketEvent, RawLine, ARPHRD_ETHER};
 use packet::{proto, Network, Transport};
 
 fn timestamp(p: &PacketEvent, tz: &mut LocalOffset, out: &mut Vec<u8>) {
-    out.push(b'"');
-    tz.write(p.time, out);
-    out.push(b'"');
+    out_time(p.time, tz, out);
 }
 
 pub fn packet(p: &PacketEvent, opts: &SchemaOptions, tz: &mut LocalOffset, out: &mut Vec<u8>) {
@@ -125,13 +123,15 @@ fn json_mac(b: &[u8], out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
-fn transport(t: &Transport, protocol: u8, o: &mut Flat) {
+fn transport(t: &Transport, protocol: u8, line_flags: Option<u8>, o: &mut Flat) {
+    let from_line = line_flags.is_some();
+    let seq_known = line_flags.is_none_or(|f| f & logline::LogFlags::TCPSEQ != 0);
     match t {
         Transport::Tcp(t) => {
             use packet::tcp::flag::*;
             o.num(k!("src_port"), t.sport).num(k!("dest_port"), t.dport);
-            o.num(k!("tcp.seq"), t.seq)
-                .num(k!("tcp.ackseq"), t.ack)
+            o.opt_num(k!("tcp.seq"), seq_known.then_some(t.seq))
+                .opt_num(k!("tcp.ackseq"), seq_known.then_some(t.ack))
                 .num(k!("tcp.window"), t.window);
             o.num(k!("tcp.offset"), t.data_offset)
                 .num(k!("tcp.reserved"), ((t.flags >> 8) & 0xf) as u8);
@@ -147,13 +147,13 @@ fn transport(t: &Transport, protocol: u8, o: &mut Flat) {
             // The raw bit fields, as ulogd2 prints them: res1 = reserved+AE (4 bits), res2 = CWR|ECE.
             o.num(k!("tcp.res1"), ((t.flags >> 8) & 0xf) as u8)
                 .num(k!("tcp.res2"), ((t.flags >> 6) & 3) as u8);
-            o.num(k!("tcp.csum"), t.checksum);
+            o.opt_num(k!("tcp.csum"), (!from_line).then_some(t.checksum));
         }
         Transport::Udp(u) => {
             o.num(k!("src_port"), u.sport)
                 .num(k!("dest_port"), u.dport)
                 .num(k!("udp.len"), u.length)
-                .num(k!("udp.csum"), u.checksum);
+                .opt_num(k!("udp.csum"), (!from_line).then_some(u.checksum));
         }
         Transport::Icmp(m) => {
             o.num(k!("icmp.type"), m.icmp_type)
@@ -165,7 +165,7 @@ fn transport(t: &Transport, protocol: u8, o: &mut Flat) {
             if m.icmp_type == packet::icmp::DEST_UNREACH && m.code == packet::icmp::FRAG_NEEDED {
                 o.num(k!("icmp.fragmtu"), m.mtu());
             }
-            o.num(k!("icmp.csum"), m.checksum);
+            o.opt_num(k!("icmp.csum"), (!from_line).then_some(m.checksum));
         }
         Transport::Icmpv6(m) => {
             o.num(k!("icmpv6.type"), m.icmp_type)
@@ -174,7 +174,7 @@ fn transport(t: &Transport, protocol: u8, o: &mut Flat) {
                 o.num(k!("icmpv6.echoid"), m.echo_id())
                     .num(k!("icmpv6.echoseq"), m.echo_seq());
             }
-            o.num(k!("icmpv6.csum"), m.checksum);
+            o.opt_num(k!("icmpv6.csum"), (!from_line).then_some(m.checksum));
         }
         Transport::Esp(e) => {
             o.num(k!("ahesp.spi"), e.spi);
@@ -185,13 +185,15 @@ fn transport(t: &Transport, protocol: u8, o: &mut Flat) {
         Transport::Sctp(s) if protocol == proto::SCTP => {
             o.num(k!("src_port"), s.sport)
                 .num(k!("dest_port"), s.dport)
-                .num(k!("sctp.csum"), s.checksum);
+                .opt_num(k!("sctp.csum"), (!from_line).then_some(s.checksum));
         }
         _ => {}
     }
 }
 
 fn base(p: &PacketEvent, o: &mut Flat) {
+    // A record parsed from a LOG line has no checksums: they are left out, not written as 0.
+    let from_line = p.log_flags.is_some();
     match &p.headers.network {
         Network::Ipv4(ip) => {
             o.num(k!("ip.protocol"), ip.protocol)
@@ -199,10 +201,10 @@ fn base(p: &PacketEvent, o: &mut Flat) {
                 .num(k!("ip.ttl"), ip.ttl);
             o.num(k!("ip.totlen"), ip.total_len)
                 .num(k!("ip.ihl"), ip.ihl)
-                .num(k!("ip.csum"), ip.checksum);
+                .opt_num(k!("ip.csum"), (!from_line).then_some(ip.checksum));
             o.num(k!("ip.id"), ip.id)
                 .num(k!("ip.fragoff"), ip.frag_field);
-            transport(&ip.transport, ip.protocol, o);
+            transport(&ip.transport, ip.protocol, p.log_flags, o);
         }
         Network::Ipv6(ip) => {
             let frag = ip.fragment();
@@ -218,7 +220,7 @@ fn base(p: &PacketEvent, o: &mut Flat) {
             if let Some((off, _, id)) = frag {
                 o.num(k!("ip6.fragoff"), off).num(k!("ip6.fragid"), id);
             }
-            transport(&ip.transport, ip.protocol, o);
+            transport(&ip.transport, ip.protocol, p.log_flags, o);
         }
         Network::Arp(a) if a.addrs.is_some() => {
             o.num(k!("arp.hwtype"), a.htype)
@@ -227,4 +229,24 @@ fn base(p: &PacketEvent, o: &mut Flat) {
         }
         _ => {}
     }
+}
+
+/// A line that did not parse: ulogd has no such record; the line and the reason are kept.
+pub fn raw(r: &RawLine, opts: &SchemaOptions, tz: &mut LocalOffset, out: &mut Vec<u8>) {
+    let mut o = Flat::open(out, "timestamp");
+    out_time(r.time, tz, o.out());
+    o.str(k!("dvc"), &opts.device);
+    o.str(k!("raw.line"), &r.line);
+    o.str(k!("error"), &r.reason);
+    o.str(k!("origin"), &r.origin);
+    if let Some(p) = r.position {
+        o.num(k!("position"), p);
+    }
+    o.close();
+}
+
+fn out_time(t: event::Timestamp, tz: &mut LocalOffset, out: &mut Vec<u8>) {
+    out.push(b'"');
+    tz.write(t, out);
+    out.push(b'"');
 }

@@ -108,6 +108,9 @@ impl Decoder {
             headers,
             ct,
             ct_info: p.ct_info,
+            host: None,
+            level: None,
+            log_flags: None,
         }
     }
 }

@@ -1,0 +1,245 @@
+//! The wrappers a LOG line travels in: /dev/kmsg records, `dmesg -r`, syslog (RFC 3164 and RFC
+//! 5424, with or without `<PRI>`, with or without the printk time), rsyslog's ISO-timestamped
+//! files and journald's `MESSAGE=` field. `open` peels them off and keeps host, time and level.
+
+use chrono::{DateTime, Datelike, Local, NaiveDate, TimeZone};
+use event::Timestamp;
+
+/// What surrounded the kernel text.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Envelope<'a> {
+    /// The LOG text itself, from the prefix on.
+    pub body: &'a str,
+    pub host: Option<&'a str>,
+    /// Wall-clock time the wrapper gives.
+    pub time: Option<Timestamp>,
+    /// printk level / syslog severity (0–7).
+    pub level: Option<u8>,
+    pub facility: Option<u8>,
+    /// /dev/kmsg: microseconds since boot, and the record's sequence number.
+    pub kmsg_usec: Option<u64>,
+    pub kmsg_seq: Option<u64>,
+}
+
+fn pri(s: &str) -> Option<(u16, &str)> {
+    let r = s.strip_prefix('<')?;
+    let end = r.find('>')?;
+    if end == 0 || end > 3 {
+        return None;
+    }
+    Some((r[..end].parse().ok()?, &r[end + 1..]))
+}
+
+/// `[  883.782525] ` printk time.
+fn printk_time(s: &str) -> &str {
+    if let Some(r) = s.strip_prefix('[') {
+        if let Some(end) = r.find("] ") {
+            if r[..end]
+                .trim()
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == '.')
+            {
+                return &r[end + 2..];
+            }
+        }
+    }
+    s
+}
+
+/// `kmsg record`: `prival,seq,usec,flags[,…];text`.
+fn kmsg(s: &str) -> Option<Envelope<'_>> {
+    let semi = s.find(';')?;
+    let mut f = s[..semi].split(',');
+    let prival: u16 = f.next()?.parse().ok()?;
+    let seq: u64 = f.next()?.parse().ok()?;
+    let usec: u64 = f.next()?.parse().ok()?;
+    Some(Envelope {
+        body: &s[semi + 1..],
+        level: Some((prival & 7) as u8),
+        facility: Some((prival >> 3) as u8),
+        kmsg_usec: Some(usec),
+        kmsg_seq: Some(seq),
+        ..Default::default()
+    })
+}
+
+fn rfc3339(s: &str) -> Option<Timestamp> {
+    let d = DateTime::parse_from_rfc3339(s).ok()?;
+    Some(Timestamp {
+        secs: d.timestamp(),
+        micros: d.timestamp_subsec_micros(),
+    })
+}
+
+/// `Nov 23 10:00:00` in local time, in the year that makes it not lie in the future.
+fn bsd_time(s: &str) -> Option<(Timestamp, &str)> {
+    let b = s.as_bytes();
+    if b.len() < 16
+        || b[3] != b' '
+        || b[6] != b' '
+        || b[9] != b':'
+        || b[12] != b':'
+        || b[15] != b' '
+    {
+        return None;
+    }
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| *m == &s[..3])? as u32
+        + 1;
+    let day: u32 = s[4..6].trim().parse().ok()?;
+    let (h, mi, se): (u32, u32, u32) = (
+        s[7..9].parse().ok()?,
+        s[10..12].parse().ok()?,
+        s[13..15].parse().ok()?,
+    );
+    let now = Local::now();
+    let at = |y: i32| {
+        NaiveDate::from_ymd_opt(y, month, day)?
+            .and_hms_opt(h, mi, se)
+            .and_then(|n| Local.from_local_datetime(&n).earliest())
+    };
+    let mut t = at(now.year())?;
+    if t > now + chrono::Duration::days(1) {
+        t = at(now.year() - 1)?;
+    }
+    Some((
+        Timestamp {
+            secs: t.timestamp(),
+            micros: 0,
+        },
+        &s[16..],
+    ))
+}
+
+/// Splits `HOST TAG: rest` (TAG like `kernel:` or `kernel[12]:`); `None` if the shape is not there.
+fn host_tag(s: &str) -> Option<(&str, &str)> {
+    let sp = s.find(' ')?;
+    let host = &s[..sp];
+    let rest = &s[sp + 1..];
+    let colon = rest.find(": ")?;
+    let tag = &rest[..colon];
+    if tag.is_empty() || tag.len() > 48 || tag.contains(' ') {
+        return None;
+    }
+    Some((host, &rest[colon + 2..]))
+}
+
+/// Peels the wrappers off one line. A line with none gives itself as the body.
+pub fn open(line: &str) -> Envelope<'_> {
+    let line = line.trim_end_matches(['\n', '\r']);
+    if let Some(m) = line.strip_prefix("MESSAGE=") {
+        return Envelope {
+            body: printk_time(m),
+            ..Default::default()
+        };
+    }
+    if let Some(e) = kmsg(line) {
+        return e;
+    }
+    let mut env = Envelope::default();
+    let mut s = line;
+    if let Some((p, rest)) = pri(s) {
+        env.level = Some((p & 7) as u8);
+        env.facility = Some((p >> 3) as u8);
+        s = rest;
+    }
+    // RFC 5424: VERSION SP TIMESTAMP SP HOST SP APP SP PROCID SP MSGID SP SD [SP MSG]
+    if let Some(r) = s.strip_prefix("1 ") {
+        let mut parts = r.splitn(6, ' ');
+        let (ts, host, _app, _pid, _msgid, rest) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        );
+        if let (Some(ts), Some(host), Some(rest)) = (ts, host, rest) {
+            env.time = rfc3339(ts);
+            env.host = (host != "-").then_some(host);
+            // Structured data: "-" or one or more [..] elements (a `]` inside is escaped).
+            let mut msg = rest;
+            if let Some(m) = msg.strip_prefix('-') {
+                msg = m;
+            } else {
+                while msg.starts_with('[') {
+                    let b = msg.as_bytes();
+                    let mut i = 1;
+                    while i < b.len() && !(b[i] == b']' && b[i - 1] != b'\\') {
+                        i += 1;
+                    }
+                    msg = &msg[(i + 1).min(msg.len())..];
+                }
+            }
+            let msg = msg.strip_prefix(' ').unwrap_or(msg);
+            let msg = msg.strip_prefix('\u{feff}').unwrap_or(msg);
+            env.body = printk_time(msg);
+            return env;
+        }
+    }
+    // RFC 3164 (`Nov 23 10:00:00 host kernel: …`) or an ISO timestamp first (rsyslog files).
+    if let Some((t, rest)) = bsd_time(s) {
+        env.time = Some(t);
+        s = rest;
+    } else if let Some(sp) = s.find(' ') {
+        if let Some(t) = rfc3339(&s[..sp]) {
+            env.time = Some(t);
+            s = &s[sp + 1..];
+        }
+    }
+    if env.time.is_some() {
+        if let Some((host, rest)) = host_tag(s) {
+            env.host = Some(host);
+            s = rest;
+        }
+    } else if let Some(r) = s.strip_prefix("kernel: ") {
+        s = r;
+    }
+    env.body = printk_time(s.strip_prefix(' ').unwrap_or(s));
+    env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOG: &str = "IPTABLES: DROP IN=vb OUT= MAC= SRC=10.0.0.1 DST=10.0.0.2 LEN=28 TOS=0x00 PREC=0x00 TTL=64 ID=1 PROTO=UDP SPT=1 DPT=2 LEN=8 ";
+
+    #[test]
+    fn every_wrapper_gives_the_same_body() {
+        let cases = [
+            (format!("{LOG}"), None, None),
+            (format!("4,456,891228269,-;{LOG}"), None, Some(4)),
+            (format!("<4>[  883.782525] {LOG}"), None, Some(4)),
+            (format!("Nov  3 10:00:00 fw1 kernel: {LOG}"), Some("fw1"), None),
+            (format!("<4>Nov 23 10:00:00 fw1 kernel: [16571.459614] {LOG}"), Some("fw1"), Some(4)),
+            (format!("2026-11-23T10:00:00.123456+01:00 fw1 kernel: {LOG}"), Some("fw1"), None),
+            (format!("<4>1 2026-11-23T10:00:00Z fw1 kernel - LOG [SEKOIA@53288 intake_key=\"a\\]b\"] {LOG}"), Some("fw1"), Some(4)),
+            (format!("<6>1 2026-11-23T10:00:00Z fw1 kernel - - - {LOG}"), Some("fw1"), Some(6)),
+            (format!("MESSAGE={LOG}"), None, None),
+            (format!("kernel: {LOG}"), None, None),
+        ];
+        for (line, host, level) in cases {
+            let e = open(&line);
+            assert_eq!(e.body, LOG, "{line}");
+            assert_eq!(e.host, host, "{line}");
+            assert_eq!(e.level, level, "{line}");
+        }
+        let l = format!("<4>1 2026-11-23T10:00:00.5Z fw1 kernel - - - {LOG}");
+        let e = open(&l);
+        assert_eq!(
+            e.time,
+            Some(Timestamp {
+                secs: 1_795_428_000,
+                micros: 500_000
+            })
+        );
+        assert_eq!(
+            open(&format!("4,456,891228269,-;{LOG}")).kmsg_usec,
+            Some(891_228_269)
+        );
+    }
+}
