@@ -58,13 +58,22 @@ pub fn run(cfg: Config) -> Result<()> {
         if fanout.sinks.is_empty() {
             tracing::warn!("source `{name}` feeds no sink");
         }
-        match s {
+        let h = match s {
             SourceConfig::Nflog(n) => {
-                let h = sources::nflog::spawn(name, n, actions.clone(), fanout, counters)
-                    .with_context(|| format!("starting source `{name}`"))?;
-                source_threads.push(h);
+                sources::nflog::spawn(name, n, actions.clone(), fanout, counters)
+            }
+            SourceConfig::Kmsg(k) => {
+                sources::kmsg::spawn(name, k, actions.clone(), fanout, counters)
+            }
+            SourceConfig::File(f) => {
+                sources::file::spawn(name, f, actions.clone(), fanout, counters)
+            }
+            SourceConfig::Stdin(_) => {
+                sources::stdin::spawn(name, actions.clone(), fanout, counters)
             }
         }
+        .with_context(|| format!("starting source `{name}`"))?;
+        source_threads.push(h);
     }
     drop(fanouts);
     tracing::info!(
@@ -76,6 +85,11 @@ pub fn run(cfg: Config) -> Result<()> {
     let mut last = Instant::now();
     while !crate::signals::shutdown_requested() {
         std::thread::sleep(Duration::from_millis(100));
+        // Finite sources (stdin) end on their own; when all have, so does nflogd.
+        if source_threads.iter().all(|h| h.is_finished()) {
+            tracing::info!("all sources have ended");
+            crate::signals::request_shutdown();
+        }
         if !interval.is_zero() && last.elapsed() >= interval {
             last = Instant::now();
             tracing::info!("stats: {}", metrics::summary());

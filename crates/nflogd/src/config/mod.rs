@@ -6,7 +6,10 @@ mod units;
 pub use units::{ByteSize, Duration};
 
 use crate::sinks::file::FileSinkConfig;
+use crate::sources::file::FileSourceConfig;
+use crate::sources::kmsg::KmsgConfig;
 use crate::sources::nflog::NflogConfig;
+use crate::sources::stdin::StdinConfig;
 use crate::transforms::action::ActionConfig;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
@@ -40,6 +43,9 @@ fn default_stats_interval() -> Duration {
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum SourceConfig {
     Nflog(NflogConfig),
+    Kmsg(KmsgConfig),
+    File(FileSourceConfig),
+    Stdin(StdinConfig),
 }
 
 #[derive(Debug, Deserialize)]
@@ -83,6 +89,10 @@ impl Config {
         let mut groups: HashMap<(Option<&str>, u16), &str> = HashMap::new();
         for (name, s) in &self.sources {
             match s {
+                SourceConfig::Kmsg(_) | SourceConfig::Stdin(_) => {}
+                SourceConfig::File(f) => {
+                    f.validate().with_context(|| format!("[sources.{name}]"))?
+                }
                 SourceConfig::Nflog(n) => {
                     n.validate().with_context(|| format!("[sources.{name}]"))?;
                     for g in &n.groups {

@@ -118,3 +118,96 @@ impl LineDecoder {
         }
     }
 }
+
+/// Gathers the events of a line source into batches for the fan-out.
+pub struct LineBatcher {
+    pub decoder: LineDecoder,
+    fanout: crate::pipeline::Fanout,
+    counters: Arc<ComponentCounters>,
+    batch: Vec<Event>,
+}
+
+impl LineBatcher {
+    pub fn new(
+        origin: &str,
+        actions: Arc<ActionConfig>,
+        fanout: crate::pipeline::Fanout,
+        counters: Arc<ComponentCounters>,
+    ) -> Self {
+        LineBatcher {
+            decoder: LineDecoder::new(origin, actions, counters.clone()),
+            fanout,
+            counters,
+            batch: Vec::with_capacity(256),
+        }
+    }
+
+    pub fn line(&mut self, line: &str, position: Option<u64>) {
+        if let Outcome::Event(ev) = self.decoder.decode(line, position) {
+            self.batch.push(ev);
+            if self.batch.len() >= 1024 {
+                self.flush();
+            }
+        }
+    }
+
+    pub fn flush(&mut self) {
+        if !self.batch.is_empty() {
+            ComponentCounters::add(&self.counters.received, self.batch.len() as u64);
+            self.fanout
+                .send(std::mem::replace(&mut self.batch, Vec::with_capacity(256)));
+        }
+    }
+}
+
+/// Splits a byte stream into lines, keeping a partial last line until its newline arrives.
+#[derive(Default)]
+pub struct LineSplitter {
+    partial: Vec<u8>,
+}
+
+impl LineSplitter {
+    /// Calls `f` with every complete line in `data` (without the newline); returns how many.
+    pub fn feed(&mut self, data: &[u8], mut f: impl FnMut(&str)) -> usize {
+        let mut n = 0;
+        let mut rest = data;
+        while let Some(i) = rest.iter().position(|&b| b == b'\n') {
+            let line = if self.partial.is_empty() {
+                String::from_utf8_lossy(&rest[..i])
+            } else {
+                self.partial.extend_from_slice(&rest[..i]);
+                String::from_utf8_lossy(&self.partial).into_owned().into()
+            };
+            f(line.trim_end_matches('\r'));
+            self.partial.clear();
+            n += 1;
+            rest = &rest[i + 1..];
+        }
+        if self.partial.len() + rest.len() > MAX_LINE {
+            // A runaway line without newline: keep its start, it is reported when it ends.
+            let room = MAX_LINE.saturating_sub(self.partial.len());
+            self.partial
+                .extend_from_slice(&rest[..room.min(rest.len())]);
+        } else {
+            self.partial.extend_from_slice(rest);
+        }
+        n
+    }
+
+    /// The pending partial line, if any (at end of input).
+    pub fn finish(&mut self) -> Option<String> {
+        if self.partial.is_empty() {
+            return None;
+        }
+        let s = String::from_utf8_lossy(&self.partial).into_owned();
+        self.partial.clear();
+        Some(s)
+    }
+
+    pub fn pending(&self) -> usize {
+        self.partial.len()
+    }
+}
+
+/// Longest line kept; the kernel's own limit is 1024 bytes, syslog relays allow more.
+pub const MAX_LINE: usize = 64 * 1024;

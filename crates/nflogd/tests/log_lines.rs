@@ -1,0 +1,208 @@
+//! Kernel LOG lines as a source: read from /dev/kmsg they become the same records as the NFLOG
+//! copy of the same packets; followed in a file they survive rotation, truncation and restarts;
+//! `nflogd parse` unwraps every envelope and keeps what it cannot parse.
+
+mod lab;
+
+use lab::{json_lines, wait_lines, Lab};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, Value>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                flatten(&if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") }, v, out);
+            }
+        }
+        v => {
+            out.insert(prefix.to_string(), v.clone());
+        }
+    }
+}
+
+#[test]
+fn kmsg_lines_give_the_same_records_as_nflog() {
+    if !lab::available() {
+        return;
+    }
+    let lab = Lab::new();
+    let t = lab::tag();
+    let p = format!("KL{t} ");
+    let before = lab::sh("sysctl -n net.netfilter.nf_log_all_netns").trim().to_string();
+    lab::sh("sysctl -qw net.netfilter.nf_log_all_netns=1");
+    lab.nft(
+        &lab.b,
+        &format!(
+            r#"table inet lab {{
+  chain pre {{
+    type filter hook prerouting priority -450;
+    iifname "vb" meta nfproto ipv4 jump logit
+    iifname "vb" ip6 saddr fd00:200::/64 jump logit
+  }}
+  chain logit {{
+    log prefix "{p}" flags all log group 7 prefix "{p}"
+  }}
+}}"#
+        ),
+    );
+    let (kt, ke, ne) = (lab.path("kmsg.txt"), lab.path("kmsg.json"), lab.path("nflog.json"));
+    let d = lab.nflogd(
+        &lab.b,
+        &format!(
+            "stats_interval = \"0s\"\n[sources.k]\ntype = \"kmsg\"\n[sources.n]\ntype = \"nflog\"\ngroups = [7]\n\
+             [sinks.kt]\ntype = \"file\"\ninputs = [\"k\"]\npath = \"{}\"\nschema = \"text\"\n\
+             [sinks.ke]\ntype = \"file\"\ninputs = [\"k\"]\npath = \"{}\"\n\
+             [sinks.ne]\ntype = \"file\"\ninputs = [\"n\"]\npath = \"{}\"\n",
+            kt.display(),
+            ke.display(),
+            ne.display()
+        ),
+    );
+    let mut kmsg = lab::Kmsg::open();
+    lab.craft();
+    lab.traffic();
+    std::thread::sleep(Duration::from_millis(500));
+    let kernel: Vec<String> = kmsg.read().into_iter().filter(|l| l.starts_with(&p)).collect();
+    let nflog = json_lines(&wait_lines(&ne, kernel.len(), Duration::from_secs(5)));
+    let text: Vec<String> = wait_lines(&kt, kernel.len(), Duration::from_secs(5)).into_iter().filter(|l| l.starts_with(&p)).collect();
+    let from_kmsg: Vec<Value> = json_lines(&std::fs::read_to_string(&ke).unwrap().lines().map(str::to_string).collect::<Vec<_>>())
+        .into_iter()
+        .filter(|r| r["netfilter"]["prefix"] == p.as_str())
+        .collect();
+    d.stop();
+    lab::sh(&format!("sysctl -qw net.netfilter.nf_log_all_netns={before}"));
+
+    assert!(kernel.len() >= 50, "only {} kernel lines", kernel.len());
+    // Read from /dev/kmsg, parsed and rendered again: the kernel's own lines.
+    assert_eq!(text, kernel, "kmsg → text differs from the kernel's lines");
+    // Parsed from the line or decoded from NFLOG: the same values for every field both have.
+    assert_eq!(from_kmsg.len(), nflog.len(), "one record per packet from each source");
+    let mut diffs = Vec::new();
+    for (i, (k, n)) in from_kmsg.iter().zip(&nflog).enumerate() {
+        let (mut fk, mut fnl) = (BTreeMap::new(), BTreeMap::new());
+        flatten("", k, &mut fk);
+        flatten("", n, &mut fnl);
+        let common: Vec<_> = fk.keys().filter(|key| fnl.contains_key(*key) && *key != "@timestamp").cloned().collect();
+        assert!(common.len() >= 20, "#{i}: only {} common fields: {k}\n{n}", common.len());
+        for key in common {
+            if fk[&key] != fnl[&key] {
+                diffs.push(format!("#{i} {key}: kmsg {} vs nflog {}", fk[&key], fnl[&key]));
+            }
+        }
+        // The instants agree (kmsg stamps are monotonic time placed on the wall clock).
+        let ts = |r: &Value| chrono::DateTime::parse_from_rfc3339(r["@timestamp"].as_str().unwrap()).unwrap().timestamp_millis();
+        if (ts(k) - ts(n)).abs() > 2000 {
+            diffs.push(format!("#{i} @timestamp: kmsg {} vs nflog {}", k["@timestamp"], n["@timestamp"]));
+        }
+    }
+    assert!(diffs.is_empty(), "{} differences:\n{}", diffs.len(), diffs.join("\n"));
+}
+
+fn kernel_lines() -> Vec<String> {
+    include_str!("../../logline/tests/kernel-lines.txt").lines().map(str::to_string).collect()
+}
+
+fn append(path: &std::path::Path, lines: &[String]) {
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    for l in lines {
+        writeln!(f, "Nov 23 10:00:00 fw1 kernel: [12345.678901] {l}").unwrap();
+    }
+}
+
+#[test]
+fn file_source_follows_rotation_truncation_and_restarts() {
+    let dir = std::env::temp_dir().join(format!("nflogd-follow-{}", lab::tag()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (log, out, state) = (dir.join("kern.log"), dir.join("out.txt"), dir.join("pos"));
+    let lines = kernel_lines();
+    append(&log, &lines[0..10]);
+    let cfg = dir.join("f.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "stats_interval = \"0s\"\n[sources.f]\ntype = \"file\"\npath = \"{}\"\nstart = \"beginning\"\nstate_file = \"{}\"\npoll_interval = \"50ms\"\n[sinks.o]\ntype = \"file\"\ninputs = [\"f\"]\npath = \"{}\"\nschema = \"text\"\n",
+            log.display(),
+            state.display(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    let start = || {
+        let child = Command::new(env!("CARGO_BIN_EXE_nflogd"))
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .stderr(std::fs::File::create(dir.join("nflogd.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let d = lab::Daemon { child: Some(child), log: dir.join("nflogd.log") };
+        d.wait_log("nflogd running", Duration::from_secs(10));
+        d
+    };
+    let d = start();
+    assert_eq!(wait_lines(&out, 10, Duration::from_secs(5)).len(), 10);
+    // logrotate by rename: late writes to the old file, then a new file.
+    std::fs::rename(&log, dir.join("kern.log.1")).unwrap();
+    append(&dir.join("kern.log.1"), &lines[10..12]);
+    append(&log, &lines[12..17]);
+    assert_eq!(wait_lines(&out, 17, Duration::from_secs(5)).len(), 17);
+    // copytruncate.
+    std::fs::copy(&log, dir.join("kern.log.2")).unwrap();
+    std::fs::OpenOptions::new().write(true).truncate(true).open(&log).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    append(&log, &lines[17..20]);
+    assert_eq!(wait_lines(&out, 20, Duration::from_secs(5)).len(), 20);
+    d.stop();
+    // Written while nflogd is down, read after it restarts, nothing twice.
+    append(&log, &lines[20..24]);
+    let d = start();
+    let got = wait_lines(&out, 24, Duration::from_secs(5));
+    d.stop();
+    assert_eq!(got, lines[..24].to_vec(), "every line once, in order, rendered back exactly");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn parse_command_unwraps_every_envelope_and_keeps_bad_lines() {
+    let body = "IPTABLES: DROP IN=eth0 OUT= MAC=b6:2a:bb:9c:87:e1:06:f7:19:19:b5:4a:08:00 SRC=192.0.2.1 DST=198.51.100.7 LEN=40 TOS=0x00 PREC=0x00 TTL=64 ID=1234 DF PROTO=TCP SPT=40000 DPT=443 WINDOW=65535 RES=0x00 SYN URGP=0 ";
+    let input = [
+        body.to_string(),
+        format!("<4>[  883.782525] {body}"),
+        format!("4,456,891228269,-;{body}"),
+        format!("Nov 23 10:00:00 fw1 kernel: [16571.459614] {body}"),
+        format!("<4>1 2026-11-23T10:00:00.5Z fw1 kernel - LOG [SEKOIA@53288 intake_key=\"x\"] {body}"),
+        "Nov 23 10:00:01 fw1 sshd[123]: Accepted publickey for root".to_string(),
+        "Nov 23 10:00:02 fw1 kernel: IPTABLES: DROP IN=eth0 OUT= SRC=nonsense".to_string(),
+    ]
+    .join("\n");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nflogd"))
+        .args(["parse", "--schema", "ecs"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let recs = json_lines(&String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect::<Vec<_>>());
+    assert_eq!(recs.len(), 6, "five packets and one raw record; the sshd line is not netfilter");
+    for r in &recs[..5] {
+        assert_eq!(r["source"]["ip"], "192.0.2.1");
+        assert_eq!(r["destination"]["port"], 443);
+        assert_eq!(r["event"]["action"], "drop");
+        assert_eq!(r["source"]["mac"], "06-F7-19-19-B5-4A");
+    }
+    assert_eq!(recs[3]["observer"]["hostname"], "fw1");
+    assert_eq!(recs[4]["@timestamp"], "2026-11-23T10:00:00.500000Z");
+    assert_eq!(recs[1]["log"]["syslog"]["severity"]["code"], 4);
+    let raw: &Map<String, Value> = recs[5].as_object().unwrap();
+    assert_eq!(raw["event"]["kind"], "pipeline_error");
+    assert!(raw["event"]["original"].as_str().unwrap().contains("SRC=nonsense"));
+    assert_eq!(raw["log"]["offset"], 7);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("1 unparsable") && err.contains("1 other lines skipped"), "{err}");
+}
