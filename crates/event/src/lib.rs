@@ -138,5 +138,5 @@ pub struct RawLine {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Packet(PacketEvent),
-    Raw(RawLine),
+    Raw(Box<RawLine>),
 }

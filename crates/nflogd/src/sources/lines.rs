@@ -106,14 +106,14 @@ impl LineDecoder {
                     self.origin,
                     position.map(|p| format!(":{p}")).unwrap_or_default()
                 );
-                Outcome::Event(Event::Raw(RawLine {
+                Outcome::Event(Event::Raw(Box::new(RawLine {
                     time,
                     host,
                     origin: self.origin.clone(),
                     position,
                     line: line.trim_end_matches(['\n', '\r']).to_string(),
                     reason: e.to_string(),
-                }))
+                })))
             }
         }
     }
