@@ -134,7 +134,9 @@ pub struct RawLine {
     pub reason: String,
 }
 
-/// Everything that flows through a pipeline.
+/// Everything that flows through a pipeline. Packets are stored inline: they travel in batch
+/// vectors, and boxing each would cost an allocation per packet on the hot path.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Packet(PacketEvent),
