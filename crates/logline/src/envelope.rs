@@ -211,7 +211,7 @@ mod tests {
     #[test]
     fn every_wrapper_gives_the_same_body() {
         let cases = [
-            (format!("{LOG}"), None, None),
+            (LOG.to_string(), None, None),
             (format!("4,456,891228269,-;{LOG}"), None, Some(4)),
             (format!("<4>[  883.782525] {LOG}"), None, Some(4)),
             (format!("Nov  3 10:00:00 fw1 kernel: {LOG}"), Some("fw1"), None),
