@@ -3,7 +3,7 @@
 
 use crate::metrics;
 use crate::schema::{Renderer, SchemaKind, SchemaOptions};
-use crate::sources::lines::{LineDecoder, Outcome};
+use crate::sources::lines::LineDecoder;
 use crate::transforms::action::ActionConfig;
 use anyhow::{Context, Result};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -51,7 +51,7 @@ pub fn run(schema: SchemaKind, hostname: String, files: &[PathBuf]) -> Result<()
             }
             n += 1;
             let line = String::from_utf8_lossy(&raw);
-            if let Outcome::Event(ev) = dec.decode(&line, Some(n)) {
+            if let Some(ev) = dec.decode(&line, Some(n)) {
                 renderer.render(&ev, &mut buf);
                 buf.push(b'\n');
                 records += 1;

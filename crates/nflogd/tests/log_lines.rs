@@ -15,7 +15,15 @@ fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, Value>) {
     match v {
         Value::Object(m) => {
             for (k, v) in m {
-                flatten(&if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") }, v, out);
+                flatten(
+                    &if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    },
+                    v,
+                    out,
+                );
             }
         }
         v => {
@@ -32,7 +40,9 @@ fn kmsg_lines_give_the_same_records_as_nflog() {
     let lab = Lab::new();
     let t = lab::tag();
     let p = format!("KL{t} ");
-    let before = lab::sh("sysctl -n net.netfilter.nf_log_all_netns").trim().to_string();
+    let before = lab::sh("sysctl -n net.netfilter.nf_log_all_netns")
+        .trim()
+        .to_string();
     lab::sh("sysctl -qw net.netfilter.nf_log_all_netns=1");
     lab.nft(
         &lab.b,
@@ -49,7 +59,11 @@ fn kmsg_lines_give_the_same_records_as_nflog() {
 }}"#
         ),
     );
-    let (kt, ke, ne) = (lab.path("kmsg.txt"), lab.path("kmsg.json"), lab.path("nflog.json"));
+    let (kt, ke, ne) = (
+        lab.path("kmsg.txt"),
+        lab.path("kmsg.json"),
+        lab.path("nflog.json"),
+    );
     let d = lab.nflogd(
         &lab.b,
         &format!(
@@ -66,48 +80,97 @@ fn kmsg_lines_give_the_same_records_as_nflog() {
     lab.craft();
     lab.traffic();
     std::thread::sleep(Duration::from_millis(500));
-    let kernel: Vec<String> = kmsg.read().into_iter().filter(|l| l.starts_with(&p)).collect();
-    let nflog = json_lines(&wait_lines(&ne, kernel.len(), Duration::from_secs(5)));
-    let text: Vec<String> = wait_lines(&kt, kernel.len(), Duration::from_secs(5)).into_iter().filter(|l| l.starts_with(&p)).collect();
-    let from_kmsg: Vec<Value> = json_lines(&std::fs::read_to_string(&ke).unwrap().lines().map(str::to_string).collect::<Vec<_>>())
+    let kernel: Vec<String> = kmsg
+        .read()
         .into_iter()
-        .filter(|r| r["netfilter"]["prefix"] == p.as_str())
+        .filter(|l| l.starts_with(&p))
         .collect();
+    let nflog = json_lines(&wait_lines(&ne, kernel.len(), Duration::from_secs(5)));
+    let text: Vec<String> = wait_lines(&kt, kernel.len(), Duration::from_secs(5))
+        .into_iter()
+        .filter(|l| l.starts_with(&p))
+        .collect();
+    let from_kmsg: Vec<Value> = json_lines(
+        &std::fs::read_to_string(&ke)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>(),
+    )
+    .into_iter()
+    .filter(|r| r["netfilter"]["prefix"] == p.as_str())
+    .collect();
     d.stop();
-    lab::sh(&format!("sysctl -qw net.netfilter.nf_log_all_netns={before}"));
+    lab::sh(&format!(
+        "sysctl -qw net.netfilter.nf_log_all_netns={before}"
+    ));
 
     assert!(kernel.len() >= 50, "only {} kernel lines", kernel.len());
     // Read from /dev/kmsg, parsed and rendered again: the kernel's own lines.
     assert_eq!(text, kernel, "kmsg → text differs from the kernel's lines");
     // Parsed from the line or decoded from NFLOG: the same values for every field both have.
-    assert_eq!(from_kmsg.len(), nflog.len(), "one record per packet from each source");
+    assert_eq!(
+        from_kmsg.len(),
+        nflog.len(),
+        "one record per packet from each source"
+    );
     let mut diffs = Vec::new();
     for (i, (k, n)) in from_kmsg.iter().zip(&nflog).enumerate() {
         let (mut fk, mut fnl) = (BTreeMap::new(), BTreeMap::new());
         flatten("", k, &mut fk);
         flatten("", n, &mut fnl);
-        let common: Vec<_> = fk.keys().filter(|key| fnl.contains_key(*key) && *key != "@timestamp").cloned().collect();
-        assert!(common.len() >= 20, "#{i}: only {} common fields: {k}\n{n}", common.len());
+        let common: Vec<_> = fk
+            .keys()
+            .filter(|key| fnl.contains_key(*key) && *key != "@timestamp")
+            .cloned()
+            .collect();
+        assert!(
+            common.len() >= 20,
+            "#{i}: only {} common fields: {k}\n{n}",
+            common.len()
+        );
         for key in common {
             if fk[&key] != fnl[&key] {
-                diffs.push(format!("#{i} {key}: kmsg {} vs nflog {}", fk[&key], fnl[&key]));
+                diffs.push(format!(
+                    "#{i} {key}: kmsg {} vs nflog {}",
+                    fk[&key], fnl[&key]
+                ));
             }
         }
         // The instants agree (kmsg stamps are monotonic time placed on the wall clock).
-        let ts = |r: &Value| chrono::DateTime::parse_from_rfc3339(r["@timestamp"].as_str().unwrap()).unwrap().timestamp_millis();
+        let ts = |r: &Value| {
+            chrono::DateTime::parse_from_rfc3339(r["@timestamp"].as_str().unwrap())
+                .unwrap()
+                .timestamp_millis()
+        };
         if (ts(k) - ts(n)).abs() > 2000 {
-            diffs.push(format!("#{i} @timestamp: kmsg {} vs nflog {}", k["@timestamp"], n["@timestamp"]));
+            diffs.push(format!(
+                "#{i} @timestamp: kmsg {} vs nflog {}",
+                k["@timestamp"], n["@timestamp"]
+            ));
         }
     }
-    assert!(diffs.is_empty(), "{} differences:\n{}", diffs.len(), diffs.join("\n"));
+    assert!(
+        diffs.is_empty(),
+        "{} differences:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
 }
 
 fn kernel_lines() -> Vec<String> {
-    include_str!("../../logline/tests/kernel-lines.txt").lines().map(str::to_string).collect()
+    include_str!("../../logline/tests/kernel-lines.txt")
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 fn append(path: &std::path::Path, lines: &[String]) {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
     for l in lines {
         writeln!(f, "Nov 23 10:00:00 fw1 kernel: [12345.678901] {l}").unwrap();
     }
@@ -138,7 +201,10 @@ fn file_source_follows_rotation_truncation_and_restarts() {
             .stderr(std::fs::File::create(dir.join("nflogd.log")).unwrap())
             .spawn()
             .unwrap();
-        let d = lab::Daemon { child: Some(child), log: dir.join("nflogd.log") };
+        let d = lab::Daemon {
+            child: Some(child),
+            log: dir.join("nflogd.log"),
+        };
         d.wait_log("nflogd running", Duration::from_secs(10));
         d
     };
@@ -151,7 +217,11 @@ fn file_source_follows_rotation_truncation_and_restarts() {
     assert_eq!(wait_lines(&out, 17, Duration::from_secs(5)).len(), 17);
     // copytruncate.
     std::fs::copy(&log, dir.join("kern.log.2")).unwrap();
-    std::fs::OpenOptions::new().write(true).truncate(true).open(&log).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&log)
+        .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     append(&log, &lines[17..20]);
     assert_eq!(wait_lines(&out, 20, Duration::from_secs(5)).len(), 20);
@@ -161,7 +231,11 @@ fn file_source_follows_rotation_truncation_and_restarts() {
     let d = start();
     let got = wait_lines(&out, 24, Duration::from_secs(5));
     d.stop();
-    assert_eq!(got, lines[..24].to_vec(), "every line once, in order, rendered back exactly");
+    assert_eq!(
+        got,
+        lines[..24].to_vec(),
+        "every line once, in order, rendered back exactly"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -173,7 +247,9 @@ fn parse_command_unwraps_every_envelope_and_keeps_bad_lines() {
         format!("<4>[  883.782525] {body}"),
         format!("4,456,891228269,-;{body}"),
         format!("Nov 23 10:00:00 fw1 kernel: [16571.459614] {body}"),
-        format!("<4>1 2026-11-23T10:00:00.5Z fw1 kernel - LOG [SEKOIA@53288 intake_key=\"x\"] {body}"),
+        format!(
+            "<4>1 2026-11-23T10:00:00.5Z fw1 kernel - LOG [SEKOIA@53288 intake_key=\"x\"] {body}"
+        ),
         "Nov 23 10:00:01 fw1 sshd[123]: Accepted publickey for root".to_string(),
         "Nov 23 10:00:02 fw1 kernel: IPTABLES: DROP IN=eth0 OUT= SRC=nonsense".to_string(),
     ]
@@ -185,11 +261,25 @@ fn parse_command_unwraps_every_envelope_and_keeps_bad_lines() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
-    let recs = json_lines(&String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect::<Vec<_>>());
-    assert_eq!(recs.len(), 6, "five packets and one raw record; the sshd line is not netfilter");
+    let recs = json_lines(
+        &String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(
+        recs.len(),
+        6,
+        "five packets and one raw record; the sshd line is not netfilter"
+    );
     for r in &recs[..5] {
         assert_eq!(r["source"]["ip"], "192.0.2.1");
         assert_eq!(r["destination"]["port"], 443);
@@ -201,8 +291,14 @@ fn parse_command_unwraps_every_envelope_and_keeps_bad_lines() {
     assert_eq!(recs[1]["log"]["syslog"]["severity"]["code"], 4);
     let raw: &Map<String, Value> = recs[5].as_object().unwrap();
     assert_eq!(raw["event"]["kind"], "pipeline_error");
-    assert!(raw["event"]["original"].as_str().unwrap().contains("SRC=nonsense"));
+    assert!(raw["event"]["original"]
+        .as_str()
+        .unwrap()
+        .contains("SRC=nonsense"));
     assert_eq!(raw["log"]["offset"], 7);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("1 unparsable") && err.contains("1 other lines skipped"), "{err}");
+    assert!(
+        err.contains("1 unparsable") && err.contains("1 other lines skipped"),
+        "{err}"
+    );
 }

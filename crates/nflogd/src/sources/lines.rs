@@ -8,14 +8,6 @@ use logline::envelope;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// What became of one line.
-pub enum Outcome {
-    /// A netfilter record, or a raw record for a netfilter line that did not parse.
-    Event(Event),
-    /// Not a netfilter line (other kernel or daemon messages): counted, not kept.
-    NotNetfilter,
-}
-
 pub struct LineDecoder {
     actions: ActionResolver,
     origin: Arc<str>,
@@ -69,12 +61,14 @@ impl LineDecoder {
         v
     }
 
-    /// Decodes one line; `position` is its line number or offset in the origin.
-    pub fn decode(&mut self, line: &str, position: Option<u64>) -> Outcome {
+    /// Decodes one line; `position` is its line number or offset in the origin. `None` for a
+    /// line that is not a netfilter line at all (counted as ignored); a netfilter line that does
+    /// not parse becomes a raw record.
+    pub fn decode(&mut self, line: &str, position: Option<u64>) -> Option<Event> {
         let env = envelope::open(line);
         if !looks_like_netfilter(env.body) {
             ComponentCounters::add(&self.counters.ignored, 1);
-            return Outcome::NotNetfilter;
+            return None;
         }
         let time = env.time.unwrap_or_else(|| match env.kmsg_usec {
             Some(us) => {
@@ -97,7 +91,7 @@ impl LineDecoder {
                 ev.host = host;
                 ev.level = env.level;
                 ev.log_flags = Some(p.flags.0);
-                Outcome::Event(Event::Packet(ev))
+                Some(Event::Packet(ev))
             }
             Err(e) => {
                 ComponentCounters::add(&self.counters.malformed, 1);
@@ -106,7 +100,7 @@ impl LineDecoder {
                     self.origin,
                     position.map(|p| format!(":{p}")).unwrap_or_default()
                 );
-                Outcome::Event(Event::Raw(Box::new(RawLine {
+                Some(Event::Raw(Box::new(RawLine {
                     time,
                     host,
                     origin: self.origin.clone(),
@@ -143,7 +137,7 @@ impl LineBatcher {
     }
 
     pub fn line(&mut self, line: &str, position: Option<u64>) {
-        if let Outcome::Event(ev) = self.decoder.decode(line, position) {
+        if let Some(ev) = self.decoder.decode(line, position) {
             self.batch.push(ev);
             if self.batch.len() >= 1024 {
                 self.flush();
