@@ -71,6 +71,9 @@ pub fn run(cfg: Config) -> Result<()> {
             SourceConfig::Stdin(_) => {
                 sources::stdin::spawn(name, actions.clone(), fanout, counters)
             }
+            SourceConfig::Syslog(c) => {
+                sources::syslog::spawn(name, c, actions.clone(), fanout, counters)
+            }
         }
         .with_context(|| format!("starting source `{name}`"))?;
         source_threads.push(h);

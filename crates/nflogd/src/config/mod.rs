@@ -10,6 +10,7 @@ use crate::sources::file::FileSourceConfig;
 use crate::sources::kmsg::KmsgConfig;
 use crate::sources::nflog::NflogConfig;
 use crate::sources::stdin::StdinConfig;
+use crate::sources::syslog::SyslogConfig;
 use crate::transforms::action::ActionConfig;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
@@ -46,6 +47,7 @@ pub enum SourceConfig {
     Kmsg(KmsgConfig),
     File(FileSourceConfig),
     Stdin(StdinConfig),
+    Syslog(SyslogConfig),
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,6 +94,9 @@ impl Config {
                 SourceConfig::Kmsg(_) | SourceConfig::Stdin(_) => {}
                 SourceConfig::File(f) => {
                     f.validate().with_context(|| format!("[sources.{name}]"))?
+                }
+                SourceConfig::Syslog(c) => {
+                    c.validate().with_context(|| format!("[sources.{name}]"))?
                 }
                 SourceConfig::Nflog(n) => {
                     n.validate().with_context(|| format!("[sources.{name}]"))?;

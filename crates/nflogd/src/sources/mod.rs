@@ -6,3 +6,4 @@ pub mod kmsg;
 pub mod lines;
 pub mod nflog;
 pub mod stdin;
+pub mod syslog;

@@ -1,0 +1,57 @@
+use crate::config::ByteSize;
+use anyhow::{bail, Result};
+use serde::Deserialize;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+/// `[sources.NAME] type = "syslog"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogConfig {
+    /// Address to listen on, e.g. "0.0.0.0:514" or "[::]:6514".
+    pub address: String,
+    /// `udp`, `tcp` or `tls`.
+    pub mode: Mode,
+    /// Longest message accepted; longer ones are cut there and counted. Default 64 KiB.
+    #[serde(default = "default_max_message")]
+    pub max_message: ByteSize,
+    /// TCP/TLS: most connections at once; more are refused and counted. Default 256.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// TLS: the server certificate chain and key (PEM).
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// TLS: require client certificates signed by these CAs (PEM).
+    pub ca_file: Option<PathBuf>,
+}
+
+fn default_max_message() -> ByteSize {
+    ByteSize(64 << 10)
+}
+fn default_max_connections() -> usize {
+    256
+}
+
+impl SyslogConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.address.parse::<std::net::SocketAddr>().is_err() {
+            bail!("address: `{}` is not an IP:port", self.address);
+        }
+        if self.mode == Mode::Tls && (self.cert_file.is_none() || self.key_file.is_none()) {
+            bail!("mode = \"tls\" needs cert_file and key_file");
+        }
+        if self.mode != Mode::Tls
+            && (self.cert_file.is_some() || self.key_file.is_some() || self.ca_file.is_some())
+        {
+            bail!("cert_file/key_file/ca_file only apply to mode = \"tls\"");
+        }
+        Ok(())
+    }
+}

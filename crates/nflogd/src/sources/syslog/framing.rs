@@ -1,0 +1,141 @@
+//! RFC 6587 stream framing: octet counting (`MSG-LEN SP SYSLOG-MSG`, also RFC 5425's TLS
+//! framing) and non-transparent LF framing, decided frame by frame by the first byte.
+
+/// Collects stream bytes and yields whole messages.
+pub struct Deframer {
+    buf: Vec<u8>,
+    max: usize,
+    /// Bytes still to discard: the tail of an oversized octet-counted frame.
+    skip: usize,
+    /// Messages cut to `max` or with a bad length, since creation.
+    pub oversized: u64,
+}
+
+impl Deframer {
+    pub fn new(max: usize) -> Self {
+        Deframer {
+            buf: Vec::new(),
+            max,
+            skip: 0,
+            oversized: 0,
+        }
+    }
+
+    /// Adds bytes and calls `f` with every complete message.
+    pub fn feed(&mut self, data: &[u8], mut f: impl FnMut(&[u8])) {
+        let skipped = self.skip.min(data.len());
+        self.skip -= skipped;
+        self.buf.extend_from_slice(&data[skipped..]);
+        let mut start = 0;
+        loop {
+            let rest = &self.buf[start..];
+            if rest.is_empty() {
+                break;
+            }
+            if rest[0].is_ascii_digit() {
+                // Octet counting, if a length and a space lead; else an LF frame that starts
+                // with a digit.
+                let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+                if digits == rest.len() {
+                    if digits > 9 {
+                        self.oversized += 1;
+                        start = self.buf.len();
+                    }
+                    break;
+                }
+                if rest[digits] == b' ' && digits <= 9 {
+                    let len: usize = std::str::from_utf8(&rest[..digits])
+                        .ok()
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(0);
+                    let total = digits + 1 + len;
+                    if len > self.max {
+                        // Too long to hold: pass on its start, skip the rest as it arrives.
+                        self.oversized += 1;
+                        if rest.len() < digits + 1 + self.max {
+                            break;
+                        }
+                        f(&rest[digits + 1..digits + 1 + self.max]);
+                        let have = rest.len().min(total);
+                        self.skip = total - have;
+                        start += have;
+                        continue;
+                    }
+                    if rest.len() < total {
+                        break;
+                    }
+                    let msg = &rest[digits + 1..total];
+                    f(msg.strip_suffix(b"\n").unwrap_or(msg));
+                    start += total;
+                    continue;
+                }
+            }
+            match rest.iter().position(|&b| b == b'\n' || b == 0) {
+                Some(i) => {
+                    let msg = &rest[..i];
+                    f(msg.strip_suffix(b"\r").unwrap_or(msg));
+                    start += i + 1;
+                }
+                None => {
+                    if rest.len() > self.max {
+                        self.oversized += 1;
+                        f(&rest[..self.max]);
+                        start = self.buf.len();
+                    }
+                    break;
+                }
+            }
+        }
+        self.buf.drain(..start.min(self.buf.len()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(chunks: &[&[u8]], max: usize) -> Vec<String> {
+        let mut d = Deframer::new(max);
+        let mut out = Vec::new();
+        for c in chunks {
+            d.feed(c, |m| out.push(String::from_utf8_lossy(m).into_owned()));
+        }
+        out
+    }
+
+    #[test]
+    fn both_framings_split_anywhere() {
+        let stream = b"<4>Nov 23 10:00:00 a kernel: one\n18 <4>1 - h k - - two<4>x three\r\n";
+        let whole = frames(&[stream], 1000);
+        assert_eq!(
+            whole,
+            vec![
+                "<4>Nov 23 10:00:00 a kernel: one",
+                "<4>1 - h k - - two",
+                "<4>x three"
+            ]
+        );
+        for cut in 0..stream.len() {
+            assert_eq!(
+                frames(&[&stream[..cut], &stream[cut..]], 1000),
+                whole,
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn oversized_messages_are_cut_and_counted() {
+        let mut d = Deframer::new(8);
+        let mut out = Vec::new();
+        d.feed(b"0123456789abcdef", |m| out.push(m.to_vec()));
+        assert_eq!(out, vec![b"01234567".to_vec()]);
+        assert_eq!(d.oversized, 1);
+        // An octet-counted frame over the limit: its start is kept, its tail skipped, and the
+        // next frame is intact.
+        let mut out = Vec::new();
+        d.feed(b"20 0123456789", |m| out.push(m.to_vec()));
+        d.feed(b"abcdefghij5 hello", |m| out.push(m.to_vec()));
+        assert_eq!(out, vec![b"01234567".to_vec(), b"hello".to_vec()]);
+    }
+}
