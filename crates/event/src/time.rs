@@ -56,9 +56,36 @@ impl Timestamp {
         push_padded(out, self.micros as u64, 6, &mut b);
     }
 
-    /// RFC 3339 UTC with microseconds: `2026-11-23T14:03:57.625094Z`.
+    /// RFC 3339 UTC with microseconds: `2026-11-23T14:03:57.625094Z`. The date-time text of the
+    /// last second is remembered per thread: records come many to a second.
     pub fn write_rfc3339_utc(self, out: &mut Vec<u8>) {
-        self.write_iso(0, out);
+        thread_local! {
+            static LAST: std::cell::Cell<(i64, [u8; 19])> = const { std::cell::Cell::new((i64::MIN, [0; 19])) };
+        }
+        let (secs, text) = LAST.with(|c| c.get());
+        let text = if secs == self.secs {
+            text
+        } else {
+            let mut v = Vec::with_capacity(26);
+            Timestamp {
+                secs: self.secs,
+                micros: 0,
+            }
+            .write_iso(0, &mut v);
+            let mut t = [0u8; 19];
+            t.copy_from_slice(&v[..19]);
+            LAST.with(|c| c.set((self.secs, t)));
+            t
+        };
+        out.extend_from_slice(&text);
+        out.push(b'.');
+        let mut b = [b'0'; 6];
+        let mut u = self.micros.min(999_999);
+        for d in b.iter_mut().rev() {
+            *d = b'0' + (u % 10) as u8;
+            u /= 10;
+        }
+        out.extend_from_slice(&b);
         out.push(b'Z');
     }
 }

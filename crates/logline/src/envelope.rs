@@ -71,6 +71,30 @@ fn rfc3339(s: &str) -> Option<Timestamp> {
     })
 }
 
+/// The local time now, looked up at most once a second: only the year of a BSD timestamp
+/// depends on it.
+fn local_now() -> DateTime<Local> {
+    thread_local! {
+        static NOW: std::cell::Cell<Option<(std::time::Instant, DateTime<Local>)>> =
+            const { std::cell::Cell::new(None) };
+    }
+    NOW.with(|c| match c.get() {
+        Some((at, now)) if at.elapsed() < std::time::Duration::from_secs(1) => now,
+        _ => {
+            let now = Local::now();
+            c.set(Some((std::time::Instant::now(), now)));
+            now
+        }
+    })
+}
+
+thread_local! {
+    /// The last BSD timestamp text and its value: a log has many lines per second, and the
+    /// local-time conversion is the expensive part.
+    static LAST_BSD: std::cell::Cell<([u8; 15], Option<Timestamp>)> =
+        const { std::cell::Cell::new(([0; 15], None)) };
+}
+
 /// `Nov 23 10:00:00` in local time, in the year that makes it not lie in the future.
 fn bsd_time(s: &str) -> Option<(Timestamp, &str)> {
     let b = s.as_bytes();
@@ -83,19 +107,28 @@ fn bsd_time(s: &str) -> Option<(Timestamp, &str)> {
     {
         return None;
     }
-    let month = [
+    let key: [u8; 15] = b[..15].try_into().ok()?;
+    let (last, cached) = LAST_BSD.with(|c| c.get());
+    if let (true, Some(t)) = (last == key, cached) {
+        return Some((t, &s[16..]));
+    }
+    let t = bsd_time_uncached(s)?;
+    LAST_BSD.with(|c| c.set((key, Some(t))));
+    Some((t, &s[16..]))
+}
+
+fn bsd_time_uncached(s: &str) -> Option<Timestamp> {
+    const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|m| *m == &s[..3])? as u32
-        + 1;
+    ];
+    let month = MONTHS.iter().position(|m| *m == &s[..3])? as u32 + 1;
     let day: u32 = s[4..6].trim().parse().ok()?;
     let (h, mi, se): (u32, u32, u32) = (
         s[7..9].parse().ok()?,
         s[10..12].parse().ok()?,
         s[13..15].parse().ok()?,
     );
-    let now = Local::now();
+    let now = local_now();
     let at = |y: i32| {
         NaiveDate::from_ymd_opt(y, month, day)?
             .and_hms_opt(h, mi, se)
@@ -105,13 +138,10 @@ fn bsd_time(s: &str) -> Option<(Timestamp, &str)> {
     if t > now + chrono::Duration::days(1) {
         t = at(now.year() - 1)?;
     }
-    Some((
-        Timestamp {
-            secs: t.timestamp(),
-            micros: 0,
-        },
-        &s[16..],
-    ))
+    Some(Timestamp {
+        secs: t.timestamp(),
+        micros: 0,
+    })
 }
 
 /// Splits `HOST TAG: rest` (TAG like `kernel:` or `kernel[12]:`); `None` if the shape is not there.

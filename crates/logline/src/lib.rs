@@ -12,5 +12,5 @@ mod parse;
 mod render;
 
 pub use flags::LogFlags;
-pub use parse::{parse, ParseError, Parsed};
+pub use parse::{parse, split_prefix, ParseError, Parsed};
 pub use render::render;

@@ -53,9 +53,12 @@ impl<'a> Cur<'a> {
     fn at_end(&self) -> bool {
         self.rest().trim_end().is_empty()
     }
+    // Always inlined: the literal's length becomes a constant and the compare needs no call.
+    #[inline(always)]
     fn peek(&self, lit: &str) -> bool {
         self.rest().starts_with(lit)
     }
+    #[inline(always)]
     fn eat(&mut self, lit: &str) -> bool {
         if self.peek(lit) {
             self.pos += lit.len();
@@ -64,6 +67,7 @@ impl<'a> Cur<'a> {
             false
         }
     }
+    #[inline(always)]
     fn expect(&mut self, lit: &'static str) -> R<()> {
         if self.eat(lit) {
             Ok(())
@@ -74,16 +78,24 @@ impl<'a> Cur<'a> {
     /// The text up to the next space (or `]`), then one space if there is one.
     fn word(&mut self) -> &'a str {
         let r = self.rest();
-        let end = r.find([' ', ']']).unwrap_or(r.len());
+        let end = r
+            .bytes()
+            .position(|b| b == b' ' || b == b']')
+            .unwrap_or(r.len());
         self.pos += end;
-        self.eat(" ");
+        if r.as_bytes().get(end) == Some(&b' ') {
+            self.pos += 1;
+        }
+        // The scan stops at ASCII bytes only, so `end` is a character boundary.
         &r[..end]
     }
     /// `KEY=value ` → value.
+    #[inline(always)]
     fn field(&mut self, key: &'static str) -> R<&'a str> {
         self.expect(key)?;
         Ok(self.word())
     }
+    #[inline(always)]
     fn num<T: std::str::FromStr>(&mut self, key: &'static str) -> R<T> {
         let at = self.pos;
         let v = self.field(key)?;
@@ -161,12 +173,37 @@ fn mac(s: &str) -> Option<[u8; 6]> {
     parts.next().is_none().then_some(out)
 }
 
-/// Where the kernel's fields start: the last `IN=` followed by an interface name and ` OUT=`.
-fn split_prefix(line: &str) -> Option<usize> {
-    line.rmatch_indices("IN=").map(|(i, _)| i).find(|&i| {
-        let after = &line[i + 3..];
-        let name_end = after.find(' ').unwrap_or(after.len());
-        after[name_end..].starts_with(" OUT=") && !line[..i].ends_with("PHYS")
+/// Where the kernel's fields start: the `IN=` of the last `IN=<name> OUT=` (an interface name
+/// has no space; a prefix may be glued to `IN=` or contain `IN=` itself).
+pub fn split_prefix(line: &str) -> Option<usize> {
+    static OUT: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b" OUT="));
+    let b = line.as_bytes();
+    let mut found = None;
+    for out in OUT.find_iter(b) {
+        let tok = memchr::memrchr(b' ', &b[..out]).map_or(0, |i| i + 1);
+        // The token before ` OUT=` is short: a plain scan finds its `IN=`.
+        if let Some(i) = b[tok..out].windows(3).position(|w| w == b"IN=") {
+            found = Some(tok + i);
+        }
+    }
+    found
+}
+
+/// Interface names repeat from line to line: keep the last few as shared strings.
+fn iface_name(n: &str) -> Arc<str> {
+    thread_local! {
+        static LAST: std::cell::RefCell<[Option<Arc<str>>; 4]> = const { std::cell::RefCell::new([None, None, None, None]) };
+    }
+    LAST.with(|c| {
+        let mut c = c.borrow_mut();
+        if let Some(a) = c.iter().flatten().find(|a| &***a == n) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(n);
+        c.rotate_right(1);
+        c[0] = Some(a.clone());
+        a
     })
 }
 
@@ -191,7 +228,7 @@ pub fn parse(line: &str) -> Result<Parsed, ParseError> {
     let iface = |n: &str| {
         (!n.is_empty()).then(|| Interface {
             index: None,
-            name: Arc::from(n),
+            name: iface_name(n),
             hwtype: None,
         })
     };

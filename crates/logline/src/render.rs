@@ -79,6 +79,31 @@ pub fn render(ev: &PacketEvent, flags: LogFlags, out: &mut Vec<u8>) {
     }
 }
 
+const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
+const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+
+fn hex2(b: u8, digits: &[u8; 16], out: &mut Vec<u8>) {
+    out.push(digits[(b >> 4) as usize]);
+    out.push(digits[(b & 15) as usize]);
+}
+
+/// `key` then the decimal value, without the formatting machinery (this is the hot path of
+/// every text record).
+fn kv(out: &mut Vec<u8>, key: &[u8], v: impl itoa::Integer) {
+    out.extend_from_slice(key);
+    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+}
+
+fn ip4(a: std::net::Ipv4Addr, out: &mut Vec<u8>) {
+    let mut b = itoa::Buffer::new();
+    for (i, o) in a.octets().iter().enumerate() {
+        if i > 0 {
+            out.push(b'.');
+        }
+        out.extend_from_slice(b.format(*o).as_bytes());
+    }
+}
+
 fn name(i: Option<&Interface>) -> &str {
     i.map(|i| &*i.name).unwrap_or("")
 }
@@ -88,13 +113,13 @@ fn hex_colon(bytes: &[u8], out: &mut Vec<u8>) {
         if i > 0 {
             out.push(b':');
         }
-        let _ = write!(out, "{b:02x}");
+        hex2(*b, HEX_LOWER, out);
     }
 }
 
 fn hex_upper(bytes: &[u8], out: &mut Vec<u8>) {
     for b in bytes {
-        let _ = write!(out, "{b:02X}");
+        hex2(*b, HEX_UPPER, out);
     }
 }
 
@@ -111,7 +136,10 @@ fn mac_decoded(link: &LinkHeader, out: &mut Vec<u8>) -> bool {
     if let Some((tpid, tci)) = link.vlan {
         let _ = write!(out, "VPROTO={tpid:04x} VID={tci} ");
     }
-    let _ = write!(out, "MACPROTO={:04x} ", u16::from_be_bytes([h[12], h[13]]));
+    out.extend_from_slice(b"MACPROTO=");
+    hex2(h[12], HEX_LOWER, out);
+    hex2(h[13], HEX_LOWER, out);
+    out.push(b' ');
     true
 }
 
@@ -160,17 +188,18 @@ fn ipv4(ip: &Ipv4, ev: &PacketEvent, nested: bool, flags: LogFlags, out: &mut Ve
     } else {
         ip.total_len as u32
     };
-    let _ = write!(
-        out,
-        "SRC={} DST={} LEN={} TOS=0x{:02X} PREC=0x{:02X} TTL={} ID={} ",
-        ip.src,
-        ip.dst,
-        len,
-        ip.tos & 0x1e,
-        ip.tos & 0xe0,
-        ip.ttl,
-        ip.id
-    );
+    out.extend_from_slice(b"SRC=");
+    ip4(ip.src, out);
+    out.extend_from_slice(b" DST=");
+    ip4(ip.dst, out);
+    kv(out, b" LEN=", len);
+    out.extend_from_slice(b" TOS=0x");
+    hex2(ip.tos & 0x1e, HEX_UPPER, out);
+    out.extend_from_slice(b" PREC=0x");
+    hex2(ip.tos & 0xe0, HEX_UPPER, out);
+    kv(out, b" TTL=", ip.ttl);
+    kv(out, b" ID=", ip.id);
+    out.push(b' ');
     if ip.reserved_flag() {
         out.extend_from_slice(b"CE ");
     }
@@ -280,16 +309,18 @@ fn tcp(t: &Transport, flags: LogFlags, out: &mut Vec<u8>) -> bool {
         }
         _ => return true,
     };
-    let _ = write!(out, "SPT={} DPT={} ", t.sport, t.dport);
+    kv(out, b"SPT=", t.sport);
+    kv(out, b" DPT=", t.dport);
+    out.push(b' ');
     if flags.has(LogFlags::TCPSEQ) {
-        let _ = write!(out, "SEQ={} ACK={} ", t.seq, t.ack);
+        kv(out, b"SEQ=", t.seq);
+        kv(out, b" ACK=", t.ack);
+        out.push(b' ');
     }
-    let _ = write!(
-        out,
-        "WINDOW={} RES=0x{:02x} ",
-        t.window,
-        (t.flags & 0x0e00) >> 6
-    );
+    kv(out, b"WINDOW=", t.window);
+    out.extend_from_slice(b" RES=0x");
+    hex2(((t.flags & 0x0e00) >> 6) as u8, HEX_LOWER, out);
+    out.push(b' ');
     use packet::tcp::flag::*;
     for (bit, name) in [
         (AE, "AE "),
@@ -306,7 +337,8 @@ fn tcp(t: &Transport, flags: LogFlags, out: &mut Vec<u8>) -> bool {
             out.extend_from_slice(name.as_bytes());
         }
     }
-    let _ = write!(out, "URGP={} ", t.urgent);
+    kv(out, b"URGP=", t.urgent);
+    out.push(b' ');
     if flags.has(LogFlags::TCPOPT) && t.options_len() > 0 {
         if t.options_truncated {
             out.extend_from_slice(b"OPT (TRUNCATED)");
@@ -328,7 +360,10 @@ fn udp(protocol: u8, t: &Transport, out: &mut Vec<u8>) -> bool {
     });
     match t {
         Transport::Udp(u) => {
-            let _ = write!(out, "SPT={} DPT={} LEN={} ", u.sport, u.dport, u.length);
+            kv(out, b"SPT=", u.sport);
+            kv(out, b" DPT=", u.dport);
+            kv(out, b" LEN=", u.length);
+            out.push(b' ');
             true
         }
         Transport::Incomplete { available } => {
@@ -344,7 +379,8 @@ fn ip6(a: &Ipv6Addr, out: &mut Vec<u8>) {
         if i > 0 {
             out.push(b':');
         }
-        let _ = write!(out, "{s:04x}");
+        hex2((s >> 8) as u8, HEX_LOWER, out);
+        hex2(*s as u8, HEX_LOWER, out);
     }
 }
 
@@ -354,14 +390,11 @@ fn ipv6(ip: &Ipv6, nested: bool, flags: LogFlags, out: &mut Vec<u8>) -> bool {
     ip6(&ip.src, out);
     out.extend_from_slice(b" DST=");
     ip6(&ip.dst, out);
-    let _ = write!(
-        out,
-        " LEN={} TC={} HOPLIMIT={} FLOWLBL={} ",
-        ip.payload_len as u32 + 40,
-        ip.traffic_class,
-        ip.hop_limit,
-        ip.flow_label
-    );
+    kv(out, b" LEN=", ip.payload_len as u32 + 40);
+    kv(out, b" TC=", ip.traffic_class);
+    kv(out, b" HOPLIMIT=", ip.hop_limit);
+    kv(out, b" FLOWLBL=", ip.flow_label);
+    out.push(b' ');
     let opt = flags.has(LogFlags::IPOPT);
     let mut fragment = false;
     for e in &ip.ext {

@@ -50,7 +50,10 @@ pub fn run(schema: SchemaKind, hostname: String, files: &[PathBuf]) -> Result<()
                 break;
             }
             n += 1;
-            let line = String::from_utf8_lossy(&raw);
+            let line = match std::str::from_utf8(&raw) {
+                Ok(s) => std::borrow::Cow::Borrowed(s),
+                Err(_) => String::from_utf8_lossy(&raw),
+            };
             if let Some(ev) = dec.decode(&line, Some(n)) {
                 renderer.render(&ev, &mut buf);
                 buf.push(b'\n');

@@ -9,16 +9,18 @@ use packet::{proto, Network, Transport};
 use std::io::Write;
 use std::net::IpAddr;
 
-/// ECS writes MACs as `AA-BB-CC-DD-EE-FF`.
-fn ecs_mac(b: &[u8]) -> String {
-    let mut s = String::with_capacity(17);
+/// ECS writes MACs as `AA-BB-CC-DD-EE-FF` (a JSON string, quotes included).
+fn ecs_mac(b: &[u8], out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.push(b'"');
     for (i, x) in b.iter().enumerate() {
         if i > 0 {
-            s.push('-');
+            out.push(b'-');
         }
-        let _ = std::fmt::Write::write_fmt(&mut s, format_args!("{x:02X}"));
+        out.push(HEX[(x >> 4) as usize]);
+        out.push(HEX[(x & 15) as usize]);
     }
-    s
+    out.push(b'"');
 }
 
 struct Endpoints {
@@ -102,7 +104,7 @@ pub fn packet(p: &PacketEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
                     x.obj("interface", |i| {
                         i.str("name", &d.name);
                         if let Some(ix) = d.index {
-                            i.str("id", &ix.to_string());
+                            i.num_str("id", ix);
                         }
                     });
                 });
@@ -132,7 +134,7 @@ pub fn packet(p: &PacketEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
             if let Some(name) = proto::name(pr) {
                 n.str("transport", name);
             }
-            n.str("iana_number", &pr.to_string());
+            n.num_str("iana_number", pr);
         }
         let bytes = match &p.headers.network {
             Network::Ipv4(ip) if ip.total_len != 0 => ip.total_len as u32,
@@ -164,37 +166,37 @@ pub fn packet(p: &PacketEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
         }
         o.obj(key, |s| {
             if let Some(ip) = ip {
-                s.str("ip", &ip.to_string());
+                s.raw("ip", |out| super::ip_string(ip, out));
             }
             if let Some(port) = port {
                 s.num("port", port);
             }
             if let Some(m) = mac {
-                s.str("mac", &ecs_mac(&m));
+                s.raw("mac", |out| ecs_mac(&m, out));
             }
         });
     }
     if let (Some(s), Some(d)) = (ep.src, ep.dst) {
-        let (s, d) = (s.to_string(), d.to_string());
         o.obj("related", |r| {
-            r.strs(
-                "ip",
-                if s == d {
-                    vec![s.as_str()]
-                } else {
-                    vec![s.as_str(), d.as_str()]
-                },
-            );
+            r.raw("ip", |out| {
+                out.push(b'[');
+                super::ip_string(s, out);
+                if s != d {
+                    out.push(b',');
+                    super::ip_string(d, out);
+                }
+                out.push(b']');
+            });
         });
     }
     if let Some(u) = p.uid {
         o.obj("user", |x| {
-            x.str("id", &u.to_string());
+            x.num_str("id", u);
         });
     }
     if let Some(g) = p.gid {
         o.obj("group", |x| {
-            x.str("id", &g.to_string());
+            x.num_str("id", g);
         });
     }
     if let Some(l) = p.level {

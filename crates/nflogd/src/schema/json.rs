@@ -65,12 +65,12 @@ impl<'a> Obj<'a> {
             (false, true) => b", \"",
             (false, false) => b",\"",
         };
+        let end: &[u8] = if self.spaced { b"\": " } else { b"\":" };
         self.first = false;
-        self.out.reserve(k.len() + 6);
+        self.out.reserve(sep.len() + k.len() + end.len());
         self.out.extend_from_slice(sep);
         self.out.extend_from_slice(k.as_bytes());
-        self.out
-            .extend_from_slice(if self.spaced { b"\": " } else { b"\":" });
+        self.out.extend_from_slice(end);
     }
 
     pub fn str(&mut self, k: &str, v: &str) -> &mut Self {
@@ -83,6 +83,16 @@ impl<'a> Obj<'a> {
         self.key(k);
         let mut b = itoa::Buffer::new();
         self.out.extend_from_slice(b.format(v).as_bytes());
+        self
+    }
+
+    /// A number written as a JSON string (ECS keeps ids and protocol numbers as keywords).
+    pub fn num_str(&mut self, k: &str, v: impl itoa::Integer) -> &mut Self {
+        self.key(k);
+        let mut b = itoa::Buffer::new();
+        self.out.push(b'"');
+        self.out.extend_from_slice(b.format(v).as_bytes());
+        self.out.push(b'"');
         self
     }
 

@@ -13,6 +13,8 @@ pub struct LineDecoder {
     origin: Arc<str>,
     hosts: HashMap<String, Arc<str>>,
     prefixes: HashMap<String, Arc<str>>,
+    last_host: Option<Arc<str>>,
+    last_prefix: Option<Arc<str>>,
     /// Wall-clock time of boot, to place /dev/kmsg's monotonic stamps.
     boot: Option<f64>,
     counters: Arc<ComponentCounters>,
@@ -34,7 +36,7 @@ pub fn boot_time() -> f64 {
 
 /// Whether a line carries the kernel's `IN=… OUT=` fields at all.
 pub fn looks_like_netfilter(body: &str) -> bool {
-    body.contains("IN=") && body.contains(" OUT=")
+    logline::split_prefix(body).is_some()
 }
 
 impl LineDecoder {
@@ -44,6 +46,8 @@ impl LineDecoder {
             origin: Arc::from(origin),
             hosts: HashMap::new(),
             prefixes: HashMap::new(),
+            last_host: None,
+            last_prefix: None,
             boot: None,
             counters,
         }
@@ -58,6 +62,22 @@ impl LineDecoder {
         }
         let v: Arc<str> = Arc::from(s);
         map.insert(s.to_string(), v.clone());
+        v
+    }
+
+    /// Interns through a one-entry cache first: consecutive lines mostly share prefix and host.
+    fn intern_last(
+        last: &mut Option<Arc<str>>,
+        map: &mut HashMap<String, Arc<str>>,
+        s: &str,
+    ) -> Arc<str> {
+        if let Some(l) = last {
+            if &**l == s {
+                return l.clone();
+            }
+        }
+        let v = Self::intern(map, s);
+        *last = Some(v.clone());
         v
     }
 
@@ -81,11 +101,14 @@ impl LineDecoder {
             }
             None => Timestamp::now(),
         });
-        let host = env.host.map(|h| Self::intern(&mut self.hosts, h));
+        let host = env
+            .host
+            .map(|h| Self::intern_last(&mut self.last_host, &mut self.hosts, h));
         match logline::parse(env.body) {
             Ok(p) => {
                 let mut ev = p.event;
-                ev.prefix = Self::intern(&mut self.prefixes, &ev.prefix);
+                ev.prefix =
+                    Self::intern_last(&mut self.last_prefix, &mut self.prefixes, &ev.prefix);
                 ev.action = self.actions.resolve(&ev.prefix);
                 ev.time = time;
                 ev.host = host;
