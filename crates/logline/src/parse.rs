@@ -305,23 +305,46 @@ pub fn parse(line: &str) -> Result<Parsed, ParseError> {
             }
         }
     } else if c.eat("TRUNCATED") {
-        ev.family = family::IPV4;
+        // The ARP logger prints TRUNCATED before any MAC part; the IP loggers after it.
+        let arp = ev.link.is_none() && ev.indev.is_some();
+        let (fam, et) = if arp {
+            (family::ARP, ethertype::ARP)
+        } else {
+            ip_family(macproto)
+        };
+        ev.family = fam;
+        ev.hw_protocol = et;
         ev.headers = Headers {
-            network: Network::Truncated {
-                ethertype: macproto.unwrap_or(ethertype::IPV4),
-            },
+            network: Network::Truncated { ethertype: et },
             truncated: true,
         };
     } else {
-        // No network layer the kernel decodes: bridge/netdev with another ethertype.
-        ev.family = family::BRIDGE;
-        ev.hw_protocol = macproto.unwrap_or(0);
-        ev.headers = Headers {
-            network: Network::Other {
-                ethertype: ev.hw_protocol,
-            },
-            truncated: false,
-        };
+        let ip_or_arp = |p: u16| [ethertype::IPV4, ethertype::IPV6, ethertype::ARP].contains(&p);
+        // Bridge/netdev with an ethertype the kernel does not decode print the MAC part only,
+        // with or without an input device; the IP loggers print one only with an input device.
+        let unknown =
+            ev.link.is_some() && (ev.indev.is_none() || macproto.is_some_and(|p| !ip_or_arp(p)));
+        if unknown {
+            ev.family = family::BRIDGE;
+            ev.hw_protocol = macproto.unwrap_or(0);
+            ev.headers = Headers {
+                network: Network::Other {
+                    ethertype: ev.hw_protocol,
+                },
+                truncated: false,
+            };
+        } else {
+            // A packet logged without its payload. With an input device the IP loggers always
+            // print a MAC part, so none means the ARP logger.
+            let arp = ev.link.is_none() && ev.indev.is_some();
+            let (fam, et) = if arp {
+                (family::ARP, ethertype::ARP)
+            } else {
+                ip_family(macproto)
+            };
+            ev.family = fam;
+            ev.hw_protocol = et;
+        }
     }
     if let Some(p) = macproto {
         ev.hw_protocol = p;
@@ -333,6 +356,13 @@ pub fn parse(line: &str) -> Result<Parsed, ParseError> {
         event: ev,
         flags: c.flags,
     })
+}
+
+fn ip_family(macproto: Option<u16>) -> (u8, u16) {
+    match macproto {
+        Some(ethertype::IPV6) => (family::IPV6, ethertype::IPV6),
+        _ => (family::IPV4, ethertype::IPV4),
+    }
 }
 
 fn mac_decoded(c: &mut Cur, ev: &mut PacketEvent) -> R<u16> {
@@ -808,7 +838,7 @@ fn ipv6(c: &mut Cur, nested: bool) -> R<(Ipv6, bool)> {
             push(&mut ip, e);
             ip.protocol = proto::ESP;
             return Ok((ip, false));
-        } else if opt && c.rest().trim_end() == ")" {
+        } else if opt && (c.rest().trim_end() == ")" || (nested && c.peek(")]"))) {
             c.eat(")");
             // An option header after a later fragment ends the walk.
             push(&mut ip, ExtHeader::OptionsAfterFragment(proto::DSTOPTS));
@@ -823,7 +853,7 @@ fn ipv6(c: &mut Cur, nested: bool) -> R<(Ipv6, bool)> {
             c.expect(") ")?;
         }
     }
-    if c.at_end() {
+    if c.at_end() || (nested && c.peek("]")) {
         // ESP without the ip-options flag, or options after a fragment: the walk ended unseen.
         push(
             &mut ip,

@@ -87,9 +87,18 @@ pub fn parse(b: &[u8], nested: bool) -> Option<Ipv4> {
         transport: Transport::None,
     };
     let hlen = ip.header_len();
+    let later = ip.is_later_fragment();
+    // Bytes the kernel counts from the transport offset (an unsigned difference, as it prints it).
+    let past_header = (b.len() as u32).wrapping_sub(hlen as u32);
     if hlen < HEADER_LEN {
         // A header length below the minimum is malformed: the transport cannot be located.
-        ip.transport = Transport::Incomplete { available: 0 };
+        ip.transport = if later {
+            Transport::Fragment
+        } else {
+            Transport::Incomplete {
+                available: past_header,
+            }
+        };
         return Some(ip);
     }
     let present = b.len().min(hlen);
@@ -98,15 +107,15 @@ pub fn parse(b: &[u8], nested: bool) -> Option<Ipv4> {
         .ok()?;
     ip.options_truncated = present < hlen;
     ip.transport = if ip.options_truncated {
-        Transport::Incomplete { available: 0 }
+        if later {
+            Transport::Fragment
+        } else {
+            Transport::Incomplete {
+                available: past_header,
+            }
+        }
     } else {
-        transport(
-            ip.protocol,
-            &b[hlen..],
-            ip.is_later_fragment(),
-            nested,
-            false,
-        )
+        transport(ip.protocol, &b[hlen..], later, nested, false)
     };
     Some(ip)
 }

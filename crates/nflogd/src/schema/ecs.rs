@@ -211,6 +211,7 @@ pub fn packet(p: &PacketEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
     o.obj("iptables", |t| iptables(p, t));
     o.obj("netfilter", |nf| {
         nf.str("prefix", &p.prefix);
+        prefix_kind(&p.prefix, nf);
         if let Some(h) = hook {
             nf.str("hook", h);
         }
@@ -484,4 +485,31 @@ pub fn raw(r: &RawLine, opts: &SchemaOptions, out: &mut Vec<u8>) {
         }
     });
     o.close();
+}
+
+/// Prefixes the kernel writes itself: legacy iptables TRACE (`TRACE: table:chain:type:rulenum `)
+/// and conntrack's invalid-packet logging (`nf_ct_proto_N: reason `).
+fn prefix_kind(prefix: &str, nf: &mut Obj) {
+    if let Some(rest) = prefix.strip_prefix("TRACE: ") {
+        let mut f = rest.trim_end().split(':');
+        if let (Some(table), Some(chain), Some(kind), Some(rule)) =
+            (f.next(), f.next(), f.next(), f.next())
+        {
+            nf.obj("trace", |t| {
+                t.str("table", table).str("chain", chain).str("type", kind);
+                if let Ok(n) = rule.parse::<u32>() {
+                    t.num("rule", n);
+                }
+            });
+        }
+    } else if let Some(rest) = prefix.strip_prefix("nf_ct_proto_") {
+        if let Some((num, reason)) = rest.split_once(": ") {
+            nf.obj("conntrack_invalid", |c| {
+                if let Ok(n) = num.parse::<u8>() {
+                    c.num("protocol", n);
+                }
+                c.str("reason", reason.trim_end());
+            });
+        }
+    }
 }

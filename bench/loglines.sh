@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Kernel LOG lines → structured records: syslog-ng's iptables-parser() (Debian syslog-ng 3.38,
+# kv-parser into .iptables.* name-value pairs, written as JSON) and `nflogd parse` (every field,
+# written as ECS JSON, and as the kernel's text again) on the same 1M-line kern.log in one run.
+# Prints lines per second and CPU seconds of each, and the ratio.
+#
+# usage: bench/loglines.sh [LINES]   (default 1000000; needs syslog-ng-core and syslog-ng-scl)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-1000000}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
+cargo build --release -q -p nflogd
+BIN=$CARGO_TARGET_DIR/release/nflogd
+DIR=$(mktemp -d /var/tmp/nflogd-lines.XXXXXX)
+SNG=
+cleanup() { [ -n "$SNG" ] && kill "$SNG" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$DIR"; }
+trap cleanup EXIT
+
+# The input: the real kernel lines of crates/logline/tests/kernel-lines.txt in a syslog file,
+# 1000 lines per second, as rsyslog writes kern.log.
+awk -v n="$N" 'BEGIN{c=0} {l[c++]=$0} END{for(i=0;i<n;i++){s=int(i/1000); printf "Nov 23 %02d:%02d:%02d fw1 kernel: [%d.%06d] %s\n", int(s/3600)%24, int(s/60)%60, s%60, 1000+int(i/1000), i%1000000, l[i%c]}}' \
+  crates/logline/tests/kernel-lines.txt >"$DIR/kern.log"
+
+run() { /usr/bin/time -f "%e %U %S" "$BIN" parse --schema "$1" "$DIR/kern.log" 2>&1 >"$DIR/out.$1" | tail -1; }
+read -r ew eu es < <(run ecs)
+read -r tw tu ts < <(run text)
+cat >"$DIR/sng.conf" <<CONF
+@version: 3.38
+@include "scl.conf"
+options { stats-freq(0); };
+source s { file("$DIR/kern.log" follow-freq(1) log-fetch-limit(10000)); };
+parser p { iptables-parser(); };
+destination d { file("$DIR/sng.json" template("\$(format-json --scope dot-nv-pairs --scope rfc5424)\n")); };
+log { source(s); parser(p); destination(d); };
+CONF
+start=$(date +%s.%N)
+syslog-ng -F -f "$DIR/sng.conf" --persist-file="$DIR/persist" --pidfile="$DIR/pid" --control="$DIR/ctl" >"$DIR/sng.log" 2>&1 & SNG=$!
+for _ in $(seq 1 3000); do
+  [ -f "$DIR/sng.json" ] && [ "$(wc -l <"$DIR/sng.json")" -ge "$N" ] && break
+  kill -0 "$SNG" 2>/dev/null || { cat "$DIR/sng.log"; exit 1; }
+  sleep 0.1
+done
+end=$(date +%s.%N)
+sng_cpu=$(awk '{printf "%.2f", ($14+$15)/100}' /proc/$SNG/stat)
+kill "$SNG"; wait "$SNG" 2>/dev/null || true; SNG=
+sng_wall=$(echo "$end - $start" | bc)
+
+awk -v n="$N" -v sw="$sng_wall" -v sc="$sng_cpu" -v ew="$ew" -v ec="$(echo "$eu + $es" | bc)" -v tw="$tw" -v tc="$(echo "$tu + $ts" | bc)" 'BEGIN{
+  printf "%-38s %10s %10s %12s\n", "", "CPU s", "wall s", "lines/s (CPU)"
+  printf "%-38s %10.2f %10.2f %12.0f\n", "syslog-ng iptables-parser() → JSON", sc, sw, n/sc
+  printf "%-38s %10.2f %10.2f %12.0f   %.1fx syslog-ng\n", "nflogd parse → ECS JSON", ec, ew, n/ec, sc/ec
+  printf "%-38s %10.2f %10.2f %12.0f   %.1fx syslog-ng\n", "nflogd parse → kernel text", tc, tw, n/tc, sc/tc
+}'
+echo "outputs: syslog-ng $(wc -l <"$DIR/sng.json") lines, nflogd ECS $(wc -l <"$DIR/out.ecs") lines, text $(wc -l <"$DIR/out.text") lines"

@@ -1,0 +1,19 @@
+//! Arbitrary text as a log line (with any envelope): unwrapping and parsing never panic, and a
+//! line that parses renders back to text that parses to the same rendering.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(line) = std::str::from_utf8(data) else { return };
+    let env = logline::envelope::open(line);
+    if let Ok(p) = logline::parse(env.body) {
+        let mut once = Vec::new();
+        logline::render(&p.event, p.flags, &mut once);
+        let once = String::from_utf8(once).expect("rendering is UTF-8");
+        let again = logline::parse(&once).expect("a rendered line parses");
+        let mut twice = Vec::new();
+        logline::render(&again.event, again.flags, &mut twice);
+        assert_eq!(once.as_bytes(), &twice[..], "render/parse not stable");
+    }
+});
