@@ -48,7 +48,11 @@ fn printk_time(s: &str) -> &str {
 
 /// `kmsg record`: `prival,seq,usec,flags[,…];text`.
 fn kmsg(s: &str) -> Option<Envelope<'_>> {
-    let semi = s.find(';')?;
+    // `prival,seq,…;`: starts with a digit and has its `;` within the first few dozen bytes.
+    if !s.as_bytes().first()?.is_ascii_digit() {
+        return None;
+    }
+    let semi = s.as_bytes().iter().take(80).position(|&b| b == b';')?;
     let mut f = s[..semi].split(',');
     let prival: u16 = f.next()?.parse().ok()?;
     let seq: u64 = f.next()?.parse().ok()?;
@@ -146,10 +150,12 @@ fn bsd_time_uncached(s: &str) -> Option<Timestamp> {
 
 /// Splits `HOST TAG: rest` (TAG like `kernel:` or `kernel[12]:`); `None` if the shape is not there.
 fn host_tag(s: &str) -> Option<(&str, &str)> {
-    let sp = s.find(' ')?;
+    let sp = s.as_bytes().iter().take(256).position(|&b| b == b' ')?;
     let host = &s[..sp];
     let rest = &s[sp + 1..];
-    let colon = rest.find(": ")?;
+    // The tag is at most 48 bytes: look for its `: ` only there.
+    let head = &rest.as_bytes()[..rest.len().min(64)];
+    let colon = head.windows(2).position(|w| w == b": ")?;
     let tag = &rest[..colon];
     if tag.is_empty() || tag.len() > 48 || tag.contains(' ') {
         return None;

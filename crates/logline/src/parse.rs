@@ -96,13 +96,15 @@ impl<'a> Cur<'a> {
         Ok(self.word())
     }
     #[inline(always)]
-    fn num<T: std::str::FromStr>(&mut self, key: &'static str) -> R<T> {
+    fn num<T: TryFrom<u64>>(&mut self, key: &'static str) -> R<T> {
         let at = self.pos;
         let v = self.field(key)?;
-        v.parse().map_err(|_| ParseError {
-            offset: at,
-            reason: key,
-        })
+        decimal(v)
+            .and_then(|n| T::try_from(n).ok())
+            .ok_or(ParseError {
+                offset: at,
+                reason: key,
+            })
     }
     fn hex<T: TryFrom<u64>>(&mut self, key: &'static str, prefix: &str) -> R<T> {
         let at = self.pos;
@@ -116,6 +118,19 @@ impl<'a> Cur<'a> {
                 reason: key,
             })
     }
+    /// Bare flag words (`DF `, `SYN `…), in the table's order, OR-ed together.
+    fn flag_words(&mut self, table: &[(&str, u16)]) -> u16 {
+        let mut bits = 0;
+        for &(w, bit) in table {
+            let r = self.rest().as_bytes();
+            if r.len() > w.len() && r[w.len()] == b' ' && &r[..w.len()] == w.as_bytes() {
+                self.pos += w.len() + 1;
+                bits |= bit;
+            }
+        }
+        bits
+    }
+
     /// `INCOMPLETE [n bytes]` (the caller has checked the word), returning n.
     fn incomplete(&mut self) -> R<u32> {
         self.expect("INCOMPLETE [")?;
@@ -151,26 +166,75 @@ impl<'a> Cur<'a> {
             });
         }
         for pair in b.chunks(2) {
-            let s = std::str::from_utf8(pair).map_err(|_| ParseError {
-                offset: at,
-                reason: "OPT bytes",
-            })?;
-            v.push(u8::from_str_radix(s, 16).map_err(|_| ParseError {
-                offset: at,
-                reason: "OPT bytes",
-            })?);
+            match (hex_digit(pair[0]), hex_digit(pair[1])) {
+                (Some(h), Some(l)) => v.push(h << 4 | l),
+                _ => {
+                    return Err(ParseError {
+                        offset: at,
+                        reason: "OPT bytes",
+                    })
+                }
+            }
         }
         Ok(v)
     }
 }
 
-fn mac(s: &str) -> Option<[u8; 6]> {
-    let mut out = [0u8; 6];
-    let mut parts = s.split(':');
-    for b in out.iter_mut() {
-        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+/// A plain decimal number (the kernel prints no signs or spaces), without the UTF-8 and
+/// radix machinery of `str::parse`.
+fn decimal(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    if b.is_empty() || b.len() > 19 {
+        return None;
     }
-    parts.next().is_none().then_some(out)
+    let mut n: u64 = 0;
+    for &d in b {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + (d - b'0') as u64;
+    }
+    Some(n)
+}
+
+/// A dotted quad, as the kernel prints it (`%pI4`).
+fn ipv4_addr(s: &str) -> Option<Ipv4Addr> {
+    let mut o = [0u8; 4];
+    let mut parts = s.split('.');
+    for x in o.iter_mut() {
+        let p = parts.next()?;
+        if p.len() > 3 {
+            return None;
+        }
+        *x = u8::try_from(decimal(p)?).ok()?;
+    }
+    parts.next().is_none().then_some(Ipv4Addr::from(o))
+}
+
+fn hex_digit(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// `aa:bb:cc:dd:ee:ff` exactly.
+fn mac(s: &str) -> Option<[u8; 6]> {
+    let b = s.as_bytes();
+    if b.len() != 17 {
+        return None;
+    }
+    let mut out = [0u8; 6];
+    for (i, o) in out.iter_mut().enumerate() {
+        let j = i * 3;
+        if i > 0 && b[j - 1] != b':' {
+            return None;
+        }
+        *o = hex_digit(b[j])? << 4 | hex_digit(b[j + 1])?;
+    }
+    Some(out)
 }
 
 /// Where the kernel's fields start: the `IN=` of the last `IN=<name> OUT=` (an interface name
@@ -414,9 +478,9 @@ fn arp(c: &mut Cur) -> R<Arp> {
             reason: "ARP addresses",
         };
         let sender_mac = mac(c.field("MACSRC=")?).ok_or_else(bad)?;
-        let sender_ip: Ipv4Addr = c.field("IPSRC=")?.parse().map_err(|_| bad())?;
+        let sender_ip: Ipv4Addr = ipv4_addr(c.field("IPSRC=")?).ok_or_else(|| bad())?;
         let target_mac = mac(c.field("MACDST=")?).ok_or_else(bad)?;
-        let target_ip: Ipv4Addr = c.field("IPDST=")?.parse().map_err(|_| bad())?;
+        let target_ip: Ipv4Addr = ipv4_addr(c.field("IPDST=")?).ok_or_else(|| bad())?;
         a.addrs = Some(ArpAddrs {
             sender_mac,
             sender_ip,
@@ -451,12 +515,12 @@ fn trailer(c: &mut Cur, ev: &mut PacketEvent) -> R<()> {
 /// follow (false where the kernel ends the line early).
 fn ipv4(c: &mut Cur, nested: bool) -> R<(Ipv4, u32, bool)> {
     let at = c.pos;
-    let src: Ipv4Addr = c.field("SRC=")?.parse().map_err(|_| ParseError {
+    let src: Ipv4Addr = ipv4_addr(c.field("SRC=")?).ok_or_else(|| ParseError {
         offset: at,
         reason: "SRC=",
     })?;
     let at = c.pos;
-    let dst: Ipv4Addr = c.field("DST=")?.parse().map_err(|_| ParseError {
+    let dst: Ipv4Addr = ipv4_addr(c.field("DST=")?).ok_or_else(|| ParseError {
         offset: at,
         reason: "DST=",
     })?;
@@ -466,11 +530,7 @@ fn ipv4(c: &mut Cur, nested: bool) -> R<(Ipv4, u32, bool)> {
     let ttl: u8 = c.num("TTL=")?;
     let id: u16 = c.num("ID=")?;
     let mut frag_field = 0u16;
-    for (w, bit) in [("CE ", 0x8000u16), ("DF ", 0x4000), ("MF ", 0x2000)] {
-        if c.eat(w) {
-            frag_field |= bit;
-        }
-    }
+    frag_field |= c.flag_words(&[("CE", 0x8000), ("DF", 0x4000), ("MF", 0x2000)]);
     if c.peek("FRAG:") {
         let at = c.pos;
         let v = c.field("FRAG:")?;
@@ -599,21 +659,18 @@ fn tcp(c: &mut Cur, fragment: bool, out: &mut Transport) -> R<bool> {
             0
         };
     use packet::tcp::flag::*;
-    for (w, bit) in [
-        ("AE ", AE),
-        ("CWR ", CWR),
-        ("ECE ", ECE),
-        ("URG ", URG),
-        ("ACK ", ACK),
-        ("PSH ", PSH),
-        ("RST ", RST),
-        ("SYN ", SYN),
-        ("FIN ", FIN),
-    ] {
-        if c.eat(w) {
-            flags |= bit;
-        }
-    }
+    flags |= c.flag_words(&[
+        ("AE", AE),
+        ("CWR", CWR),
+        ("ECE", ECE),
+        ("URG", URG),
+        ("ACK", ACK),
+        ("PSH", PSH),
+        ("RST", RST),
+        ("SYN", SYN),
+        ("FIN", FIN),
+    ]);
+
     let urgent: u16 = c.num("URGP=")?;
     let mut t = Tcp {
         sport,
@@ -694,7 +751,7 @@ fn icmp4(c: &mut Cur, nested: bool, avail: u32) -> R<Transport> {
         3 | 4 | 5 | 11 => {
             if m.icmp_type == packet::icmp::REDIRECT {
                 let at = c.pos;
-                let gw: Ipv4Addr = c.field("GATEWAY=")?.parse().map_err(|_| ParseError {
+                let gw: Ipv4Addr = ipv4_addr(c.field("GATEWAY=")?).ok_or_else(|| ParseError {
                     offset: at,
                     reason: "GATEWAY=",
                 })?;
