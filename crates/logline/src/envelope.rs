@@ -33,7 +33,13 @@ fn pri(s: &str) -> Option<(u16, &str)> {
 /// `[  883.782525] ` printk time.
 fn printk_time(s: &str) -> &str {
     if let Some(r) = s.strip_prefix('[') {
-        if let Some(end) = r.find("] ") {
+        if let Some(end) = r
+            .as_bytes()
+            .iter()
+            .take(24)
+            .position(|&b| b == b']')
+            .filter(|&e| r[e..].starts_with("] "))
+        {
             if r[..end]
                 .trim()
                 .chars()

@@ -342,7 +342,10 @@ pub fn parse(line: &str) -> Result<Parsed, ParseError> {
             truncated: false,
         };
     } else if c.peek("SRC=") {
-        let v6 = c.rest()[4..].split(' ').next().unwrap_or("").contains(':');
+        let v6 = c.rest().as_bytes()[4..]
+            .iter()
+            .take_while(|&&b| b != b' ')
+            .any(|&b| b == b':');
         if v6 {
             ev.family = family::IPV6;
             ev.hw_protocol = ethertype::IPV6;
