@@ -254,10 +254,10 @@ pub fn split_prefix(line: &str) -> Option<usize> {
     found
 }
 
-/// Interface names repeat from line to line: keep the last few as shared strings.
-fn iface_name(n: &str) -> Arc<str> {
+/// Prefixes and interface names repeat from line to line: keep the last few as shared strings.
+fn shared_str(n: &str) -> Arc<str> {
     thread_local! {
-        static LAST: std::cell::RefCell<[Option<Arc<str>>; 4]> = const { std::cell::RefCell::new([None, None, None, None]) };
+        static LAST: std::cell::RefCell<[Option<Arc<str>>; 8]> = const { std::cell::RefCell::new([None, None, None, None, None, None, None, None]) };
     }
     LAST.with(|c| {
         let mut c = c.borrow_mut();
@@ -284,7 +284,7 @@ pub fn parse(line: &str) -> Result<Parsed, ParseError> {
         flags: LogFlags::default(),
     };
     let mut ev = PacketEvent {
-        prefix: Arc::from(&line[..start]),
+        prefix: shared_str(&line[..start]),
         ..Default::default()
     };
     let indev = c.field("IN=")?;
@@ -292,7 +292,7 @@ pub fn parse(line: &str) -> Result<Parsed, ParseError> {
     let iface = |n: &str| {
         (!n.is_empty()).then(|| Interface {
             index: None,
-            name: iface_name(n),
+            name: shared_str(n),
             hwtype: None,
         })
     };
