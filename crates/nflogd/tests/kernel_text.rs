@@ -119,3 +119,100 @@ schema = "text"
         );
     }
 }
+
+/// A bridge between two hosts: the nft bridge family (IN=/OUT= are the ports) and, through
+/// br_netfilter, the inet family with PHYSIN=/PHYSOUT=. nflogd's text equals the kernel's.
+#[test]
+fn bridged_packets_equal_kernel_log_lines() {
+    if !lab::available() {
+        return;
+    }
+    let t = lab::tag();
+    let (a, b, c) = (format!("nfl{t}ba"), format!("nfl{t}bb"), format!("nfl{t}bc"));
+    struct Cleanup(Vec<String>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            for ns in &self.0 {
+                let _ = std::process::Command::new("ip").args(["netns", "del", ns]).status();
+            }
+        }
+    }
+    let _cleanup = Cleanup(vec![a.clone(), b.clone(), c.clone()]);
+    for ns in [&a, &b, &c] {
+        lab::sh(&format!("ip netns add {ns} && ip -n {ns} link set lo up"));
+    }
+    lab::sh(&format!("ip link add va netns {a} type veth peer pa netns {b}"));
+    lab::sh(&format!("ip link add vc netns {c} type veth peer pc netns {b}"));
+    lab::sh(&format!(
+        "ip -n {b} link add br0 type bridge && ip -n {b} link set pa master br0 && ip -n {b} link set pc master br0 && \
+         ip -n {b} link set pa up && ip -n {b} link set pc up && ip -n {b} link set br0 up && \
+         ip netns exec {b} sysctl -qw net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1"
+    ));
+    lab::sh(&format!("ip -n {a} addr add 10.200.1.1/24 dev va && ip -n {a} addr add fd00:201::1/64 dev va nodad && ip -n {a} link set va up"));
+    lab::sh(&format!("ip -n {c} addr add 10.200.1.2/24 dev vc && ip -n {c} addr add fd00:201::2/64 dev vc nodad && ip -n {c} link set vc up"));
+    let (pb, pi) = (format!("BR{t} "), format!("BN{t} "));
+    let rules = format!(
+        r#"table bridge lab {{
+  chain forwarded {{
+    type filter hook forward priority 0;
+    meta protocol {{ ip, arp }} log prefix "{pb}" flags all log group 7 prefix "{pb}"
+    meta protocol ip6 ip6 saddr fd00:201::/64 log prefix "{pb}" flags all log group 7 prefix "{pb}"
+  }}
+}}
+table inet lab {{
+  chain forwarded {{
+    type filter hook forward priority 0;
+    meta nfproto ipv4 log prefix "{pi}" log group 8 prefix "{pi}"
+    ip6 saddr fd00:201::/64 log prefix "{pi}" log group 8 prefix "{pi}"
+  }}
+}}"#
+    );
+    let f = std::env::temp_dir().join(format!("nflogd-br-{t}.nft"));
+    std::fs::write(&f, rules).unwrap();
+    lab::sh(&format!("ip netns exec {b} nft -f {}", f.display()));
+    let dir = std::env::temp_dir().join(format!("nflogd-br-{t}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (fb, fi) = (dir.join("bridge.txt"), dir.join("inet.txt"));
+    let cfg = dir.join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "stats_interval = \"0s\"\n[sources.br]\ntype = \"nflog\"\ngroups = [7]\n[sources.in]\ntype = \"nflog\"\ngroups = [8]\n\
+             [sinks.br]\ntype = \"file\"\ninputs = [\"br\"]\npath = \"{}\"\nschema = \"text\"\nlog_flags = [\"all\"]\n\
+             [sinks.in]\ntype = \"file\"\ninputs = [\"in\"]\npath = \"{}\"\nschema = \"text\"\n",
+            fb.display(),
+            fi.display()
+        ),
+    )
+    .unwrap();
+    let before = lab::sh("sysctl -n net.netfilter.nf_log_all_netns").trim().to_string();
+    lab::sh("sysctl -qw net.netfilter.nf_log_all_netns=1");
+    let child = std::process::Command::new("ip")
+        .args(["netns", "exec", &b, env!("CARGO_BIN_EXE_nflogd"), "run", "--config"])
+        .arg(&cfg)
+        .stderr(std::fs::File::create(dir.join("log")).unwrap())
+        .spawn()
+        .unwrap();
+    let d = lab::Daemon { child: Some(child), log: dir.join("log") };
+    d.wait_log("nflogd running", Duration::from_secs(10));
+    let mut kmsg = Kmsg::open();
+    lab::sh(&format!(
+        "ip netns exec {a} ping -c2 -i0.2 -W1 10.200.1.2 >/dev/null; ip netns exec {a} ping -6 -c1 -W1 fd00:201::2 >/dev/null; \
+         ip netns exec {a} bash -c 'echo hi >/dev/udp/10.200.1.2/5353; (echo x >/dev/tcp/10.200.1.2/81) 2>/dev/null; true'"
+    ));
+    std::thread::sleep(Duration::from_millis(500));
+    let kernel = kmsg.read();
+    let k_br: Vec<_> = kernel.iter().filter(|l| l.starts_with(&pb)).cloned().collect();
+    let k_in: Vec<_> = kernel.iter().filter(|l| l.starts_with(&pi)).cloned().collect();
+    let n_br = wait_lines(&fb, k_br.len(), Duration::from_secs(5));
+    let n_in = wait_lines(&fi, k_in.len(), Duration::from_secs(5));
+    d.stop();
+    lab::sh(&format!("sysctl -qw net.netfilter.nf_log_all_netns={before}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&f);
+    assert!(k_br.iter().any(|l| l.contains("IN=pa OUT=pc")), "bridge lines name the ports: {k_br:#?}");
+    assert!(k_br.iter().any(|l| l.contains(" ARP HTYPE=1")), "ARP crossed the bridge: {k_br:#?}");
+    assert!(k_in.iter().any(|l| l.contains("IN=br0 OUT=br0 PHYSIN=pa PHYSOUT=pc")), "br_netfilter lines carry PHYSIN/PHYSOUT: {k_in:#?}");
+    assert_eq!(n_br, k_br, "bridge family: nflogd differs from the kernel");
+    assert_eq!(n_in, k_in, "br_netfilter: nflogd differs from the kernel");
+}
