@@ -481,9 +481,9 @@ fn arp(c: &mut Cur) -> R<Arp> {
             reason: "ARP addresses",
         };
         let sender_mac = mac(c.field("MACSRC=")?).ok_or_else(bad)?;
-        let sender_ip: Ipv4Addr = ipv4_addr(c.field("IPSRC=")?).ok_or_else(|| bad())?;
+        let sender_ip: Ipv4Addr = ipv4_addr(c.field("IPSRC=")?).ok_or_else(bad)?;
         let target_mac = mac(c.field("MACDST=")?).ok_or_else(bad)?;
-        let target_ip: Ipv4Addr = ipv4_addr(c.field("IPDST=")?).ok_or_else(|| bad())?;
+        let target_ip: Ipv4Addr = ipv4_addr(c.field("IPDST=")?).ok_or_else(bad)?;
         a.addrs = Some(ArpAddrs {
             sender_mac,
             sender_ip,
