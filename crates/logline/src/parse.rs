@@ -518,12 +518,12 @@ fn trailer(c: &mut Cur, ev: &mut PacketEvent) -> R<()> {
 /// follow (false where the kernel ends the line early).
 fn ipv4(c: &mut Cur, nested: bool) -> R<(Ipv4, u32, bool)> {
     let at = c.pos;
-    let src: Ipv4Addr = ipv4_addr(c.field("SRC=")?).ok_or_else(|| ParseError {
+    let src: Ipv4Addr = ipv4_addr(c.field("SRC=")?).ok_or(ParseError {
         offset: at,
         reason: "SRC=",
     })?;
     let at = c.pos;
-    let dst: Ipv4Addr = ipv4_addr(c.field("DST=")?).ok_or_else(|| ParseError {
+    let dst: Ipv4Addr = ipv4_addr(c.field("DST=")?).ok_or(ParseError {
         offset: at,
         reason: "DST=",
     })?;
@@ -754,7 +754,7 @@ fn icmp4(c: &mut Cur, nested: bool, avail: u32) -> R<Transport> {
         3 | 4 | 5 | 11 => {
             if m.icmp_type == packet::icmp::REDIRECT {
                 let at = c.pos;
-                let gw: Ipv4Addr = ipv4_addr(c.field("GATEWAY=")?).ok_or_else(|| ParseError {
+                let gw: Ipv4Addr = ipv4_addr(c.field("GATEWAY=")?).ok_or(ParseError {
                     offset: at,
                     reason: "GATEWAY=",
                 })?;

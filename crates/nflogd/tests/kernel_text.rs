@@ -128,12 +128,18 @@ fn bridged_packets_equal_kernel_log_lines() {
         return;
     }
     let t = lab::tag();
-    let (a, b, c) = (format!("nfl{t}ba"), format!("nfl{t}bb"), format!("nfl{t}bc"));
+    let (a, b, c) = (
+        format!("nfl{t}ba"),
+        format!("nfl{t}bb"),
+        format!("nfl{t}bc"),
+    );
     struct Cleanup(Vec<String>);
     impl Drop for Cleanup {
         fn drop(&mut self) {
             for ns in &self.0 {
-                let _ = std::process::Command::new("ip").args(["netns", "del", ns]).status();
+                let _ = std::process::Command::new("ip")
+                    .args(["netns", "del", ns])
+                    .status();
             }
         }
     }
@@ -141,8 +147,12 @@ fn bridged_packets_equal_kernel_log_lines() {
     for ns in [&a, &b, &c] {
         lab::sh(&format!("ip netns add {ns} && ip -n {ns} link set lo up"));
     }
-    lab::sh(&format!("ip link add va netns {a} type veth peer pa netns {b}"));
-    lab::sh(&format!("ip link add vc netns {c} type veth peer pc netns {b}"));
+    lab::sh(&format!(
+        "ip link add va netns {a} type veth peer pa netns {b}"
+    ));
+    lab::sh(&format!(
+        "ip link add vc netns {c} type veth peer pc netns {b}"
+    ));
     lab::sh(&format!(
         "ip -n {b} link add br0 type bridge && ip -n {b} link set pa master br0 && ip -n {b} link set pc master br0 && \
          ip -n {b} link set pa up && ip -n {b} link set pc up && ip -n {b} link set br0 up && \
@@ -185,15 +195,27 @@ table inet lab {{
         ),
     )
     .unwrap();
-    let before = lab::sh("sysctl -n net.netfilter.nf_log_all_netns").trim().to_string();
+    let before = lab::sh("sysctl -n net.netfilter.nf_log_all_netns")
+        .trim()
+        .to_string();
     lab::sh("sysctl -qw net.netfilter.nf_log_all_netns=1");
     let child = std::process::Command::new("ip")
-        .args(["netns", "exec", &b, env!("CARGO_BIN_EXE_nflogd"), "run", "--config"])
+        .args([
+            "netns",
+            "exec",
+            &b,
+            env!("CARGO_BIN_EXE_nflogd"),
+            "run",
+            "--config",
+        ])
         .arg(&cfg)
         .stderr(std::fs::File::create(dir.join("log")).unwrap())
         .spawn()
         .unwrap();
-    let d = lab::Daemon { child: Some(child), log: dir.join("log") };
+    let d = lab::Daemon {
+        child: Some(child),
+        log: dir.join("log"),
+    };
     d.wait_log("nflogd running", Duration::from_secs(10));
     let mut kmsg = Kmsg::open();
     lab::sh(&format!(
@@ -202,17 +224,37 @@ table inet lab {{
     ));
     std::thread::sleep(Duration::from_millis(500));
     let kernel = kmsg.read();
-    let k_br: Vec<_> = kernel.iter().filter(|l| l.starts_with(&pb)).cloned().collect();
-    let k_in: Vec<_> = kernel.iter().filter(|l| l.starts_with(&pi)).cloned().collect();
+    let k_br: Vec<_> = kernel
+        .iter()
+        .filter(|l| l.starts_with(&pb))
+        .cloned()
+        .collect();
+    let k_in: Vec<_> = kernel
+        .iter()
+        .filter(|l| l.starts_with(&pi))
+        .cloned()
+        .collect();
     let n_br = wait_lines(&fb, k_br.len(), Duration::from_secs(5));
     let n_in = wait_lines(&fi, k_in.len(), Duration::from_secs(5));
     d.stop();
-    lab::sh(&format!("sysctl -qw net.netfilter.nf_log_all_netns={before}"));
+    lab::sh(&format!(
+        "sysctl -qw net.netfilter.nf_log_all_netns={before}"
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_file(&f);
-    assert!(k_br.iter().any(|l| l.contains("IN=pa OUT=pc")), "bridge lines name the ports: {k_br:#?}");
-    assert!(k_br.iter().any(|l| l.contains(" ARP HTYPE=1")), "ARP crossed the bridge: {k_br:#?}");
-    assert!(k_in.iter().any(|l| l.contains("IN=br0 OUT=br0 PHYSIN=pa PHYSOUT=pc")), "br_netfilter lines carry PHYSIN/PHYSOUT: {k_in:#?}");
+    assert!(
+        k_br.iter().any(|l| l.contains("IN=pa OUT=pc")),
+        "bridge lines name the ports: {k_br:#?}"
+    );
+    assert!(
+        k_br.iter().any(|l| l.contains(" ARP HTYPE=1")),
+        "ARP crossed the bridge: {k_br:#?}"
+    );
+    assert!(
+        k_in.iter()
+            .any(|l| l.contains("IN=br0 OUT=br0 PHYSIN=pa PHYSOUT=pc")),
+        "br_netfilter lines carry PHYSIN/PHYSOUT: {k_in:#?}"
+    );
     assert_eq!(n_br, k_br, "bridge family: nflogd differs from the kernel");
     assert_eq!(n_in, k_in, "br_netfilter: nflogd differs from the kernel");
 }
