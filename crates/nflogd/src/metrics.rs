@@ -91,3 +91,50 @@ pub fn summary() -> String {
     }
     out
 }
+
+/// All counters in the Prometheus text exposition format.
+pub fn prometheus() -> String {
+    let mut out = String::new();
+    let Ok(r) = registry().lock() else { return out };
+    for (name, f) in FIELDS {
+        let _ = writeln!(out, "# TYPE nflogd_{name}_total counter");
+        for e in r.iter() {
+            let _ = writeln!(
+                out,
+                "nflogd_{name}_total{{component_kind=\"{}\",component=\"{}\"}} {}",
+                e.kind,
+                e.name,
+                f(&e.counters).load(Relaxed)
+            );
+        }
+    }
+    out
+}
+
+/// Serves `GET /metrics` on `address` from a thread of its own (a minimal HTTP/1.0 responder:
+/// one request per connection, as Prometheus scrapes).
+pub fn serve(address: &str) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind(address)?;
+    tracing::info!("metrics: http://{address}/metrics");
+    std::thread::Builder::new().name("metrics".into()).spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut s) = conn else { continue };
+            let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+            let mut req = [0u8; 1024];
+            let n = s.read(&mut req).unwrap_or(0);
+            let head = String::from_utf8_lossy(&req[..n]);
+            let (status, body) = if head.starts_with("GET /metrics") {
+                ("200 OK", prometheus())
+            } else {
+                ("404 Not Found", "try /metrics\n".to_string())
+            };
+            let _ = write!(
+                s,
+                "HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    })?;
+    Ok(())
+}

@@ -48,6 +48,20 @@ pub fn run(cfg: Config) -> Result<()> {
                 };
                 sink_threads.push(sinks::file::spawn(name, f, opts, queue, counters)?);
             }
+            SinkConfig::Syslog(c) => {
+                let mut flags = logline::LogFlags::default();
+                for n in &c.log_flags {
+                    flags = flags | logline::LogFlags::from_name(n).unwrap_or_default();
+                }
+                let opts = SchemaOptions {
+                    kind: c.schema,
+                    device: "Netfilter".into(),
+                    boolean_label: false,
+                    log_flags: flags,
+                    hostname: host.clone(),
+                };
+                sink_threads.push(sinks::syslog::spawn(name, c, opts, queue, counters)?);
+            }
         }
     }
     let actions = Arc::new(cfg.actions.clone());
@@ -84,6 +98,9 @@ pub fn run(cfg: Config) -> Result<()> {
         source_threads.len(),
         sink_threads.len()
     );
+    if let Some(a) = &cfg.metrics_address {
+        metrics::serve(a).with_context(|| format!("metrics_address {a}"))?;
+    }
     let interval = cfg.stats_interval.0;
     let mut last = Instant::now();
     while !crate::signals::shutdown_requested() {

@@ -243,11 +243,16 @@ fn kernel_loss_is_counted_exactly_and_survived() {
 }"#,
     );
     let out = lab.path("burst.json");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     // A deliberately small buffer and no batching, so the burst overruns the socket.
     let d = lab.nflogd(
         &lab.b,
         &format!(
-            "stats_interval = \"0s\"\n[sources.fw]\ntype = \"nflog\"\ngroups = [4]\nqthreshold = 1\nsocket_buffer = \"4KiB\"\nsocket_buffer_max = \"4KiB\"\n[sinks.e]\ntype = \"file\"\ninputs = [\"fw\"]\npath = \"{}\"\nschema = \"ulogd\"\n",
+            "stats_interval = \"0s\"\nmetrics_address = \"127.0.0.1:{port}\"\n[sources.fw]\ntype = \"nflog\"\ngroups = [4]\nqthreshold = 1\nsocket_buffer = \"4KiB\"\nsocket_buffer_max = \"4KiB\"\n[sinks.e]\ntype = \"file\"\ninputs = [\"fw\"]\npath = \"{}\"\nschema = \"ulogd\"\n",
             out.display()
         ),
     );
@@ -257,6 +262,15 @@ fn kernel_loss_is_counted_exactly_and_survived() {
     lab::udp_burst(&lab.a, B4, 7000, 5);
     std::thread::sleep(Duration::from_millis(500));
     let matched = lab::nft_counter(&lab.b);
+    // The same counters on the Prometheus endpoint (nflogd runs in the lab namespace).
+    let metrics = lab::in_netns(&lab.b, move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics endpoint");
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    });
     let log = d.stop();
     let lines = std::fs::read_to_string(&out).unwrap().lines().count() as u64;
     let received = lab::stat(&log, "source.fw", "received");
@@ -273,6 +287,14 @@ fn kernel_loss_is_counted_exactly_and_survived() {
         "received + kernel_lost must equal what the rule logged"
     );
     assert!(log.contains("socket overrun"), "{log}");
+    let scraped = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("nflogd_kernel_lost_total{component_kind=\"source\",component=\"fw\"}")
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<u64>().ok());
+    assert_eq!(scraped, Some(lost), "kernel_lost on /metrics:\n{metrics}");
 }
 
 #[test]

@@ -6,6 +6,7 @@ mod units;
 pub use units::{ByteSize, Duration};
 
 use crate::sinks::file::FileSinkConfig;
+use crate::sinks::syslog::SyslogSinkConfig;
 use crate::sources::file::FileSourceConfig;
 use crate::sources::kmsg::KmsgConfig;
 use crate::sources::nflog::NflogConfig;
@@ -28,6 +29,8 @@ pub struct Config {
     pub stats_interval: Duration,
     /// Name written as the observer host in records; default: this host's name.
     pub hostname: Option<String>,
+    /// Serve Prometheus metrics at http://ADDRESS/metrics (e.g. "127.0.0.1:9177"); off by default.
+    pub metrics_address: Option<String>,
     #[serde(default)]
     pub actions: ActionConfig,
     #[serde(default)]
@@ -54,12 +57,14 @@ pub enum SourceConfig {
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum SinkConfig {
     File(FileSinkConfig),
+    Syslog(SyslogSinkConfig),
 }
 
 impl SinkConfig {
     pub fn inputs(&self) -> &[String] {
         match self {
             SinkConfig::File(f) => &f.inputs,
+            SinkConfig::Syslog(s) => &s.inputs,
         }
     }
 }
@@ -123,6 +128,7 @@ impl Config {
             }
             match s {
                 SinkConfig::File(f) => f.validate().with_context(|| format!("[sinks.{name}]"))?,
+                SinkConfig::Syslog(c) => c.validate().with_context(|| format!("[sinks.{name}]"))?,
             }
         }
         Ok(())
