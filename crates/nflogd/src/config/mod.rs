@@ -57,7 +57,7 @@ pub enum SourceConfig {
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum SinkConfig {
     File(FileSinkConfig),
-    Syslog(SyslogSinkConfig),
+    Syslog(Box<SyslogSinkConfig>),
 }
 
 impl SinkConfig {
