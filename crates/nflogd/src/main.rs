@@ -8,6 +8,7 @@ mod schema;
 mod signals;
 mod sinks;
 mod sources;
+mod spool;
 mod topology;
 mod transforms;
 

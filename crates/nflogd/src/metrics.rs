@@ -28,6 +28,14 @@ pub struct ComponentCounters {
     pub errors: AtomicU64,
     /// Lines that are not netfilter records (other kernel or daemon messages), skipped.
     pub ignored: AtomicU64,
+    /// Events written to the sink's disk spool.
+    pub spooled: AtomicU64,
+    /// Events found in the spool at start-up and sent again (some may be duplicates).
+    pub replayed: AtomicU64,
+    /// Spool records skipped as corrupt or cut short.
+    pub spool_corrupt: AtomicU64,
+    /// Gauge: events in the spool not yet confirmed by the receiver.
+    pub spool_pending: AtomicU64,
 }
 
 impl ComponentCounters {
@@ -62,7 +70,7 @@ pub fn register(kind: &'static str, name: &str) -> Arc<ComponentCounters> {
 
 type Field = (&'static str, fn(&ComponentCounters) -> &AtomicU64);
 
-const FIELDS: [Field; 10] = [
+const FIELDS: [Field; 13] = [
     ("received", |c| &c.received),
     ("sent", |c| &c.sent),
     ("dropped", |c| &c.dropped),
@@ -73,7 +81,13 @@ const FIELDS: [Field; 10] = [
     ("truncated", |c| &c.truncated),
     ("errors", |c| &c.errors),
     ("ignored", |c| &c.ignored),
+    ("spooled", |c| &c.spooled),
+    ("replayed", |c| &c.replayed),
+    ("spool_corrupt", |c| &c.spool_corrupt),
 ];
+
+/// Gauges: current values, not totals.
+const GAUGES: [Field; 1] = [("spool_pending", |c| &c.spool_pending)];
 
 /// One line per component with its non-zero counters, for the periodic stats log.
 pub fn summary() -> String {
@@ -81,9 +95,9 @@ pub fn summary() -> String {
     let Ok(r) = registry().lock() else { return out };
     for e in r.iter() {
         let _ = write!(out, "{}.{}:", e.kind, e.name);
-        for (name, f) in FIELDS {
+        for (name, f) in FIELDS.iter().chain(GAUGES.iter()) {
             let v = f(&e.counters).load(Relaxed);
-            if v != 0 || name == "received" {
+            if v != 0 || *name == "received" {
                 let _ = write!(out, " {name}={v}");
             }
         }
@@ -102,6 +116,18 @@ pub fn prometheus() -> String {
             let _ = writeln!(
                 out,
                 "nflogd_{name}_total{{component_kind=\"{}\",component=\"{}\"}} {}",
+                e.kind,
+                e.name,
+                f(&e.counters).load(Relaxed)
+            );
+        }
+    }
+    for (name, f) in GAUGES {
+        let _ = writeln!(out, "# TYPE nflogd_{name} gauge");
+        for e in r.iter() {
+            let _ = writeln!(
+                out,
+                "nflogd_{name}{{component_kind=\"{}\",component=\"{}\"}} {}",
                 e.kind,
                 e.name,
                 f(&e.counters).load(Relaxed)

@@ -1,11 +1,13 @@
-//! The sender thread: renders a batch into framed messages, writes it, and on failure keeps the
-//! batch, reconnects with backoff and writes it again.
+//! The sender thread: renders each batch into messages, appends them to the sink's disk spool,
+//! and sends from the spool, oldest first; a batch leaves the spool only once written to the
+//! receiver. On failure it reconnects with backoff while new batches keep going to the spool.
 
 use super::config::{facility_code, severity_code, Format, Framing, SyslogSinkConfig, Transport};
 use super::format::{self, Header};
 use crate::metrics::ComponentCounters;
 use crate::pipeline::{Batch, SinkQueue};
 use crate::schema::{Renderer, SchemaOptions};
+use crate::spool::{Appended, Spool};
 use anyhow::{anyhow, Context, Result};
 use crossbeam_channel::RecvTimeoutError;
 use std::io::{Read, Write};
@@ -102,9 +104,18 @@ struct SyslogSink {
     severity: Option<u8>,
     hostname: String,
     counters: Arc<ComponentCounters>,
-    buf: Vec<u8>,
+    /// The batch being rendered: message bodies back to back, and where each ends.
     body: Vec<u8>,
+    ends: Vec<usize>,
+    /// Framed bytes of the batch being sent.
+    buf: Vec<u8>,
     messages: Vec<(usize, usize)>,
+    spool: Spool,
+    /// A batch the spool refused (full, `block`): it is retried before anything new is taken.
+    held: Option<Batch>,
+    next_connect: std::time::Instant,
+    backoff: Duration,
+    sync_interval: Duration,
 }
 
 impl SyslogSink {
@@ -147,9 +158,10 @@ impl SyslogSink {
         })
     }
 
+    /// Renders a batch to message bodies (header + record), one after the other in `body`.
     fn render(&mut self, batch: &Batch) {
-        self.buf.clear();
-        self.messages.clear();
+        self.body.clear();
+        self.ends.clear();
         let header = Header {
             format: self.cfg.format,
             facility: self.facility,
@@ -160,7 +172,6 @@ impl SyslogSink {
             sd: &self.sd,
         };
         for ev in batch.iter() {
-            self.body.clear();
             let (time, host) = match ev {
                 event::Event::Packet(p) => (p.time, p.host.as_deref()),
                 event::Event::Raw(r) => (r.time, r.host.as_deref()),
@@ -172,17 +183,26 @@ impl SyslogSink {
                 &mut self.body,
             );
             self.renderer.render(ev, &mut self.body);
+            self.ends.push(self.body.len());
+        }
+    }
+
+    /// Frames messages for the transport into `buf`.
+    fn frame(&mut self, msgs: &[Vec<u8>]) {
+        self.buf.clear();
+        self.messages.clear();
+        for m in msgs {
             let start = self.buf.len();
             match (self.cfg.transport, self.cfg.framing) {
-                (Transport::Udp, _) => self.buf.extend_from_slice(&self.body),
+                (Transport::Udp, _) => self.buf.extend_from_slice(m),
                 (_, Framing::OctetCounting) => {
-                    let _ = write!(self.buf, "{} ", self.body.len());
-                    self.buf.extend_from_slice(&self.body);
+                    let _ = write!(self.buf, "{} ", m.len());
+                    self.buf.extend_from_slice(m);
                 }
                 (_, Framing::Lf) => {
                     // An LF inside a message would split it: LF framing cannot carry one.
                     self.buf
-                        .extend(self.body.iter().map(|&b| if b == b'\n' { b' ' } else { b }));
+                        .extend(m.iter().map(|&b| if b == b'\n' { b' ' } else { b }));
                     self.buf.push(b'\n');
                 }
             }
@@ -190,18 +210,71 @@ impl SyslogSink {
         }
     }
 
-    /// Writes the rendered batch, reconnecting until it is written or nflogd stops.
-    fn deliver(&mut self, n: u64) {
-        let mut backoff = Duration::from_millis(100);
+    /// Puts a batch into the spool; false if the spool is full (`block`) and kept it out.
+    fn spool_batch(&mut self, b: &Batch) -> bool {
+        self.render(b);
+        let mut msgs = Vec::with_capacity(self.ends.len());
+        let mut start = 0;
+        for &end in &self.ends {
+            msgs.push(&self.body[start..end]);
+            start = end;
+        }
+        let before = self.spool.stats.dropped_events;
+        let r = self.spool.append(&msgs);
+        let dropped = self.spool.stats.dropped_events - before;
+        if dropped > 0 {
+            ComponentCounters::add(&self.counters.dropped, dropped);
+            crate::rate_limited_warn!(
+                "sink `{}`: spool full, {dropped} oldest events dropped",
+                self.name
+            );
+        }
+        match r {
+            Ok(Appended::Stored) => {
+                ComponentCounters::add(&self.counters.spooled, b.len() as u64);
+                true
+            }
+            Ok(Appended::Full) => {
+                crate::rate_limited_warn!(
+                    "sink `{}`: spool full; holding new events back",
+                    self.name
+                );
+                false
+            }
+            Err(e) => {
+                // A full disk or an I/O error: the batch stays held and is retried.
+                ComponentCounters::add(&self.counters.errors, 1);
+                crate::rate_limited_warn!("sink `{}`: cannot write the spool: {e}", self.name);
+                false
+            }
+        }
+    }
+
+    /// Sends what the spool holds, oldest first, each batch acknowledged once written; stops at
+    /// the first failure (and waits out the backoff before connecting again).
+    fn deliver(&mut self) {
         loop {
             if self.conn.as_ref().is_some_and(Conn::peer_closed) {
                 self.conn = None;
             }
+            let msgs = match self.spool.peek() {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(e) => {
+                    ComponentCounters::add(&self.counters.errors, 1);
+                    crate::rate_limited_warn!("sink `{}`: cannot read the spool: {e}", self.name);
+                    break;
+                }
+            };
             if self.conn.is_none() {
+                if std::time::Instant::now() < self.next_connect {
+                    break;
+                }
                 match self.connect() {
                     Ok(c) => {
                         tracing::info!("sink `{}`: connected to {}", self.name, self.cfg.address);
                         self.conn = Some(c);
+                        self.backoff = Duration::from_millis(100);
                     }
                     Err(e) => {
                         ComponentCounters::add(&self.counters.errors, 1);
@@ -210,58 +283,112 @@ impl SyslogSink {
                             self.name,
                             self.cfg.address
                         );
+                        self.next_connect = std::time::Instant::now() + self.backoff;
+                        self.backoff = (self.backoff * 2).min(Duration::from_secs(30));
+                        break;
                     }
                 }
             }
-            if let Some(c) = self.conn.as_mut() {
-                match c.send(&self.buf, &self.messages) {
-                    Ok(()) => {
-                        ComponentCounters::add(&self.counters.sent, n);
-                        return;
-                    }
-                    Err(e) => {
-                        ComponentCounters::add(&self.counters.errors, 1);
-                        crate::rate_limited_warn!(
-                            "sink `{}`: sending to {} failed: {e}; reconnecting",
-                            self.name,
-                            self.cfg.address
-                        );
-                        self.conn = None;
-                    }
+            self.frame(&msgs);
+            let Some(c) = self.conn.as_mut() else { break };
+            match c.send(&self.buf, &self.messages) {
+                Ok(()) => {
+                    self.spool.ack();
+                    ComponentCounters::add(&self.counters.sent, msgs.len() as u64);
+                }
+                Err(e) => {
+                    ComponentCounters::add(&self.counters.errors, 1);
+                    crate::rate_limited_warn!(
+                        "sink `{}`: sending to {} failed: {e}; reconnecting",
+                        self.name,
+                        self.cfg.address
+                    );
+                    self.conn = None;
+                    self.next_connect = std::time::Instant::now() + self.backoff;
+                    break;
                 }
             }
-            if crate::signals::shutdown_requested() && backoff >= Duration::from_secs(2) {
-                ComponentCounters::add(&self.counters.dropped, n);
-                tracing::error!(
-                    "sink `{}`: stopping with {n} events undelivered to {}",
-                    self.name,
-                    self.cfg.address
-                );
-                return;
-            }
-            std::thread::sleep(backoff);
-            backoff = (backoff * 2).min(Duration::from_secs(30));
         }
+        self.publish();
+    }
+
+    fn publish(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.counters
+            .spool_pending
+            .store(self.spool.pending_events(), Relaxed);
+        self.counters
+            .spool_corrupt
+            .store(self.spool.stats.corrupt_records, Relaxed);
     }
 
     fn run(mut self, q: SinkQueue) {
-        loop {
-            match q.rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(b) => {
-                    ComponentCounters::add(&self.counters.received, b.len() as u64);
-                    self.render(&b);
-                    self.deliver(b.len() as u64);
+        let mut last_sync = std::time::Instant::now();
+        let mut generation = crate::signals::reopen_generation();
+        let mut open = true;
+        while open || self.held.is_some() {
+            // Take new batches into the spool, unless one is still held back by a full spool.
+            if let Some(b) = self.held.take() {
+                if self.spool_batch(&b) {
                     q.taken(&b);
+                } else {
+                    self.held = Some(b);
                 }
-                Err(RecvTimeoutError::Timeout) => {
-                    if crate::signals::reopen_generation() != 0
-                        && self.conn.as_ref().is_some_and(Conn::peer_closed)
-                    {
-                        self.conn = None;
-                    }
-                }
-                Err(RecvTimeoutError::Disconnected) => break,
             }
+            if self.held.is_none() && open {
+                let wait = if self.spool.pending_events() > 0 {
+                    Duration::from_millis(20)
+                } else {
+                    Duration::from_millis(200)
+                };
+                match q.rx.recv_timeout(wait) {
+                    Ok(b) => {
+                        ComponentCounters::add(&self.counters.received, b.len() as u64);
+                        if self.spool_batch(&b) {
+                            q.taken(&b);
+                        } else {
+                            self.held = Some(b);
+                        }
+                    }
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => open = false,
+                }
+            }
+            let g = crate::signals::reopen_generation();
+            if g != generation {
+                // SIGHUP: reconnect (the receiver may have moved behind its name).
+                generation = g;
+                self.conn = None;
+                self.next_connect = std::time::Instant::now();
+            }
+            self.deliver();
+            if last_sync.elapsed() >= self.sync_interval {
+                let _ = self.spool.sync();
+                last_sync = std::time::Instant::now();
+            }
+            if !open && self.held.is_some() && crate::signals::shutdown_requested() {
+                // Stopping with a full spool: what is held cannot be kept.
+                let n = self.held.take().map_or(0, |b| b.len() as u64);
+                ComponentCounters::add(&self.counters.dropped, n);
+            }
+        }
+        // Stopping: give the receiver a last chance; what it does not take stays spooled for
+        // the next start.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while self.spool.pending_events() > 0 && std::time::Instant::now() < deadline {
+            self.next_connect = std::time::Instant::now();
+            self.deliver();
+            if self.spool.pending_events() > 0 {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        let _ = self.spool.sync();
+        if self.spool.pending_events() > 0 {
+            tracing::warn!(
+                "sink `{}`: {} events stay in the spool for the next start",
+                self.name,
+                self.spool.pending_events()
+            );
         }
         if let Some(Conn::Tls(mut s)) = self.conn.take() {
             s.conn.send_close_notify();
@@ -298,6 +425,21 @@ pub fn spawn(
         .unwrap_or_else(|| opts.hostname.clone());
     let mut opts = opts;
     opts.kind = cfg.schema;
+    let dir = cfg
+        .spool
+        .dir
+        .clone()
+        .unwrap_or_else(|| format!("/var/lib/nflogd/spool/{name}").into());
+    let spool = Spool::open(&dir, cfg.spool.max_size.0, cfg.spool.when_full)
+        .with_context(|| format!("sink `{name}`: spool"))?;
+    if spool.pending_events() > 0 {
+        tracing::info!(
+            "sink `{name}`: {} events from an earlier run wait in {}",
+            spool.pending_events(),
+            dir.display()
+        );
+        ComponentCounters::add(&counters.replayed, spool.pending_events());
+    }
     let sink = SyslogSink {
         name: name.to_string(),
         sd: if cfg.format == Format::Rfc5424 {
@@ -314,8 +456,14 @@ pub fn spawn(
         renderer: Renderer::new(opts),
         counters,
         buf: Vec::with_capacity(256 * 1024),
-        body: Vec::with_capacity(2048),
+        body: Vec::with_capacity(256 * 1024),
+        ends: Vec::new(),
         messages: Vec::new(),
+        spool,
+        held: None,
+        next_connect: std::time::Instant::now(),
+        backoff: Duration::from_millis(100),
+        sync_interval: cfg.spool.sync_interval.0,
         cfg,
     };
     tracing::info!(

@@ -1,0 +1,479 @@
+//! The on-disk spool of one sink: rendered messages wait here until the sink's receiver has
+//! taken them, across outages, restarts and crashes.
+//!
+//! - Segment files `NNNNNNNNNN.seg` of records `[len u32][crc32 u32][events u32][payload]`
+//!   (little endian); the payload is the batch's messages, each `[len u32][bytes]`.
+//! - `ack` holds the read position (segment, offset), replaced atomically after each delivery;
+//!   a record leaves only after the sink confirmed it. After a crash the last records may be
+//!   delivered again (counted as `replayed`), never lost.
+//! - A record with a bad checksum or cut short ends its segment's reading: the rest of that
+//!   segment is skipped and counted, the next segment is read.
+//! - A size cap with a stated policy: `block` (stop taking new events; the sink's memory queue
+//!   fills and the fan-out drops and counts them) or `drop-oldest` (delete the oldest segment,
+//!   counting its events as dropped).
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+const HEADER: usize = 12;
+const SEGMENT_BYTES: u64 = 16 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum WhenFull {
+    #[default]
+    Block,
+    DropOldest,
+}
+
+/// What happened to an append.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Appended {
+    Stored,
+    /// The spool is full and its policy is `block`: nothing was written.
+    Full,
+}
+
+/// Counts the spool reports to the sink's counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SpoolStats {
+    /// Events deleted by `drop-oldest`.
+    pub dropped_events: u64,
+    /// Records skipped because they were corrupt or cut short.
+    pub corrupt_records: u64,
+    /// Events found in the spool at start-up, not yet confirmed (some may be duplicates).
+    pub replayed_events: u64,
+}
+
+pub struct Spool {
+    dir: PathBuf,
+    max_bytes: u64,
+    when_full: WhenFull,
+    /// Segment ids present, oldest first.
+    segments: Vec<u64>,
+    writer: Option<File>,
+    write_id: u64,
+    write_off: u64,
+    read_id: u64,
+    read_off: u64,
+    /// Bytes from the read position to the end.
+    pending_bytes: u64,
+    pending_events: u64,
+    pub stats: SpoolStats,
+    /// The record handed out by `peek`, not yet acknowledged: (bytes it takes, events).
+    peeked: Option<(u64, u32)>,
+}
+
+fn seg_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:010}.seg"))
+}
+
+/// Reads one record at `off`; `Ok(None)` at a clean end, `Err` for a corrupt or short record.
+fn read_record(f: &mut File, off: u64) -> std::io::Result<Option<Result<(Vec<u8>, u32), ()>>> {
+    f.seek(SeekFrom::Start(off))?;
+    let mut h = [0u8; HEADER];
+    let mut got = 0;
+    while got < HEADER {
+        match f.read(&mut h[got..])? {
+            0 if got == 0 => return Ok(None),
+            0 => return Ok(Some(Err(()))),
+            n => got += n,
+        }
+    }
+    let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+    let crc = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+    let events = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
+    if len > 256 << 20 {
+        return Ok(Some(Err(())));
+    }
+    let mut payload = vec![0u8; len];
+    if f.read_exact(&mut payload).is_err() || crc32fast::hash(&payload) != crc {
+        return Ok(Some(Err(())));
+    }
+    Ok(Some(Ok((payload, events))))
+}
+
+impl Spool {
+    /// Opens (or creates) the spool in `dir`, recovering what a previous run left.
+    pub fn open(dir: &Path, max_bytes: u64, when_full: WhenFull) -> Result<Spool> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut segments: Vec<u64> = std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str()?.strip_suffix(".seg")?.parse().ok())
+            .collect();
+        segments.sort_unstable();
+        let (mut read_id, mut read_off) = std::fs::read_to_string(dir.join("ack"))
+            .ok()
+            .and_then(|s| {
+                let mut it = s.split_whitespace().map(|v| v.parse::<u64>().ok());
+                Some((it.next()??, it.next()??))
+            })
+            .unwrap_or((segments.first().copied().unwrap_or(0), 0));
+        // Segments before the acknowledged one are done (a crash between ack and delete).
+        for id in segments.iter().filter(|&&id| id < read_id) {
+            let _ = std::fs::remove_file(seg_path(dir, *id));
+        }
+        segments.retain(|&id| id >= read_id);
+        if !segments.contains(&read_id) {
+            read_id = segments.first().copied().unwrap_or(read_id);
+            read_off = 0;
+        }
+        let mut s = Spool {
+            dir: dir.to_path_buf(),
+            max_bytes,
+            when_full,
+            segments,
+            writer: None,
+            write_id: read_id,
+            write_off: 0,
+            read_id,
+            read_off,
+            pending_bytes: 0,
+            pending_events: 0,
+            stats: SpoolStats::default(),
+            peeked: None,
+        };
+        s.recover()?;
+        s.stats.replayed_events = s.pending_events;
+        Ok(s)
+    }
+
+    /// Scans what is pending to size it, and cuts a torn record off the end of the last segment.
+    fn recover(&mut self) -> Result<()> {
+        let last = self.segments.last().copied();
+        for &id in &self.segments.clone() {
+            let mut f = File::open(seg_path(&self.dir, id))?;
+            let mut off = if id == self.read_id { self.read_off } else { 0 };
+            loop {
+                match read_record(&mut f, off)? {
+                    None => break,
+                    Some(Ok((p, ev))) => {
+                        off += (HEADER + p.len()) as u64;
+                        self.pending_bytes += (HEADER + p.len()) as u64;
+                        self.pending_events += ev as u64;
+                    }
+                    Some(Err(())) => {
+                        // Torn by a crash or damaged: reading skips it (and counts it) later;
+                        // writing must not follow it, so it goes to a new segment.
+                        if Some(id) == last {
+                            self.write_id = id + 1;
+                            self.write_off = 0;
+                        }
+                        break;
+                    }
+                }
+            }
+            if Some(id) == last && self.write_id == id {
+                self.write_off = off;
+            }
+        }
+        match last {
+            None => self.write_id = self.read_id,
+            Some(l) if self.write_id < l => self.write_id = l,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    pub fn pending_events(&self) -> u64 {
+        self.pending_events
+    }
+
+    fn open_writer(&mut self) -> std::io::Result<&mut File> {
+        if self.writer.is_none() || self.write_off >= SEGMENT_BYTES {
+            if self.write_off >= SEGMENT_BYTES {
+                self.write_id += 1;
+                self.write_off = 0;
+            }
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(seg_path(&self.dir, self.write_id))?;
+            if !self.segments.contains(&self.write_id) {
+                self.segments.push(self.write_id);
+            }
+            self.write_off = f.metadata()?.len();
+            self.writer = Some(f);
+        }
+        Ok(self.writer.as_mut().expect("writer just opened"))
+    }
+
+    /// Appends one batch: its messages, each written as `[len u32][bytes]`.
+    pub fn append(&mut self, messages: &[&[u8]]) -> std::io::Result<Appended> {
+        let mut payload = Vec::with_capacity(messages.iter().map(|m| m.len() + 4).sum());
+        for m in messages {
+            payload.extend_from_slice(&(m.len() as u32).to_le_bytes());
+            payload.extend_from_slice(m);
+        }
+        let size = (HEADER + payload.len()) as u64;
+        while self.pending_bytes + size > self.max_bytes && self.pending_bytes > 0 {
+            match self.when_full {
+                WhenFull::Block => return Ok(Appended::Full),
+                WhenFull::DropOldest => {
+                    if !self.drop_oldest_segment()? {
+                        break;
+                    }
+                }
+            }
+        }
+        let mut rec = Vec::with_capacity(size as usize);
+        rec.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        rec.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        rec.extend_from_slice(&(messages.len() as u32).to_le_bytes());
+        rec.extend_from_slice(&payload);
+        let w = self.open_writer()?;
+        w.write_all(&rec)?;
+        self.write_off += size;
+        self.pending_bytes += size;
+        self.pending_events += messages.len() as u64;
+        Ok(Appended::Stored)
+    }
+
+    /// Flushes appended records to stable storage.
+    pub fn sync(&mut self) -> std::io::Result<()> {
+        match &self.writer {
+            Some(w) => w.sync_data(),
+            None => Ok(()),
+        }
+    }
+
+    /// Deletes the oldest segment (`drop-oldest`); false if only the one being written is left.
+    fn drop_oldest_segment(&mut self) -> std::io::Result<bool> {
+        let Some(&oldest) = self.segments.first() else {
+            return Ok(false);
+        };
+        if oldest == self.write_id {
+            // Start a new segment so the oldest can go.
+            self.writer = None;
+            self.write_id += 1;
+            self.write_off = 0;
+        }
+        let (bytes, events) = self.count_from(
+            oldest,
+            if oldest == self.read_id {
+                self.read_off
+            } else {
+                0
+            },
+        )?;
+        std::fs::remove_file(seg_path(&self.dir, oldest))?;
+        self.segments.remove(0);
+        self.pending_bytes = self.pending_bytes.saturating_sub(bytes);
+        self.pending_events = self.pending_events.saturating_sub(events);
+        self.stats.dropped_events += events;
+        self.peeked = None;
+        self.read_id = self.segments.first().copied().unwrap_or(self.write_id);
+        self.read_off = 0;
+        self.save_ack();
+        Ok(true)
+    }
+
+    fn count_from(&self, id: u64, mut off: u64) -> std::io::Result<(u64, u64)> {
+        let mut f = match File::open(seg_path(&self.dir, id)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, 0)),
+            Err(e) => return Err(e),
+        };
+        let (mut bytes, mut events) = (0, 0);
+        while let Some(Ok((p, ev))) = read_record(&mut f, off)? {
+            off += (HEADER + p.len()) as u64;
+            bytes += (HEADER + p.len()) as u64;
+            events += ev as u64;
+        }
+        Ok((bytes, events))
+    }
+
+    /// The next batch to deliver (its messages), without removing it.
+    pub fn peek(&mut self) -> std::io::Result<Option<Vec<Vec<u8>>>> {
+        loop {
+            if !self.segments.contains(&self.read_id) {
+                return Ok(None);
+            }
+            let mut f = match File::open(seg_path(&self.dir, self.read_id)) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            match read_record(&mut f, self.read_off)? {
+                Some(Ok((payload, events))) => {
+                    self.peeked = Some(((HEADER + payload.len()) as u64, events));
+                    let mut msgs = Vec::with_capacity(events as usize);
+                    let mut p = &payload[..];
+                    while p.len() >= 4 {
+                        let n = u32::from_le_bytes([p[0], p[1], p[2], p[3]]) as usize;
+                        let m = p.get(4..4 + n).unwrap_or(&p[4..]);
+                        msgs.push(m.to_vec());
+                        p = &p[(4 + n).min(p.len())..];
+                    }
+                    return Ok(Some(msgs));
+                }
+                Some(Err(())) => {
+                    // Corrupt or cut short: skip the rest of this segment, for good.
+                    self.stats.corrupt_records += 1;
+                    tracing::warn!(
+                        "spool {}: segment {} is corrupt at byte {}; skipping the rest of it",
+                        self.dir.display(),
+                        self.read_id,
+                        self.read_off
+                    );
+                    if self.write_id == self.read_id {
+                        self.writer = None;
+                        self.write_id += 1;
+                        self.write_off = 0;
+                    }
+                    if !self.segments.contains(&self.write_id) {
+                        self.segments.push(self.write_id);
+                    }
+                    if !self.next_segment()? {
+                        return Ok(None);
+                    }
+                }
+                None => {
+                    if self.read_id == self.write_id || !self.next_segment()? {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+    }
+
+    fn next_segment(&mut self) -> std::io::Result<bool> {
+        let Some(pos) = self.segments.iter().position(|&s| s > self.read_id) else {
+            return Ok(false);
+        };
+        let done = self.read_id;
+        self.read_id = self.segments[pos];
+        self.read_off = 0;
+        self.save_ack();
+        if done != self.write_id {
+            let _ = std::fs::remove_file(seg_path(&self.dir, done));
+            self.segments.retain(|&s| s != done);
+        }
+        let (bytes, events) = self.segments.iter().try_fold((0, 0), |(b, e), &id| {
+            let (b2, e2) =
+                self.count_from(id, if id == self.read_id { self.read_off } else { 0 })?;
+            Ok::<_, std::io::Error>((b + b2, e + e2))
+        })?;
+        self.pending_bytes = bytes;
+        self.pending_events = events;
+        Ok(true)
+    }
+
+    /// The peeked batch was delivered: move past it for good.
+    pub fn ack(&mut self) {
+        if let Some((bytes, events)) = self.peeked.take() {
+            self.read_off += bytes;
+            self.pending_bytes = self.pending_bytes.saturating_sub(bytes);
+            self.pending_events = self.pending_events.saturating_sub(events as u64);
+            self.save_ack();
+        }
+    }
+
+    fn save_ack(&self) {
+        let tmp = self.dir.join("ack.tmp");
+        let ok = std::fs::write(&tmp, format!("{} {}\n", self.read_id, self.read_off))
+            .and_then(|_| std::fs::rename(&tmp, self.dir.join("ack")));
+        if let Err(e) = ok {
+            crate::rate_limited_warn!(
+                "spool {}: cannot save the read position: {e}",
+                self.dir.display()
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("nflogd-spool-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    fn drain(s: &mut Spool) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some(b) = s.peek().unwrap() {
+            out.extend(b.into_iter().map(|m| String::from_utf8(m).unwrap()));
+            s.ack();
+        }
+        out
+    }
+
+    #[test]
+    fn order_ack_and_restart() {
+        let d = dir("order");
+        let mut s = Spool::open(&d, 1 << 30, WhenFull::Block).unwrap();
+        for i in 0..10 {
+            let m = format!("m{i}");
+            s.append(&[m.as_bytes(), b"x"]).unwrap();
+        }
+        let first = s.peek().unwrap().unwrap();
+        assert_eq!(first, vec![b"m0".to_vec(), b"x".to_vec()]);
+        s.ack();
+        drop(s);
+        // A restart resumes after the acknowledged record; an unacknowledged peek is redelivered.
+        let mut s = Spool::open(&d, 1 << 30, WhenFull::Block).unwrap();
+        assert_eq!(s.stats.replayed_events, 18);
+        let got = drain(&mut s);
+        assert_eq!(got.len(), 18);
+        assert_eq!(got[0], "m1");
+        assert_eq!(s.pending_events(), 0);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn corrupt_and_torn_records_are_skipped_and_counted() {
+        let d = dir("corrupt");
+        let mut s = Spool::open(&d, 1 << 30, WhenFull::Block).unwrap();
+        for i in 0..3 {
+            s.append(&[format!("a{i}").as_bytes()]).unwrap();
+        }
+        drop(s);
+        // Flip a byte in the second record's payload, and add a torn record at the end.
+        let seg = seg_path(&d, 0);
+        let mut bytes = std::fs::read(&seg).unwrap();
+        let rec = HEADER + 4 + 2;
+        bytes[rec + HEADER + 5] ^= 0xff;
+        bytes.extend_from_slice(&[9, 0, 0, 0, 1, 2]);
+        std::fs::write(&seg, &bytes).unwrap();
+        let mut s = Spool::open(&d, 1 << 30, WhenFull::Block).unwrap();
+        assert_eq!(drain(&mut s), vec!["a0"]);
+        assert_eq!(s.stats.corrupt_records, 1);
+        // Writing goes on after the damage.
+        s.append(&[b"later"]).unwrap();
+        assert_eq!(drain(&mut s), vec!["later"]);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn the_cap_blocks_or_drops_the_oldest() {
+        let d = dir("cap");
+        let big = vec![b'x'; 1000];
+        let mut s = Spool::open(&d, 5000, WhenFull::Block).unwrap();
+        let stored = (0..10)
+            .filter(|_| s.append(&[&big]).unwrap() == Appended::Stored)
+            .count();
+        assert_eq!(stored, 4, "1016-byte records under a 5000-byte cap");
+        drop(s);
+        std::fs::remove_dir_all(&d).unwrap();
+        let mut s = Spool::open(&d, 5000, WhenFull::DropOldest).unwrap();
+        for i in 0..10u8 {
+            let m = vec![b'0' + i; 1000];
+            assert_eq!(s.append(&[&m]).unwrap(), Appended::Stored);
+        }
+        assert!(s.stats.dropped_events > 0);
+        let got = drain(&mut s);
+        assert_eq!(
+            got.last().unwrap().as_bytes()[0],
+            b'9',
+            "the newest are kept"
+        );
+        assert_eq!(got.len() as u64 + s.stats.dropped_events, 10);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}
