@@ -71,8 +71,11 @@ fn seg_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{id:010}.seg"))
 }
 
-/// Reads one record at `off`; `Ok(None)` at a clean end, `Err` for a corrupt or short record.
-fn read_record(f: &mut File, off: u64) -> std::io::Result<Option<Result<(Vec<u8>, u32), ()>>> {
+/// One record read back: its payload and event count, or `Err` if corrupt or cut short.
+type Record = Result<(Vec<u8>, u32), ()>;
+
+/// Reads one record at `off`; `Ok(None)` at a clean end.
+fn read_record(f: &mut File, off: u64) -> std::io::Result<Option<Record>> {
     f.seek(SeekFrom::Start(off))?;
     let mut h = [0u8; HEADER];
     let mut got = 0;
