@@ -14,7 +14,7 @@ BIN=$CARGO_TARGET_DIR/release/nflogd
 DIR=$(mktemp -d /var/tmp/nflogd-lines.XXXXXX)
 SNG=
 cleanup() { [ -n "$SNG" ] && kill "$SNG" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$DIR"; }
-trap cleanup EXIT
+trap cleanup EXIT INT TERM
 
 # The input: the real kernel lines of crates/logline/tests/kernel-lines.txt in a syslog file,
 # 1000 lines per second, as rsyslog writes kern.log.

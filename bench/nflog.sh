@@ -29,7 +29,7 @@ cleanup() {
   ip netns del "$B" 2>/dev/null || true
   rm -rf "$DIR"
 }
-trap cleanup EXIT
+trap cleanup EXIT INT TERM
 ip netns add "$A"; ip netns add "$B"
 ip link add va netns "$A" type veth peer vb netns "$B"
 ip -n "$A" addr add 10.201.0.1/24 dev va; ip -n "$B" addr add 10.201.0.2/24 dev vb

@@ -14,7 +14,7 @@ BIN=$CARGO_TARGET_DIR/release/nflogd
 DIR=$(mktemp -d /var/tmp/nflogd-syslog.XXXXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$DIR"; }
-trap cleanup EXIT
+trap cleanup EXIT INT TERM
 cd "$DIR"
 openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=bench-ca -days 1 -keyout ca.key -out ca.pem 2>/dev/null
 openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout srv.key -out srv.csr 2>/dev/null
@@ -63,6 +63,7 @@ rsyslog_up
 c0=$(cpu_ns $NPID); t0=$(now); gen "$N" 0 >>in.log
 for _ in $(seq 1 1200); do [ "$(lines got.log)" -ge "$N" ] && break; sleep 0.1; done
 t1=$(now); c1=$(cpu_ns $NPID)
+[ "$(lines got.log)" -ge "$N" ] || { echo "phase 1 incomplete: $(lines got.log) of $N; sent $(metric nflogd_sent_total), pending $(metric nflogd_spool_pending)"; tail -5 n.log; }
 echo "delivered over TLS:  $N events in $(echo "$t1 - $t0" | bc) s = $(echo "$N / ($t1 - $t0)" | bc) events/s; nflogd CPU $(echo "($c1 - $c0) / 1000 / $N" | bc -l | cut -c1-5) µs/event"
 
 # 2. Receiver down: into the spool.
