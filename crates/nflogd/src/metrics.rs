@@ -36,6 +36,8 @@ pub struct ComponentCounters {
     pub spool_corrupt: AtomicU64,
     /// Gauge: events in the spool not yet confirmed by the receiver.
     pub spool_pending: AtomicU64,
+    /// Gauge: events in the sink's memory queue.
+    pub queued: AtomicU64,
 }
 
 impl ComponentCounters {
@@ -87,7 +89,10 @@ const FIELDS: [Field; 13] = [
 ];
 
 /// Gauges: current values, not totals.
-const GAUGES: [Field; 1] = [("spool_pending", |c| &c.spool_pending)];
+const GAUGES: [Field; 2] = [
+    ("spool_pending", |c| &c.spool_pending),
+    ("queued", |c| &c.queued),
+];
 
 /// One line per component with its non-zero counters, for the periodic stats log.
 pub fn summary() -> String {

@@ -5,7 +5,7 @@
 use crate::metrics::ComponentCounters;
 use crossbeam_channel::{Receiver, Sender};
 use event::Event;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 pub type Batch = Arc<Vec<Event>>;
@@ -19,33 +19,31 @@ pub struct SinkHandle {
     pub name: String,
     pub tx: Sender<Batch>,
     pub counters: Arc<ComponentCounters>,
-    /// Events queued for the sink and not yet taken.
-    pub queued: Arc<AtomicUsize>,
 }
 
 /// The receiving end a sink reads; it gives back queue room as it takes batches.
 pub struct SinkQueue {
     pub rx: Receiver<Batch>,
-    pub queued: Arc<AtomicUsize>,
+    counters: Arc<ComponentCounters>,
 }
 
 impl SinkQueue {
     pub fn taken(&self, batch: &Batch) {
-        self.queued.fetch_sub(batch.len(), Ordering::Relaxed);
+        self.counters
+            .queued
+            .fetch_sub(batch.len() as u64, Ordering::Relaxed);
     }
 }
 
 pub fn sink_queue(name: &str, counters: Arc<ComponentCounters>) -> (SinkHandle, SinkQueue) {
     let (tx, rx) = crossbeam_channel::unbounded();
-    let queued = Arc::new(AtomicUsize::new(0));
     (
         SinkHandle {
             name: name.to_string(),
             tx,
-            counters,
-            queued: queued.clone(),
+            counters: counters.clone(),
         },
-        SinkQueue { rx, queued },
+        SinkQueue { rx, counters },
     )
 }
 
@@ -63,7 +61,8 @@ impl Fanout {
         let n = batch.len() as u64;
         let batch = Arc::new(batch);
         for s in &self.sinks {
-            if s.queued.load(Ordering::Relaxed) + batch.len() > SINK_QUEUE_EVENTS {
+            if s.counters.queued.load(Ordering::Relaxed) as usize + batch.len() > SINK_QUEUE_EVENTS
+            {
                 ComponentCounters::add(&s.counters.dropped, n);
                 crate::rate_limited_warn!(
                     "sink `{}` is not keeping up: its queue is full, {} events dropped",
@@ -72,7 +71,9 @@ impl Fanout {
                 );
                 continue;
             }
-            s.queued.fetch_add(batch.len(), Ordering::Relaxed);
+            s.counters
+                .queued
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
             if s.tx.send(batch.clone()).is_err() {
                 // The sink thread is gone; its events are lost, and counted.
                 ComponentCounters::add(&s.counters.dropped, n);
