@@ -633,16 +633,25 @@ fn ipv4(c: &mut Cur, nested: bool) -> R<(Ipv4, u32, bool)> {
     Ok((ip, len, trailer))
 }
 
-fn tcp(c: &mut Cur, fragment: bool, out: &mut Transport) -> R<bool> {
+/// What TCP and UDP share: a later fragment has no header (the trailer follows), and a header
+/// cut short prints `INCOMPLETE [n bytes]` (and the line ends). `Some(trailer)` when so.
+fn no_header(c: &mut Cur, fragment: bool, out: &mut Transport) -> R<Option<bool>> {
     if fragment {
         *out = Transport::Fragment;
-        return Ok(true);
+        return Ok(Some(true));
     }
     if c.peek("INCOMPLETE [") {
         *out = Transport::Incomplete {
             available: c.incomplete()?,
         };
-        return Ok(false);
+        return Ok(Some(false));
+    }
+    Ok(None)
+}
+
+fn tcp(c: &mut Cur, fragment: bool, out: &mut Transport) -> R<bool> {
+    if let Some(trailer) = no_header(c, fragment, out)? {
+        return Ok(trailer);
     }
     let sport: u16 = c.num("SPT=")?;
     let dport: u16 = c.num("DPT=")?;
@@ -705,15 +714,8 @@ fn tcp(c: &mut Cur, fragment: bool, out: &mut Transport) -> R<bool> {
 }
 
 fn udp(c: &mut Cur, fragment: bool, out: &mut Transport) -> R<bool> {
-    if fragment {
-        *out = Transport::Fragment;
-        return Ok(true);
-    }
-    if c.peek("INCOMPLETE [") {
-        *out = Transport::Incomplete {
-            available: c.incomplete()?,
-        };
-        return Ok(false);
+    if let Some(trailer) = no_header(c, fragment, out)? {
+        return Ok(trailer);
     }
     *out = Transport::Udp(Udp {
         sport: c.num("SPT=")?,

@@ -194,20 +194,7 @@ fn file_source_follows_rotation_truncation_and_restarts() {
         ),
     )
     .unwrap();
-    let start = || {
-        let child = Command::new(env!("CARGO_BIN_EXE_nflogd"))
-            .args(["run", "--config"])
-            .arg(&cfg)
-            .stderr(std::fs::File::create(dir.join("nflogd.log")).unwrap())
-            .spawn()
-            .unwrap();
-        let d = lab::Daemon {
-            child: Some(child),
-            log: dir.join("nflogd.log"),
-        };
-        d.wait_log("nflogd running", Duration::from_secs(10));
-        d
-    };
+    let start = || lab::start_nflogd(None, &cfg, &dir.join("nflogd.log"));
     let d = start();
     assert_eq!(wait_lines(&out, 10, Duration::from_secs(5)).len(), 10);
     // logrotate by rename: late writes to the old file, then a new file.

@@ -106,17 +106,7 @@ ruleset(name="tls") {{ action(type="omfile" file="{d}/tls.log" template="fields"
         ),
     )
     .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_nflogd"))
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .stderr(std::fs::File::create(dir.join("n.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let n = Daemon {
-        child: Some(child),
-        log: dir.join("n.log"),
-    };
-    n.wait_log("nflogd running", Duration::from_secs(10));
+    let n = lab::start_nflogd(None, &cfg, &dir.join("n.log"));
     for t in ["udp", "tcp", "tls"] {
         let got = wait_lines(
             &dir.join(format!("{t}.log")),

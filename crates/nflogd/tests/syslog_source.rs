@@ -3,7 +3,7 @@
 
 mod lab;
 
-use lab::{json_lines, wait_lines, Daemon};
+use lab::{json_lines, wait_lines};
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -60,17 +60,7 @@ fn logger_and_openssl_clients_over_udp_tcp_and_tls() {
         ),
     )
     .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_nflogd"))
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .stderr(std::fs::File::create(dir.join("log")).unwrap())
-        .spawn()
-        .unwrap();
-    let d = Daemon {
-        child: Some(child),
-        log: dir.join("log"),
-    };
-    d.wait_log("nflogd running", Duration::from_secs(10));
+    let d = lab::start_nflogd(None, &cfg, &dir.join("log"));
 
     // Each client's lines carry their own prefix, so each path is seen to arrive.
     let logger = |args: &str, tag: &str| {

@@ -7,3 +7,14 @@ pub mod lines;
 pub mod nflog;
 pub mod stdin;
 pub mod syslog;
+
+/// Where a line source starts when it has no saved position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Start {
+    /// New lines only (default).
+    #[default]
+    End,
+    /// Everything already there first.
+    Beginning,
+}

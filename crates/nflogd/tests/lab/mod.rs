@@ -368,3 +368,35 @@ pub fn stat(log: &str, component: &str, name: &str) -> u64 {
         .map(|v| v.parse().unwrap())
         .unwrap_or(0)
 }
+
+/// Starts nflogd with the config file `cfg`, in namespace `netns` or the root one, its log in
+/// `log` (appended, so a restart keeps the earlier lines); waits until it runs.
+pub fn start_nflogd(netns: Option<&str>, cfg: &Path, log: &Path) -> Daemon {
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_nflogd")]);
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_nflogd")),
+    };
+    let child = cmd
+        .args(["run", "--config"])
+        .arg(cfg)
+        .stdout(Stdio::null())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .unwrap(),
+        )
+        .spawn()
+        .expect("start nflogd");
+    let d = Daemon {
+        child: Some(child),
+        log: log.to_path_buf(),
+    };
+    d.wait_log("nflogd running", Duration::from_secs(10));
+    d
+}

@@ -7,6 +7,7 @@ use crate::config::Duration;
 use crate::metrics::ComponentCounters;
 use crate::pipeline::Fanout;
 use crate::sources::lines::{LineBatcher, LineSplitter};
+use crate::sources::Start;
 use crate::transforms::action::ActionConfig;
 use anyhow::{bail, Result};
 use serde::Deserialize;
@@ -16,16 +17,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Start {
-    /// New lines only, when there is no saved position (default).
-    #[default]
-    End,
-    /// The whole file, when there is no saved position.
-    Beginning,
-}
 
 /// `[sources.NAME] type = "file"`.
 #[derive(Debug, Clone, Deserialize)]

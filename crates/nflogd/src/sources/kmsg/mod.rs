@@ -5,6 +5,7 @@
 use crate::metrics::ComponentCounters;
 use crate::pipeline::Fanout;
 use crate::sources::lines::LineBatcher;
+use crate::sources::Start;
 use crate::transforms::action::ActionConfig;
 use anyhow::{Context, Result};
 use serde::Deserialize;
@@ -12,16 +13,6 @@ use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Start {
-    /// Only records logged from now on (default).
-    #[default]
-    End,
-    /// Everything still in the kernel's ring buffer first.
-    Beginning,
-}
 
 /// `[sources.NAME] type = "kmsg"`.
 #[derive(Debug, Clone, Deserialize)]
