@@ -289,3 +289,69 @@ fn parse_command_unwraps_every_envelope_and_keeps_bad_lines() {
         "{err}"
     );
 }
+
+/// A full disk under the file sink: writing stops, the error is counted, and once there is room
+/// again every line is written, once and in order.
+#[test]
+fn a_full_disk_delays_but_loses_nothing() {
+    if !lab::available() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("nflogd-full-{}", lab::tag()));
+    let mnt = dir.join("small");
+    std::fs::create_dir_all(&mnt).unwrap();
+    lab::sh(&format!(
+        "mount -t tmpfs -o size=64k nflogd-test {}",
+        mnt.display()
+    ));
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _u = Unmount(mnt.clone());
+    let lines: Vec<String> = (0..20).flat_map(|_| kernel_lines()).collect();
+    let input = dir.join("in.log");
+    std::fs::write(
+        &input,
+        lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
+    let out = mnt.join("out.txt");
+    let cfg = dir.join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "stats_interval = \"0s\"\n[sources.f]\ntype = \"file\"\npath = \"{}\"\nstart = \"beginning\"\nstate_file = \"{}\"\n[sinks.o]\ntype = \"file\"\ninputs = [\"f\"]\npath = \"{}\"\nschema = \"text\"\n",
+            input.display(),
+            dir.join("pos").display(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    let d = lab::start_nflogd(None, &cfg, &dir.join("log"));
+    d.wait_log("failed", Duration::from_secs(10));
+    let stuck = std::fs::read_to_string(&out)
+        .unwrap_or_default()
+        .lines()
+        .count();
+    assert!(
+        stuck < lines.len(),
+        "the disk filled up before the end ({stuck} lines)"
+    );
+    lab::sh(&format!("mount -o remount,size=16m {}", mnt.display()));
+    let got = wait_lines(&out, lines.len(), Duration::from_secs(15));
+    let log = d.stop();
+    assert_eq!(
+        got, lines,
+        "every line once, in order, after the disk had room again"
+    );
+    assert!(
+        lab::stat(&log, "sink.o", "errors") > 0,
+        "the failed writes were counted: {log}"
+    );
+    assert_eq!(lab::stat(&log, "sink.o", "dropped"), 0);
+    drop(_u);
+    let _ = std::fs::remove_dir_all(&dir);
+}

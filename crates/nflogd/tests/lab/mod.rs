@@ -359,9 +359,10 @@ pub fn stat(log: &str, component: &str, name: &str) -> u64 {
         .rev()
         .find(|l| l.contains("final stats"))
         .unwrap_or_else(|| panic!("no final stats in:\n{log}"));
+    let key = format!("{component}:");
     let part = line
         .split(';')
-        .find(|p| p.trim_start().starts_with(&format!("{component}:")))
+        .find_map(|p| p.find(&key).map(|i| &p[i..]))
         .unwrap_or("");
     part.split_whitespace()
         .find_map(|kv| kv.strip_prefix(&format!("{name}=")))

@@ -39,14 +39,16 @@ impl Output {
         Ok(Output::File(f))
     }
 
-    fn write_all(&mut self, b: &[u8]) -> std::io::Result<()> {
+    /// Writes what it can of `b`; a short count or an error leaves the rest to the caller.
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
         match self {
             Output::Stdout(s) => {
                 let mut l = s.lock();
-                l.write_all(b)?;
-                l.flush()
+                let n = l.write(b)?;
+                l.flush()?;
+                Ok(n)
             }
-            Output::File(f) => f.write_all(b),
+            Output::File(f) => f.write(b),
         }
     }
 }
@@ -62,24 +64,35 @@ struct FileSink {
 }
 
 impl FileSink {
-    fn flush(&mut self) {
-        if self.buf.is_empty() {
-            return;
-        }
-        match self.out.write_all(&self.buf) {
-            Ok(()) => ComponentCounters::add(&self.counters.sent, self.pending),
-            Err(e) => {
-                ComponentCounters::add(&self.counters.errors, 1);
-                ComponentCounters::add(&self.counters.dropped, self.pending);
-                crate::rate_limited_warn!(
-                    "sink `{}`: writing {} failed: {e}",
-                    self.name,
-                    self.cfg.path
-                );
+    /// Writes the buffer out. On a failure (a full disk, say) what is left stays buffered and
+    /// is written by a later call, so nothing is lost or written twice; the sink takes no new
+    /// batches meanwhile and its bounded queue absorbs them (then drops, counted).
+    fn flush(&mut self) -> bool {
+        let mut done = 0;
+        while done < self.buf.len() {
+            match self.out.write(&self.buf[done..]) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    ComponentCounters::add(&self.counters.errors, 1);
+                    crate::rate_limited_warn!(
+                        "sink `{}`: writing {} failed: {e}; retrying",
+                        self.name,
+                        self.cfg.path
+                    );
+                    break;
+                }
             }
         }
-        self.buf.clear();
-        self.pending = 0;
+        self.buf.drain(..done);
+        if self.buf.is_empty() {
+            ComponentCounters::add(&self.counters.sent, self.pending);
+            self.pending = 0;
+            true
+        } else {
+            false
+        }
     }
 
     fn take(&mut self, batch: &Batch) {
@@ -89,6 +102,8 @@ impl FileSink {
             self.buf.push(b'\n');
             self.pending += 1;
             if self.buf.len() >= WRITE_CHUNK {
+                // On failure the rest of this batch is still rendered; the loop then takes no
+                // more until the buffer is written.
                 self.flush();
             }
         }
@@ -96,26 +111,52 @@ impl FileSink {
 
     fn run(mut self, q: SinkQueue) {
         let mut generation = crate::signals::reopen_generation();
-        loop {
+        let mut open = true;
+        let mut backoff = Duration::from_millis(50);
+        while open || !self.buf.is_empty() {
+            if !self.buf.is_empty() && !self.flush() {
+                if !open
+                    && crate::signals::shutdown_requested()
+                    && backoff >= Duration::from_secs(2)
+                {
+                    ComponentCounters::add(&self.counters.dropped, self.pending);
+                    tracing::error!(
+                        "sink `{}`: stopping with {} events unwritten to {}",
+                        self.name,
+                        self.pending,
+                        self.cfg.path
+                    );
+                    break;
+                }
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+            backoff = Duration::from_millis(50);
+            if !open {
+                break;
+            }
             match q.rx.recv_timeout(Duration::from_millis(200)) {
                 Ok(b) => {
                     self.take(&b);
                     q.taken(&b);
-                    while let Ok(b) = q.rx.try_recv() {
+                    while self.buf.len() < WRITE_CHUNK {
+                        let Ok(b) = q.rx.try_recv() else { break };
                         self.take(&b);
                         q.taken(&b);
                     }
-                    if self.cfg.flush {
+                    if self.cfg.flush || self.buf.len() >= WRITE_CHUNK {
                         self.flush();
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => self.flush(),
-                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.flush();
+                }
+                Err(RecvTimeoutError::Disconnected) => open = false,
             }
             let g = crate::signals::reopen_generation();
-            if g != generation {
+            if g != generation && self.buf.is_empty() {
                 generation = g;
-                self.flush();
                 match Output::open(&self.cfg.path) {
                     Ok(o) => self.out = o,
                     Err(e) => tracing::error!(
@@ -125,7 +166,6 @@ impl FileSink {
                 }
             }
         }
-        self.flush();
     }
 }
 
