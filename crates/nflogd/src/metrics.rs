@@ -38,6 +38,8 @@ pub struct ComponentCounters {
     pub spool_pending: AtomicU64,
     /// Gauge: events in the sink's memory queue.
     pub queued: AtomicU64,
+    /// Gauge: bytes those events take.
+    pub queued_bytes: AtomicU64,
 }
 
 impl ComponentCounters {

@@ -10,15 +10,42 @@ use std::sync::Arc;
 
 pub type Batch = Arc<Vec<Event>>;
 
-/// Events a sink queue holds before it refuses more (about 60 MB of decoded packets): memory
-/// stays bounded however slow a sink is.
-pub const SINK_QUEUE_EVENTS: usize = 100_000;
+/// How much a sink's memory queue holds before it refuses more: memory stays bounded however
+/// slow a sink is.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueLimits {
+    pub events: u64,
+    pub bytes: u64,
+}
+
+impl Default for QueueLimits {
+    fn default() -> Self {
+        QueueLimits {
+            events: 100_000,
+            bytes: 64 << 20,
+        }
+    }
+}
+
+/// Memory a batch takes in a queue: the events themselves and what raw lines carry.
+pub fn batch_bytes(b: &[Event]) -> u64 {
+    let inline = std::mem::size_of_val(b) as u64;
+    let heap: usize = b
+        .iter()
+        .map(|e| match e {
+            Event::Raw(r) => r.line.len() + r.reason.len() + std::mem::size_of::<event::RawLine>(),
+            Event::Packet(_) => 0,
+        })
+        .sum();
+    inline + heap as u64
+}
 
 #[derive(Clone)]
 pub struct SinkHandle {
     pub name: String,
     pub tx: Sender<Batch>,
     pub counters: Arc<ComponentCounters>,
+    pub limits: QueueLimits,
 }
 
 /// The receiving end a sink reads; it gives back queue room as it takes batches.
@@ -35,13 +62,18 @@ impl SinkQueue {
     }
 }
 
-pub fn sink_queue(name: &str, counters: Arc<ComponentCounters>) -> (SinkHandle, SinkQueue) {
+pub fn sink_queue(
+    name: &str,
+    counters: Arc<ComponentCounters>,
+    limits: QueueLimits,
+) -> (SinkHandle, SinkQueue) {
     let (tx, rx) = crossbeam_channel::unbounded();
     (
         SinkHandle {
             name: name.to_string(),
             tx,
             counters: counters.clone(),
+            limits,
         },
         SinkQueue { rx, counters },
     )
@@ -59,11 +91,18 @@ impl Fanout {
             return;
         }
         let n = batch.len() as u64;
+        let bytes = batch_bytes(&batch);
         let batch = Arc::new(batch);
         for s in &self.sinks {
-            if s.counters.queued.load(Ordering::Relaxed) as usize + batch.len() > SINK_QUEUE_EVENTS
-            {
-                ComponentCounters::add(&s.counters.dropped, n);
+            let c = &s.counters;
+            // An empty queue always takes a batch, so a limit below the batch size still lets
+            // events through; the bound is then the limit plus one batch.
+            let (qe, qb) = (
+                c.queued.load(Ordering::Relaxed),
+                c.queued_bytes.load(Ordering::Relaxed),
+            );
+            if qe > 0 && (qe + n > s.limits.events || qb + bytes > s.limits.bytes) {
+                ComponentCounters::add(&c.dropped, n);
                 crate::rate_limited_warn!(
                     "sink `{}` is not keeping up: its queue is full, {} events dropped",
                     s.name,
@@ -71,9 +110,8 @@ impl Fanout {
                 );
                 continue;
             }
-            s.counters
-                .queued
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            c.queued.fetch_add(n, Ordering::Relaxed);
+            c.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
             if s.tx.send(batch.clone()).is_err() {
                 // The sink thread is gone; its events are lost, and counted.
                 ComponentCounters::add(&s.counters.dropped, n);

@@ -28,7 +28,7 @@ pub fn run(cfg: Config) -> Result<()> {
     let mut sink_threads = Vec::new();
     for (name, s) in &cfg.sinks {
         let counters = metrics::register("sink", name);
-        let (handle, queue) = pipeline::sink_queue(name, counters.clone());
+        let (handle, queue) = pipeline::sink_queue(name, counters.clone(), s.queue_limits());
         for input in s.inputs() {
             fanouts
                 .entry(input.clone())

@@ -294,3 +294,54 @@ fn sigkill_while_spooling_loses_nothing() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A sink whose receiver is gone and whose spool is full neither slows the source nor another
+/// sink: the file sink writes everything while the stuck sink counts what it had to drop.
+#[test]
+fn a_stuck_sink_slows_nothing_else() {
+    let dir = std::env::temp_dir().join(format!("nflogd-stuck-{}", lab::tag()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.display();
+    let lines: Vec<String> = (0..30)
+        .flat_map(|_| {
+            include_str!("../../logline/tests/kernel-lines.txt")
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    std::fs::write(
+        dir.join("in.log"),
+        lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
+    let closed = free_port();
+    let cfg = dir.join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "stats_interval = \"0s\"\n[sources.f]\ntype = \"file\"\npath = \"{d}/in.log\"\nstart = \"beginning\"\nstate_file = \"{d}/pos\"\n\
+             [sinks.fast]\ntype = \"file\"\ninputs = [\"f\"]\npath = \"{d}/out.txt\"\nschema = \"text\"\n\
+             [sinks.stuck]\ntype = \"syslog\"\ninputs = [\"f\"]\naddress = \"127.0.0.1:{closed}\"\nqueue_max_events = 200\n\
+             [sinks.stuck.spool]\ndir = \"{d}/spool\"\nmax_size = \"16KiB\"\nwhen_full = \"block\"\n"
+        ),
+    )
+    .unwrap();
+    let n = lab::start_nflogd(None, &cfg, &dir.join("log"));
+    let got = wait_lines(&dir.join("out.txt"), lines.len(), Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(500));
+    let log = n.stop();
+    assert_eq!(got, lines, "the file sink got everything, in order");
+    let dropped = lab::stat(&log, "sink.stuck", "dropped");
+    let spooled = lab::stat(&log, "sink.stuck", "spooled");
+    assert!(
+        dropped > 0 && spooled > 0,
+        "the stuck sink spooled what fit and counted the rest: {log}"
+    );
+    assert!(
+        dropped + spooled <= lines.len() as u64
+            && dropped + spooled + 200 + 1024 >= lines.len() as u64,
+        "every event accounted for: {log}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -39,6 +39,14 @@ pub struct Config {
     pub sinks: BTreeMap<String, SinkConfig>,
 }
 
+pub fn default_queue_events() -> u64 {
+    crate::pipeline::QueueLimits::default().events
+}
+
+pub fn default_queue_bytes() -> ByteSize {
+    ByteSize(crate::pipeline::QueueLimits::default().bytes)
+}
+
 fn default_stats_interval() -> Duration {
     Duration::from_secs(60)
 }
@@ -61,6 +69,14 @@ pub enum SinkConfig {
 }
 
 impl SinkConfig {
+    pub fn queue_limits(&self) -> crate::pipeline::QueueLimits {
+        let (events, bytes) = match self {
+            SinkConfig::File(f) => (f.queue_max_events, f.queue_max_bytes.0),
+            SinkConfig::Syslog(s) => (s.queue_max_events, s.queue_max_bytes.0),
+        };
+        crate::pipeline::QueueLimits { events, bytes }
+    }
+
     pub fn inputs(&self) -> &[String] {
         match self {
             SinkConfig::File(f) => &f.inputs,

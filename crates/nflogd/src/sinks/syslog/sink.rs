@@ -366,9 +366,12 @@ impl SyslogSink {
                 let _ = self.spool.sync();
                 last_sync = std::time::Instant::now();
             }
-            if !open && self.held.is_some() && crate::signals::shutdown_requested() {
-                // Stopping with a full spool: what is held cannot be kept.
-                let n = self.held.take().map_or(0, |b| b.len() as u64);
+            if self.held.is_some() && crate::signals::shutdown_requested() {
+                // Stopping with a full spool: what is held back cannot be kept.
+                let n = self.held.take().map_or(0, |b| {
+                    q.taken(&b);
+                    b.len() as u64
+                });
                 ComponentCounters::add(&self.counters.dropped, n);
             }
         }
