@@ -121,23 +121,27 @@ fn compare(i: usize, ours: &Map<String, Value>, theirs: &Map<String, Value>) -> 
         if theirs.contains_key(k) {
             continue;
         }
-        let allowed = match k.as_str() {
-            // ulogd2 compiles its AH/ESP decoder out.
-            "ahesp.spi" => true,
-            // ulogd2 decodes neither UDP-Lite nor SCTP over IPv6.
-            k if ip_proto == Some(136)
-                && (k.starts_with("udp.") || k == "src_port" || k == "dest_port") =>
-            {
-                true
-            }
-            k if ip_proto == Some(132)
-                && ours.contains_key("ip6.payloadlen")
-                && (k.starts_with("sctp.") || k == "src_port" || k == "dest_port") =>
-            {
-                true
-            }
-            _ => false,
-        };
+        // ulogd2 2.0.8 decodes no packet of the ARP (3) and netdev (5) families.
+        let undecoded_family =
+            matches!(ours.get("oob.family").and_then(Value::as_u64), Some(3 | 5));
+        let allowed = undecoded_family
+            || match k.as_str() {
+                // ulogd2 compiles its AH/ESP decoder out.
+                "ahesp.spi" => true,
+                // ulogd2 decodes neither UDP-Lite nor SCTP over IPv6.
+                k if ip_proto == Some(136)
+                    && (k.starts_with("udp.") || k == "src_port" || k == "dest_port") =>
+                {
+                    true
+                }
+                k if ip_proto == Some(132)
+                    && ours.contains_key("ip6.payloadlen")
+                    && (k.starts_with("sctp.") || k == "src_port" || k == "dest_port") =>
+                {
+                    true
+                }
+                _ => false,
+            };
         if !allowed {
             diffs.push(format!("#{i} {k}: ours {ov} vs ulogd2 (absent)"));
         }
@@ -176,6 +180,18 @@ fn ulogd_schema_matches_ulogd2_key_by_key() {
   }
   chain logit {
     meta mark set 0x2a log prefix "IPTABLES: DROP " group 9 log prefix "IPTABLES: DROP " group 10
+  }
+}
+table arp lab {
+  chain in {
+    type filter hook input priority 0;
+    log prefix "ARP-IN " group 9 log prefix "ARP-IN " group 10
+  }
+}
+table netdev lab {
+  chain ing {
+    type filter hook ingress device "vb" priority 0;
+    meta protocol != ip6 log prefix "ING " group 9 log prefix "ING " group 10
   }
 }"#,
     );
