@@ -111,6 +111,9 @@ fn run(path: Option<PathBuf>) -> Result<()> {
             tracing::info!(
                 "no --config given: running the embedded default (see `nflogd default-config`)"
             );
+            tracing::info!(
+                "log packets to it with, e.g.: nft add rule inet filter input ct state new log group 1 prefix \"IPTABLES: ACCEPT \""
+            );
             config::Config::parse(config::DEFAULT_CONFIG, "embedded default")?
         }
     };
