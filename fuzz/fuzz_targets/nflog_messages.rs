@@ -1,5 +1,5 @@
-//! Arbitrary bytes as one netlink datagram from the NFLOG socket: the message walk, the NFLOG
-//! attribute parser and the conntrack attributes must never panic.
+//! Arbitrary bytes as one netlink datagram from the NFLOG or conntrack event socket: the message
+//! walk, the NFLOG attribute parser and the conntrack event parser must never panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -12,5 +12,8 @@ fuzz_target!(|data: &[u8]| {
         if let Some(pl) = p.payload {
             let _ = packet::decode_ethertype(p.hw_protocol, pl);
         }
+    }
+    for m in nfnetlink::Messages::new(data).flatten() {
+        let _ = nfnetlink::ctnetlink::parse_event(&m);
     }
 });

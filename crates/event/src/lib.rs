@@ -134,6 +134,53 @@ pub struct RawLine {
     pub reason: String,
 }
 
+/// What a conntrack event says happened to a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FlowKind {
+    New,
+    Update,
+    Destroy,
+}
+
+impl FlowKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlowKind::New => "new",
+            FlowKind::Update => "update",
+            FlowKind::Destroy => "destroy",
+        }
+    }
+}
+
+/// One conntrack event: the connection's two tuples, NAT, counters and times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowEvent {
+    /// When nflogd received the event.
+    pub time: Timestamp,
+    pub kind: FlowKind,
+    /// Layer-3 family (2 IPv4, 10 IPv6).
+    pub family: u8,
+    pub ct: Conntrack,
+}
+
+impl FlowEvent {
+    /// Source NAT: the address and port the connection left with, when they differ from the
+    /// original source (the reply goes to them).
+    pub fn snat(&self) -> Option<(std::net::IpAddr, Option<u16>)> {
+        let (o, r) = (&self.ct.orig, &self.ct.reply);
+        let ip = r.dst?;
+        (Some(ip) != o.src || r.dport != o.sport).then_some((ip, r.dport))
+    }
+
+    /// Destination NAT: where the connection really went, when that differs from the original
+    /// destination (the reply comes from it).
+    pub fn dnat(&self) -> Option<(std::net::IpAddr, Option<u16>)> {
+        let (o, r) = (&self.ct.orig, &self.ct.reply);
+        let ip = r.src?;
+        (Some(ip) != o.dst || r.sport != o.dport).then_some((ip, r.sport))
+    }
+}
+
 /// Everything that flows through a pipeline. Packets are stored inline: they travel in batch
 /// vectors, and boxing each would cost an allocation per packet on the hot path.
 #[allow(clippy::large_enum_variant)]
@@ -141,4 +188,67 @@ pub struct RawLine {
 pub enum Event {
     Packet(PacketEvent),
     Raw(Box<RawLine>),
+    Flow(Box<FlowEvent>),
+}
+
+#[cfg(test)]
+mod flow_tests {
+    use super::*;
+    use nfnetlink::ctnetlink::Tuple;
+
+    fn tcp(src: &str, sport: u16, dst: &str, dport: u16) -> Tuple {
+        Tuple {
+            src: Some(src.parse().unwrap()),
+            dst: Some(dst.parse().unwrap()),
+            protocol: 6,
+            sport: Some(sport),
+            dport: Some(dport),
+            ..Tuple::default()
+        }
+    }
+
+    fn flow(orig: Tuple, reply: Tuple) -> FlowEvent {
+        FlowEvent {
+            time: Timestamp { secs: 0, micros: 0 },
+            kind: FlowKind::New,
+            family: family::IPV4,
+            ct: Conntrack {
+                orig,
+                reply,
+                ..Conntrack::default()
+            },
+        }
+    }
+
+    #[test]
+    fn masquerade_is_source_nat_with_the_new_port() {
+        let f = flow(
+            tcp("10.0.0.2", 40000, "192.0.2.1", 80),
+            tcp("192.0.2.1", 80, "198.51.100.7", 61000),
+        );
+        assert_eq!(
+            f.snat(),
+            Some(("198.51.100.7".parse().unwrap(), Some(61000)))
+        );
+        assert_eq!(f.dnat(), None);
+    }
+
+    #[test]
+    fn port_forward_is_destination_nat() {
+        let f = flow(
+            tcp("192.0.2.9", 5000, "198.51.100.7", 8080),
+            tcp("10.0.0.5", 80, "192.0.2.9", 5000),
+        );
+        assert_eq!(f.dnat(), Some(("10.0.0.5".parse().unwrap(), Some(80))));
+        assert_eq!(f.snat(), None);
+    }
+
+    #[test]
+    fn untranslated_flow_has_no_nat() {
+        let f = flow(
+            tcp("10.0.0.2", 40000, "10.0.0.3", 22),
+            tcp("10.0.0.3", 22, "10.0.0.2", 40000),
+        );
+        assert_eq!((f.snat(), f.dnat()), (None, None));
+    }
 }

@@ -207,6 +207,39 @@ pub fn parse(attrs: Attrs) -> Result<Conntrack> {
     Ok(ct)
 }
 
+pub const NFNL_SUBSYS_CTNETLINK: u8 = 1;
+const IPCTNL_MSG_CT_NEW: u8 = 0;
+const IPCTNL_MSG_CT_DELETE: u8 = 2;
+const NLM_F_CREATE: u16 = 0x400;
+/// Multicast groups of conntrack events.
+pub const GROUP_NEW: u32 = 1;
+pub const GROUP_UPDATE: u32 = 2;
+pub const GROUP_DESTROY: u32 = 3;
+
+/// What a conntrack event message announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    New,
+    Update,
+    Destroy,
+}
+
+/// Parses a conntrack event (or dump) message: its kind, layer-3 family and entry. `Ok(None)`
+/// for messages of other subsystems or types.
+pub fn parse_event(m: &crate::Message) -> Result<Option<(EventKind, u8, Conntrack)>> {
+    if m.subsys() != NFNL_SUBSYS_CTNETLINK {
+        return Ok(None);
+    }
+    let kind = match m.subtype() {
+        IPCTNL_MSG_CT_NEW if m.flags & NLM_F_CREATE != 0 => EventKind::New,
+        IPCTNL_MSG_CT_NEW => EventKind::Update,
+        IPCTNL_MSG_CT_DELETE => EventKind::Destroy,
+        _ => return Ok(None),
+    };
+    let (family, _, _, attrs) = m.nfgen()?;
+    Ok(Some((kind, family, parse(attrs)?)))
+}
+
 /// Name of a TCP conntrack state, as `conntrack -E` prints it.
 pub fn tcp_state_name(s: u8) -> &'static str {
     match s {
