@@ -35,6 +35,7 @@ pub fn batch_bytes(b: &[Event]) -> u64 {
         .map(|e| match e {
             Event::Raw(r) => r.line.len() + r.reason.len() + std::mem::size_of::<event::RawLine>(),
             Event::Packet(_) => 0,
+            Event::Flow(_) => std::mem::size_of::<event::FlowEvent>(),
         })
         .sum();
     inline + heap as u64

@@ -88,6 +88,7 @@ pub fn run(cfg: Config) -> Result<()> {
             SourceConfig::Syslog(c) => {
                 sources::syslog::spawn(name, c, actions.clone(), fanout, counters)
             }
+            SourceConfig::Conntrack(c) => sources::conntrack::spawn(name, c, fanout, counters),
         }
         .with_context(|| format!("starting source `{name}`"))?;
         source_threads.push(h);

@@ -7,6 +7,7 @@ pub use units::{ByteSize, Duration};
 
 use crate::sinks::file::FileSinkConfig;
 use crate::sinks::syslog::SyslogSinkConfig;
+use crate::sources::conntrack::ConntrackConfig;
 use crate::sources::file::FileSourceConfig;
 use crate::sources::kmsg::KmsgConfig;
 use crate::sources::nflog::NflogConfig;
@@ -59,6 +60,7 @@ pub enum SourceConfig {
     File(FileSourceConfig),
     Stdin(StdinConfig),
     Syslog(SyslogConfig),
+    Conntrack(ConntrackConfig),
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,6 +119,9 @@ impl Config {
                     f.validate().with_context(|| format!("[sources.{name}]"))?
                 }
                 SourceConfig::Syslog(c) => {
+                    c.validate().with_context(|| format!("[sources.{name}]"))?
+                }
+                SourceConfig::Conntrack(c) => {
                     c.validate().with_context(|| format!("[sources.{name}]"))?
                 }
                 SourceConfig::Nflog(n) => {

@@ -513,3 +513,141 @@ fn prefix_kind(prefix: &str, nf: &mut Obj) {
         }
     }
 }
+
+/// A flow in ECS: the connection from its original direction, NAT as `source.nat` /
+/// `destination.nat`, per-direction counters, and start/end/duration when the kernel stamps them.
+pub fn flow(f: &event::FlowEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
+    let (orig, reply) = (&f.ct.orig, &f.ct.reply);
+    let mut o = Obj::open(out, false);
+    o.raw("@timestamp", |out| {
+        out.push(b'"');
+        f.time.write_rfc3339_utc(out);
+        out.push(b'"');
+    });
+    let ns_stamp = |ns: u64, out: &mut Vec<u8>| {
+        out.push(b'"');
+        event::Timestamp {
+            secs: (ns / 1_000_000_000) as i64,
+            micros: (ns % 1_000_000_000 / 1000) as u32,
+        }
+        .write_rfc3339_utc(out);
+        out.push(b'"');
+    };
+    o.obj("event", |e| {
+        e.str("kind", "event").strs("category", ["network"]);
+        e.strs(
+            "type",
+            match f.kind {
+                event::FlowKind::New => ["connection", "start"],
+                event::FlowKind::Update => ["connection", "change"],
+                event::FlowKind::Destroy => ["connection", "end"],
+            },
+        );
+        e.str(
+            "action",
+            match f.kind {
+                event::FlowKind::New => "flow-new",
+                event::FlowKind::Update => "flow-update",
+                event::FlowKind::Destroy => "flow-destroy",
+            },
+        );
+        e.str("module", "netfilter")
+            .str("dataset", "netfilter.flow");
+        if let Some(s) = f.ct.start_ns.filter(|&n| n != 0) {
+            e.raw("start", |out| ns_stamp(s, out));
+            if let Some(t) = f.ct.stop_ns.filter(|&n| n != 0) {
+                e.raw("end", |out| ns_stamp(t, out));
+                e.num("duration", t.saturating_sub(s));
+            }
+        }
+    });
+    o.obj("observer", |ob| {
+        ob.str("hostname", &opts.hostname)
+            .str("type", "firewall")
+            .str("vendor", "Netfilter")
+            .str("product", "nflogd");
+    });
+    o.obj("network", |n| {
+        n.str(
+            "type",
+            if f.family == event::family::IPV6 {
+                "ipv6"
+            } else {
+                "ipv4"
+            },
+        );
+        if let Some(name) = proto::name(orig.protocol) {
+            n.str("transport", name);
+        }
+        n.num_str("iana_number", orig.protocol);
+        if let (Some(a), Some(b)) = (f.ct.counters_orig, f.ct.counters_reply) {
+            n.num("packets", a.packets + b.packets)
+                .num("bytes", a.bytes + b.bytes);
+        }
+    });
+    let snat = f.snat();
+    let dnat = f.dnat();
+    for (key, ip, port, counters, nat) in [
+        ("source", orig.src, orig.sport, f.ct.counters_orig, snat),
+        (
+            "destination",
+            orig.dst,
+            orig.dport,
+            f.ct.counters_reply,
+            dnat,
+        ),
+    ] {
+        o.obj(key, |s| {
+            if let Some(ip) = ip {
+                s.raw("ip", |out| super::ip_string(ip, out));
+            }
+            if let Some(p) = port {
+                s.num("port", p);
+            }
+            if let Some(c) = counters {
+                s.num("packets", c.packets).num("bytes", c.bytes);
+            }
+            if let Some((nip, nport)) = nat {
+                s.obj("nat", |n| {
+                    n.raw("ip", |out| super::ip_string(nip, out));
+                    if let Some(p) = nport {
+                        n.num("port", p);
+                    }
+                });
+            }
+        });
+    }
+    o.obj("netfilter", |nf| {
+        nf.obj("ct", |c| {
+            c.str("event", f.kind.as_str());
+            if let Some(id) = f.ct.id {
+                c.num("id", id);
+            }
+            if let Some(m) = f.ct.mark {
+                c.num("mark", m);
+            }
+            if let Some(z) = f.ct.zone {
+                c.num("zone", z);
+            }
+            if let Some(s) = f.ct.status {
+                c.num("status", s);
+            }
+            if let Some(t) = f.ct.tcp_state {
+                c.str("tcp_state", nfnetlink::ctnetlink::tcp_state_name(t));
+            }
+            if let Some(t) = f.ct.timeout {
+                c.num("timeout", t);
+            }
+            if let (Some(t), Some(co)) = (orig.icmp_type, orig.icmp_code) {
+                c.num("icmp_type", t).num("icmp_code", co);
+            }
+            if let Some(r) = reply.src {
+                c.raw("reply_src", |out| super::ip_string(r, out));
+            }
+            if let Some(r) = reply.dst {
+                c.raw("reply_dst", |out| super::ip_string(r, out));
+            }
+        });
+    });
+    o.close();
+}

@@ -55,6 +55,11 @@ impl Renderer {
                 SchemaKind::Ecs => ecs::packet(p, &self.opts, out),
                 SchemaKind::Text => text::packet(p, &self.opts, out),
             },
+            Event::Flow(f) => match self.opts.kind {
+                SchemaKind::Ulogd => ulogd::flow(f, &self.opts, &mut self.tz, out),
+                SchemaKind::Ecs => ecs::flow(f, &self.opts, out),
+                SchemaKind::Text => text::flow(f, out),
+            },
             Event::Raw(r) => match self.opts.kind {
                 SchemaKind::Ulogd => ulogd::raw(r, &self.opts, &mut self.tz, out),
                 SchemaKind::Ecs => ecs::raw(r, &self.opts, out),

@@ -9,3 +9,59 @@ pub fn packet(p: &PacketEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
     let flags = p.log_flags.map(logline::LogFlags).unwrap_or(opts.log_flags);
     logline::render(p, flags, out);
 }
+
+/// A flow as one line, in the spirit of ulogd's PRINTFLOW (with ICMP type and code the right
+/// way round, and the NAT mapping spelled out).
+pub fn flow(f: &event::FlowEvent, out: &mut Vec<u8>) {
+    use std::io::Write;
+    let _ = write!(out, "[{}] ", f.kind.as_str().to_uppercase());
+    for (name, t, c) in [
+        ("ORIG", &f.ct.orig, &f.ct.counters_orig),
+        ("REPLY", &f.ct.reply, &f.ct.counters_reply),
+    ] {
+        let _ = write!(out, "{name}: ");
+        if let (Some(s), Some(d)) = (t.src, t.dst) {
+            let _ = write!(out, "SRC={s} DST={d} ");
+        }
+        match packet::proto::name(t.protocol) {
+            Some(n) => {
+                let _ = write!(out, "PROTO={} ", n.to_uppercase());
+            }
+            None => {
+                let _ = write!(out, "PROTO={} ", t.protocol);
+            }
+        }
+        if let (Some(sp), Some(dp)) = (t.sport, t.dport) {
+            let _ = write!(out, "SPT={sp} DPT={dp} ");
+        }
+        if let (Some(ty), Some(co)) = (t.icmp_type, t.icmp_code) {
+            let _ = write!(out, "TYPE={ty} CODE={co} ");
+        }
+        if let Some(c) = c {
+            let _ = write!(out, "PKTS={} BYTES={} ", c.packets, c.bytes);
+        }
+        if name == "ORIG" {
+            out.extend_from_slice(b", ");
+        }
+    }
+    if let Some((ip, port)) = f.snat() {
+        let _ = write!(out, "SNAT={ip}");
+        if let Some(p) = port {
+            let _ = write!(out, ":{p}");
+        }
+        out.push(b' ');
+    }
+    if let Some((ip, port)) = f.dnat() {
+        let _ = write!(out, "DNAT={ip}");
+        if let Some(p) = port {
+            let _ = write!(out, ":{p}");
+        }
+        out.push(b' ');
+    }
+    if let Some(id) = f.ct.id {
+        let _ = write!(out, "ID={id} ");
+    }
+    if let (Some(a), Some(b)) = (f.ct.start_ns, f.ct.stop_ns) {
+        let _ = write!(out, "DURATION={:.3}s ", b.saturating_sub(a) as f64 / 1e9);
+    }
+}

@@ -250,3 +250,64 @@ fn out_time(t: event::Timestamp, tz: &mut LocalOffset, out: &mut Vec<u8>) {
     tz.write(t, out);
     out.push(b'"');
 }
+
+/// A flow with ulogd2's NFCT keys (NFCT → IP2STR → JSON).
+pub fn flow(f: &event::FlowEvent, opts: &SchemaOptions, tz: &mut LocalOffset, out: &mut Vec<u8>) {
+    let mut o = Flat::open(out, "timestamp");
+    out_time(f.time, tz, o.out());
+    o.str(k!("dvc"), &opts.device);
+    let (orig, reply) = (&f.ct.orig, &f.ct.reply);
+    o.num(k!("orig.ip.protocol"), orig.protocol);
+    if let (Some(s), Some(d)) = (orig.sport, orig.dport) {
+        o.num(k!("orig.l4.sport"), s).num(k!("orig.l4.dport"), d);
+    }
+    if let Some(c) = f.ct.counters_orig {
+        o.num(k!("orig.raw.pktlen"), c.bytes)
+            .num(k!("orig.raw.pktcount"), c.packets);
+    }
+    o.num(k!("reply.ip.protocol"), reply.protocol);
+    if let (Some(s), Some(d)) = (reply.sport, reply.dport) {
+        o.num(k!("reply.l4.sport"), s).num(k!("reply.l4.dport"), d);
+    }
+    if let Some(c) = f.ct.counters_reply {
+        o.num(k!("reply.raw.pktlen"), c.bytes)
+            .num(k!("reply.raw.pktcount"), c.packets);
+    }
+    if let (Some(t), Some(c)) = (orig.icmp_type, orig.icmp_code) {
+        o.num(k!("icmp.type"), t).num(k!("icmp.code"), c);
+    }
+    if let Some(m) = f.ct.mark {
+        o.num(k!("ct.mark"), m);
+    }
+    if let Some(id) = f.ct.id {
+        o.num(k!("ct.id"), id);
+    }
+    o.num(
+        k!("ct.event"),
+        match f.kind {
+            event::FlowKind::New => 1u8,
+            event::FlowKind::Update => 2,
+            event::FlowKind::Destroy => 4,
+        },
+    );
+    for (sec, usec, ns) in [
+        (k!("flow.start.sec"), k!("flow.start.usec"), f.ct.start_ns),
+        (k!("flow.end.sec"), k!("flow.end.usec"), f.ct.stop_ns),
+    ] {
+        if let Some(ns) = ns.filter(|&n| n != 0) {
+            o.num(sec, ns / 1_000_000_000)
+                .num(usec, ns % 1_000_000_000 / 1000);
+        }
+    }
+    o.num(k!("oob.family"), f.family);
+    let ip = |o: &mut Flat, tok: &'static str, a: Option<std::net::IpAddr>| {
+        if let Some(a) = a {
+            o.raw(tok, |out| super::ip_string(a, out));
+        }
+    };
+    ip(&mut o, k!("src_ip"), orig.src);
+    ip(&mut o, k!("dest_ip"), orig.dst);
+    ip(&mut o, k!("reply.ip.saddr.str"), reply.src);
+    ip(&mut o, k!("reply.ip.daddr.str"), reply.dst);
+    o.close();
+}

@@ -1,6 +1,7 @@
 //! Sources: where events come from. Each runs on its own thread, reads its kernel socket or file
 //! in batches, and hands batches to the fan-out without ever waiting on a sink.
 
+pub mod conntrack;
 pub mod file;
 pub mod kmsg;
 pub mod lines;

@@ -175,6 +175,7 @@ impl SyslogSink {
             let (time, host) = match ev {
                 event::Event::Packet(p) => (p.time, p.host.as_deref()),
                 event::Event::Raw(r) => (r.time, r.host.as_deref()),
+                event::Event::Flow(f) => (f.time, None),
             };
             header.write(
                 format::severity(self.severity, ev),

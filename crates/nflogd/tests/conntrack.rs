@@ -1,0 +1,172 @@
+//! The conntrack source through a router doing masquerade: client → router → server, real TCP,
+//! UDP and ICMP flows. Records carry the original tuple, the NAT mapping (the inside host behind
+//! the public address and port), counters and times, and agree with `conntrack -L`.
+
+mod lab;
+
+use lab::{json_lines, sh, wait_lines};
+use serde_json::Value;
+use std::time::Duration;
+
+#[test]
+fn masqueraded_flows_carry_tuples_nat_counters_and_times() {
+    if !lab::available() {
+        return;
+    }
+    let t = lab::tag();
+    let (c, r, s) = (
+        format!("nfl{t}cc"),
+        format!("nfl{t}cr"),
+        format!("nfl{t}cs"),
+    );
+    struct Cleanup(Vec<String>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            for ns in &self.0 {
+                let _ = std::process::Command::new("ip")
+                    .args(["netns", "del", ns])
+                    .status();
+            }
+        }
+    }
+    let _cleanup = Cleanup(vec![c.clone(), r.clone(), s.clone()]);
+    for ns in [&c, &r, &s] {
+        sh(&format!("ip netns add {ns} && ip -n {ns} link set lo up"));
+    }
+    sh(&format!(
+        "ip link add v0 netns {c} type veth peer v1 netns {r}"
+    ));
+    sh(&format!(
+        "ip link add v2 netns {r} type veth peer v3 netns {s}"
+    ));
+    sh(&format!("ip -n {c} addr add 10.210.1.2/24 dev v0 && ip -n {c} link set v0 up && ip -n {c} route add default via 10.210.1.1"));
+    sh(&format!("ip -n {r} addr add 10.210.1.1/24 dev v1 && ip -n {r} addr add 10.210.2.1/24 dev v2 && ip -n {r} link set v1 up && ip -n {r} link set v2 up"));
+    sh(&format!(
+        "ip -n {s} addr add 10.210.2.2/24 dev v3 && ip -n {s} link set v3 up"
+    ));
+    sh(&format!(
+        "ip netns exec {r} sysctl -qw net.ipv4.ip_forward=1"
+    ));
+    let rules = std::env::temp_dir().join(format!("nflogd-nat-{t}.nft"));
+    std::fs::write(&rules, "table ip nat {\n chain post {\n type nat hook postrouting priority 100;\n oifname \"v2\" masquerade\n }\n}\n").unwrap();
+    sh(&format!("ip netns exec {r} nft -f {}", rules.display()));
+    let dir = std::env::temp_dir().join(format!("nflogd-ct-{t}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ecs, text) = (dir.join("flows.json"), dir.join("flows.txt"));
+    let cfg = dir.join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "stats_interval = \"0s\"\n[sources.ct]\ntype = \"conntrack\"\nevents = [\"new\", \"destroy\"]\n\
+             [sinks.e]\ntype = \"file\"\ninputs = [\"ct\"]\npath = \"{}\"\n[sinks.t]\ntype = \"file\"\ninputs = [\"ct\"]\npath = \"{}\"\nschema = \"text\"\n",
+            ecs.display(),
+            text.display()
+        ),
+    )
+    .unwrap();
+    let d = lab::start_nflogd(Some(&r), &cfg, &dir.join("log"));
+
+    // A TCP server in the server namespace, a client sending 5 bytes, UDP and a ping.
+    let srv = s.clone();
+    let server = std::thread::spawn(move || {
+        lab::in_netns(&srv, || {
+            use std::io::Read;
+            let l = std::net::TcpListener::bind("10.210.2.2:8080").unwrap();
+            let (mut conn, peer) = l.accept().unwrap();
+            let mut b = Vec::new();
+            let _ = conn.read_to_end(&mut b);
+            (peer, b.len())
+        })
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    lab::in_netns(&c, || {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect("10.210.2.2:8080").unwrap();
+        s.write_all(b"hello").unwrap();
+    });
+    let (peer, got) = server.join().unwrap();
+    assert_eq!(
+        (peer.ip().to_string().as_str(), got),
+        ("10.210.2.1", 5),
+        "the server sees the router's address"
+    );
+    lab::udp_burst(&c, "10.210.2.2", 5353, 3);
+    sh(&format!(
+        "ip netns exec {c} ping -c2 -i0.2 -W1 10.210.2.2 >/dev/null"
+    ));
+    std::thread::sleep(Duration::from_millis(300));
+    let listed = sh(&format!("ip netns exec {r} conntrack -L -o id 2>/dev/null"));
+    sh(&format!("ip netns exec {r} conntrack -F 2>/dev/null"));
+    let recs = json_lines(&wait_lines(&ecs, 6, Duration::from_secs(5)));
+    let lines = std::fs::read_to_string(&text).unwrap();
+    d.stop();
+    let _ = std::fs::remove_file(&rules);
+
+    let find = |kind: &str, transport: &str| -> &Value {
+        recs.iter()
+            .find(|r| {
+                r["netfilter"]["ct"]["event"] == kind && r["network"]["transport"] == transport
+            })
+            .unwrap_or_else(|| panic!("no {kind} {transport} record in {recs:#?}"))
+    };
+    let tcp_new = find("new", "tcp");
+    assert_eq!(tcp_new["source"]["ip"], "10.210.1.2");
+    assert_eq!(tcp_new["destination"]["ip"], "10.210.2.2");
+    assert_eq!(tcp_new["destination"]["port"], 8080);
+    assert_eq!(
+        tcp_new["source"]["nat"]["ip"], "10.210.2.1",
+        "the NAT question: who was behind 10.210.2.1"
+    );
+    assert_eq!(tcp_new["source"]["nat"]["port"], peer.port());
+    let tcp_end = find("destroy", "tcp");
+    assert_eq!(
+        tcp_end["netfilter"]["ct"]["id"],
+        tcp_new["netfilter"]["ct"]["id"]
+    );
+    assert!(
+        tcp_end["source"]["packets"].as_u64().unwrap() >= 4,
+        "client → server packets: {tcp_end}"
+    );
+    assert!(
+        tcp_end["source"]["bytes"].as_u64().unwrap() >= 5 + 4 * 40,
+        "{tcp_end}"
+    );
+    assert!(
+        tcp_end["destination"]["packets"].as_u64().unwrap() >= 2,
+        "{tcp_end}"
+    );
+    assert!(
+        tcp_end["event"]["duration"].as_u64().is_some() && tcp_end["event"]["start"].is_string(),
+        "times: {tcp_end}"
+    );
+    let udp_end = find("destroy", "udp");
+    assert_eq!(udp_end["source"]["packets"], 3);
+    assert_eq!(udp_end["source"]["nat"]["ip"], "10.210.2.1");
+    assert_eq!(udp_end["destination"]["port"], 5353);
+    let icmp_end = find("destroy", "icmp");
+    assert_eq!(icmp_end["netfilter"]["ct"]["icmp_type"], 8);
+    assert_eq!(icmp_end["source"]["packets"], 2);
+    // Every entry `conntrack -L` listed is in the records, with the same id and addresses.
+    for l in listed.lines().filter(|l| l.contains("10.210.1.2")) {
+        let id: u64 = l
+            .split_whitespace()
+            .filter_map(|w| w.strip_prefix("id="))
+            .next_back()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let rec = recs.iter().find(|r| {
+            r["netfilter"]["ct"]["id"] == id && r["netfilter"]["ct"]["event"] == "destroy"
+        });
+        assert!(
+            rec.is_some_and(|r| r["source"]["ip"] == "10.210.1.2"),
+            "conntrack -L entry id={id} missing: {l}"
+        );
+    }
+    assert!(
+        lines.contains("[DESTROY] ORIG: SRC=10.210.1.2 DST=10.210.2.2 PROTO=TCP SPT="),
+        "{lines}"
+    );
+    assert!(lines.contains("SNAT=10.210.2.1:"), "{lines}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
