@@ -638,6 +638,20 @@ pub fn flow(f: &event::FlowEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
             if let Some(t) = f.ct.timeout {
                 c.num("timeout", t);
             }
+            // Connlabels as the numbers of the bits set (names live in connlabel.conf).
+            if let Some(l) = f.ct.labels.filter(|&l| l != 0) {
+                c.raw("labels", |out| {
+                    out.push(b'[');
+                    let mut first = true;
+                    for bit in (0..128).filter(|b| l >> b & 1 == 1) {
+                        if !std::mem::take(&mut first) {
+                            out.push(b',');
+                        }
+                        out.extend_from_slice(itoa::Buffer::new().format(bit).as_bytes());
+                    }
+                    out.push(b']');
+                });
+            }
             if let (Some(t), Some(co)) = (orig.icmp_type, orig.icmp_code) {
                 c.num("icmp_type", t).num("icmp_code", co);
             }
@@ -646,6 +660,12 @@ pub fn flow(f: &event::FlowEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
             }
             if let Some(r) = reply.dst {
                 c.raw("reply_dst", |out| super::ip_string(r, out));
+            }
+            if let Some(p) = reply.sport {
+                c.num("reply_sport", p);
+            }
+            if let Some(p) = reply.dport {
+                c.num("reply_dport", p);
             }
         });
     });

@@ -186,3 +186,104 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod flow_tests {
+    use super::*;
+    use event::{family, FlowEvent, FlowKind};
+    use nfnetlink::ctnetlink::{Conntrack, Counters, Tuple};
+
+    fn render(kind: SchemaKind, f: &FlowEvent) -> String {
+        let mut r = Renderer::new(SchemaOptions {
+            kind,
+            device: "Netfilter".into(),
+            boolean_label: false,
+            log_flags: LogFlags::default(),
+            hostname: "fw".into(),
+        });
+        let mut out = Vec::new();
+        r.render(&Event::Flow(Box::new(f.clone())), &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    /// An IPv6 port forward (DNAT 2001:db8::1:443 → fd00::5:8443) that ended after 2.5 s.
+    fn port_forward() -> FlowEvent {
+        let t = |s: &str, sp, d: &str, dp| Tuple {
+            src: Some(s.parse().unwrap()),
+            dst: Some(d.parse().unwrap()),
+            protocol: 6,
+            sport: Some(sp),
+            dport: Some(dp),
+            ..Tuple::default()
+        };
+        FlowEvent {
+            time: event::Timestamp {
+                secs: 1_700_000_000,
+                micros: 0,
+            },
+            kind: FlowKind::Destroy,
+            family: family::IPV6,
+            ct: Conntrack {
+                orig: t("2001:db8::9", 50000, "2001:db8::1", 443),
+                reply: t("fd00::5", 8443, "2001:db8::9", 50000),
+                id: Some(77),
+                labels: Some(1 << 1 | 1 << 70),
+                counters_orig: Some(Counters {
+                    packets: 5,
+                    bytes: 400,
+                }),
+                counters_reply: Some(Counters {
+                    packets: 4,
+                    bytes: 3000,
+                }),
+                start_ns: Some(1_700_000_000_000_000_000),
+                stop_ns: Some(1_700_000_002_500_000_000),
+                ..Conntrack::default()
+            },
+        }
+    }
+
+    #[test]
+    fn ecs_flow_has_nat_counters_duration_and_labels() {
+        let v: serde_json::Value =
+            serde_json::from_str(&render(SchemaKind::Ecs, &port_forward())).unwrap();
+        assert_eq!(v["destination"]["nat"]["ip"], "fd00::5");
+        assert_eq!(v["destination"]["nat"]["port"], 8443);
+        assert!(v["source"].get("nat").is_none(), "{v}");
+        assert_eq!(v["network"]["bytes"], 3400);
+        assert_eq!(v["network"]["packets"], 9);
+        assert_eq!(v["network"]["type"], "ipv6");
+        assert_eq!(v["event"]["duration"], 2_500_000_000u64);
+        assert_eq!(v["event"]["start"], "2023-11-14T22:13:20.000000Z");
+        assert_eq!(v["netfilter"]["ct"]["labels"], serde_json::json!([1, 70]));
+        assert_eq!(v["netfilter"]["ct"]["reply_sport"], 8443);
+    }
+
+    #[test]
+    fn ulogd_flow_has_nfct_keys() {
+        let v: serde_json::Value =
+            serde_json::from_str(&render(SchemaKind::Ulogd, &port_forward())).unwrap();
+        assert_eq!(v["src_ip"], "2001:db8::9"); // ulogd names orig.ip.saddr.str by its CIM name
+        assert_eq!(v["reply.ip.saddr.str"], "fd00::5");
+        assert_eq!(v["reply.l4.sport"], 8443);
+        assert_eq!(v["orig.raw.pktlen"], 400);
+        assert_eq!(v["ct.id"], 77);
+        assert_eq!(v["flow.end.sec"], 1_700_000_002u64);
+        assert_eq!(v["flow.end.usec"], 500_000);
+    }
+
+    /// A message with no attributes at all still gives a well-formed record in every schema.
+    #[test]
+    fn empty_entry_renders_in_every_schema() {
+        let f = FlowEvent {
+            ct: Conntrack::default(),
+            ..port_forward()
+        };
+        for kind in [SchemaKind::Ecs, SchemaKind::Ulogd] {
+            let s = render(kind, &f);
+            serde_json::from_str::<serde_json::Value>(&s)
+                .unwrap_or_else(|e| panic!("{kind:?}: {e}: {s}"));
+        }
+        assert!(render(SchemaKind::Text, &f).starts_with("[DESTROY] ORIG: "));
+    }
+}
