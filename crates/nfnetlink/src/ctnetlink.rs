@@ -209,6 +209,7 @@ pub fn parse(attrs: Attrs) -> Result<Conntrack> {
 
 pub const NFNL_SUBSYS_CTNETLINK: u8 = 1;
 const IPCTNL_MSG_CT_NEW: u8 = 0;
+const IPCTNL_MSG_CT_GET: u8 = 1;
 const IPCTNL_MSG_CT_DELETE: u8 = 2;
 const NLM_F_CREATE: u16 = 0x400;
 /// Multicast groups of conntrack events.
@@ -266,5 +267,58 @@ pub fn ctinfo_name(i: u32) -> &'static str {
         3 => "established_reply",
         4 => "related_reply",
         _ => "unknown",
+    }
+}
+
+/// The whole conntrack table of the socket's namespace, every family: (family, entry) pairs and
+/// the number of entries that did not parse. `sock` must be a socket of its own (the replies are
+/// unicast to it), not one that also receives events.
+pub fn dump(
+    sock: &mut crate::NetlinkSocket,
+    buf: &mut [u8],
+) -> Result<(Vec<(u8, Conntrack)>, u64)> {
+    use crate::message::{Request, NLMSG_DONE, NLMSG_ERROR, NLM_F_DUMP, NLM_F_REQUEST};
+    let seq = sock.next_seq();
+    let req = Request::nfnl(
+        NFNL_SUBSYS_CTNETLINK,
+        IPCTNL_MSG_CT_GET,
+        NLM_F_REQUEST | NLM_F_DUMP,
+        seq,
+        0,
+        0,
+    );
+    sock.send(&req.finish())?;
+    let (mut entries, mut malformed) = (Vec::new(), 0u64);
+    loop {
+        let len = match sock.recv(buf, false)? {
+            crate::Recv::Data { len, .. } => len,
+            crate::Recv::Overrun => {
+                return Err(Error::Kernel {
+                    errno: libc::ENOBUFS,
+                })
+            }
+            crate::Recv::Timeout => return Err(Error::Io(std::io::ErrorKind::TimedOut.into())),
+        };
+        for m in crate::Messages::new(&buf[..len]) {
+            let Ok(m) = m else {
+                malformed += 1;
+                break;
+            };
+            if m.seq != seq {
+                continue;
+            }
+            match m.kind {
+                NLMSG_DONE => return Ok((entries, malformed)),
+                NLMSG_ERROR => match m.error_code()? {
+                    0 => {}
+                    errno => return Err(Error::Kernel { errno }),
+                },
+                _ => match parse_event(&m) {
+                    Ok(Some((_, family, ct))) => entries.push((family, ct)),
+                    Ok(None) => {}
+                    Err(_) => malformed += 1,
+                },
+            }
+        }
     }
 }
