@@ -161,6 +161,9 @@ pub struct FlowEvent {
     /// Layer-3 family (2 IPv4, 10 IPv6).
     pub family: u8,
     pub ct: Conntrack,
+    /// Recorded from a table dump after the kernel lost events (ENOBUFS), not from the event
+    /// itself: the flow's NEW or DESTROY was lost, and its times are approximate.
+    pub recovered: bool,
 }
 
 impl FlowEvent {
@@ -217,6 +220,7 @@ mod flow_tests {
                 reply,
                 ..Conntrack::default()
             },
+            recovered: false,
         }
     }
 

@@ -34,12 +34,20 @@ pub struct ComponentCounters {
     pub replayed: AtomicU64,
     /// Spool records skipped as corrupt or cut short.
     pub spool_corrupt: AtomicU64,
+    /// Conntrack table dumps after an overrun, to find the flows whose events were lost.
+    pub resyncs: AtomicU64,
+    /// Flows a resync found whose NEW or DESTROY event had been lost (recorded from the dump).
+    pub resynced: AtomicU64,
+    /// Flows not kept in the open-flow table because it was full (their records still go out).
+    pub untracked: AtomicU64,
     /// Gauge: events in the spool not yet confirmed by the receiver.
     pub spool_pending: AtomicU64,
     /// Gauge: events in the sink's memory queue.
     pub queued: AtomicU64,
     /// Gauge: bytes those events take.
     pub queued_bytes: AtomicU64,
+    /// Gauge: flows in a conntrack source's open-flow table.
+    pub open_flows: AtomicU64,
 }
 
 impl ComponentCounters {
@@ -74,7 +82,7 @@ pub fn register(kind: &'static str, name: &str) -> Arc<ComponentCounters> {
 
 type Field = (&'static str, fn(&ComponentCounters) -> &AtomicU64);
 
-const FIELDS: [Field; 13] = [
+const FIELDS: [Field; 16] = [
     ("received", |c| &c.received),
     ("sent", |c| &c.sent),
     ("dropped", |c| &c.dropped),
@@ -88,12 +96,17 @@ const FIELDS: [Field; 13] = [
     ("spooled", |c| &c.spooled),
     ("replayed", |c| &c.replayed),
     ("spool_corrupt", |c| &c.spool_corrupt),
+    ("resyncs", |c| &c.resyncs),
+    ("resynced", |c| &c.resynced),
+    ("untracked", |c| &c.untracked),
 ];
 
 /// Gauges: current values, not totals.
-const GAUGES: [Field; 2] = [
+const GAUGES: [Field; 4] = [
     ("spool_pending", |c| &c.spool_pending),
     ("queued", |c| &c.queued),
+    ("queued_bytes", |c| &c.queued_bytes),
+    ("open_flows", |c| &c.open_flows),
 ];
 
 /// One line per component with its non-zero counters, for the periodic stats log.

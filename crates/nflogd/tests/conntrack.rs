@@ -8,29 +8,35 @@ use lab::{json_lines, sh, wait_lines};
 use serde_json::Value;
 use std::time::Duration;
 
-#[test]
-fn masqueraded_flows_carry_tuples_nat_counters_and_times() {
-    if !lab::available() {
-        return;
-    }
-    let t = lab::tag();
-    let (c, r, s) = (
-        format!("nfl{t}cc"),
-        format!("nfl{t}cr"),
-        format!("nfl{t}cs"),
-    );
-    struct Cleanup(Vec<String>);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            for ns in &self.0 {
-                let _ = std::process::Command::new("ip")
-                    .args(["netns", "del", ns])
-                    .status();
-            }
+/// Client (10.210.1.2) → router (masquerade out of v2, 10.210.2.1) → server (10.210.2.2), in
+/// three namespaces removed on drop.
+struct Masquerade {
+    c: String,
+    r: String,
+    s: String,
+    t: String,
+}
+
+impl Drop for Masquerade {
+    fn drop(&mut self) {
+        for ns in [&self.c, &self.r, &self.s] {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", ns])
+                .status();
         }
     }
-    let _cleanup = Cleanup(vec![c.clone(), r.clone(), s.clone()]);
-    for ns in [&c, &r, &s] {
+}
+
+fn masquerade() -> Masquerade {
+    let t = lab::tag();
+    let m = Masquerade {
+        c: format!("nfl{t}cc"),
+        r: format!("nfl{t}cr"),
+        s: format!("nfl{t}cs"),
+        t,
+    };
+    let (c, r, s, t) = (&m.c, &m.r, &m.s, &m.t);
+    for ns in [c, r, s] {
         sh(&format!("ip netns add {ns} && ip -n {ns} link set lo up"));
     }
     sh(&format!(
@@ -50,6 +56,34 @@ fn masqueraded_flows_carry_tuples_nat_counters_and_times() {
     let rules = std::env::temp_dir().join(format!("nflogd-nat-{t}.nft"));
     std::fs::write(&rules, "table ip nat {\n chain post {\n type nat hook postrouting priority 100;\n oifname \"v2\" masquerade\n }\n}\n").unwrap();
     sh(&format!("ip netns exec {r} nft -f {}", rules.display()));
+    m
+}
+
+/// The conntrack ids `conntrack -L` lists in namespace `ns` for flows from the client.
+fn listed_ids(ns: &str) -> Vec<(u64, String)> {
+    sh(&format!(
+        "ip netns exec {ns} conntrack -L -o id 2>/dev/null"
+    ))
+    .lines()
+    .filter(|l| l.contains("src=10.210.1.2"))
+    .map(|l| {
+        // The last `id=` is the entry's; ICMP lines have the echo id before it.
+        let id = l
+            .split_whitespace()
+            .filter_map(|w| w.strip_prefix("id="))
+            .next_back();
+        (id.unwrap().parse().unwrap(), l.to_string())
+    })
+    .collect()
+}
+
+#[test]
+fn masqueraded_flows_carry_tuples_nat_counters_and_times() {
+    if !lab::available() {
+        return;
+    }
+    let m = masquerade();
+    let (c, r, s, t) = (m.c.clone(), m.r.clone(), m.s.clone(), m.t.clone());
     let dir = std::env::temp_dir().join(format!("nflogd-ct-{t}"));
     std::fs::create_dir_all(&dir).unwrap();
     let (ecs, text) = (dir.join("flows.json"), dir.join("flows.txt"));
@@ -95,12 +129,11 @@ fn masqueraded_flows_carry_tuples_nat_counters_and_times() {
         "ip netns exec {c} ping -c2 -i0.2 -W1 10.210.2.2 >/dev/null"
     ));
     std::thread::sleep(Duration::from_millis(300));
-    let listed = sh(&format!("ip netns exec {r} conntrack -L -o id 2>/dev/null"));
+    let listed = listed_ids(&r);
     sh(&format!("ip netns exec {r} conntrack -F 2>/dev/null"));
     let recs = json_lines(&wait_lines(&ecs, 6, Duration::from_secs(5)));
     let lines = std::fs::read_to_string(&text).unwrap();
     d.stop();
-    let _ = std::fs::remove_file(&rules);
 
     let find = |kind: &str, transport: &str| -> &Value {
         recs.iter()
@@ -147,16 +180,10 @@ fn masqueraded_flows_carry_tuples_nat_counters_and_times() {
     assert_eq!(icmp_end["netfilter"]["ct"]["icmp_type"], 8);
     assert_eq!(icmp_end["source"]["packets"], 2);
     // Every entry `conntrack -L` listed is in the records, with the same id and addresses.
-    for l in listed.lines().filter(|l| l.contains("10.210.1.2")) {
-        let id: u64 = l
-            .split_whitespace()
-            .filter_map(|w| w.strip_prefix("id="))
-            .next_back()
-            .unwrap()
-            .parse()
-            .unwrap();
+    assert!(!listed.is_empty());
+    for (id, l) in &listed {
         let rec = recs.iter().find(|r| {
-            r["netfilter"]["ct"]["id"] == id && r["netfilter"]["ct"]["event"] == "destroy"
+            r["netfilter"]["ct"]["id"] == *id && r["netfilter"]["ct"]["event"] == "destroy"
         });
         assert!(
             rec.is_some_and(|r| r["source"]["ip"] == "10.210.1.2"),
@@ -169,4 +196,124 @@ fn masqueraded_flows_carry_tuples_nat_counters_and_times() {
     );
     assert!(lines.contains("SNAT=10.210.2.1:"), "{lines}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Thousands of flows created and then flushed at once into a 4 KiB socket buffer: the kernel
+/// drops events (ENOBUFS), nflogd dumps the table, and every flow `conntrack -L` listed still
+/// gets a NEW and a DESTROY record — from its event, or recovered from the dumps.
+#[test]
+fn overruns_are_counted_and_resynced_so_no_open_flow_is_missed() {
+    if !lab::available() {
+        return;
+    }
+    const FLOWS: usize = 4000;
+    let m = masquerade();
+    let dir = std::env::temp_dir().join(format!("nflogd-ctb-{}", m.t));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("flows.json");
+    let cfg = dir.join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "stats_interval = \"0s\"\n[sources.ct]\ntype = \"conntrack\"\nsocket_buffer = \"4KiB\"\n\
+             [sinks.e]\ntype = \"file\"\ninputs = [\"ct\"]\npath = \"{}\"\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    let d = lab::start_nflogd(Some(&m.r), &cfg, &dir.join("log"));
+    // One UDP flow per source port, as fast as the client can open sockets.
+    lab::in_netns(&m.c, || {
+        for i in 0..FLOWS {
+            let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+            let _ = s.send_to(&(i as u32).to_be_bytes(), "10.210.2.2:9");
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let listed = listed_ids(&m.r);
+    assert!(
+        listed.len() >= FLOWS * 9 / 10,
+        "{} flows listed",
+        listed.len()
+    );
+    sh(&format!("ip netns exec {} conntrack -F 2>/dev/null", m.r));
+    // Lost DESTROYs are reported after a grace time of 2 s.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let all_found = || {
+        let recs = complete_records(&out);
+        let seen = by_id_and_event(&recs);
+        listed.iter().all(|(id, _)| {
+            ["new", "destroy"]
+                .iter()
+                .all(|k| seen.contains_key(&(*id, k.to_string())))
+        })
+    };
+    while !all_found() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let log = d.stop();
+    let recs = complete_records(&out);
+    let seen = by_id_and_event(&recs);
+    let overruns = lab::stat(&log, "source.ct", "overruns");
+    let resyncs = lab::stat(&log, "source.ct", "resyncs");
+    let resynced = lab::stat(&log, "source.ct", "resynced");
+    eprintln!(
+        "{} flows: overruns={overruns} resyncs={resyncs} resynced={resynced}",
+        listed.len()
+    );
+    assert!(
+        overruns > 0,
+        "the burst did not overrun a 4 KiB buffer:\n{log}"
+    );
+    assert!(
+        resyncs > 0 && resynced > 0,
+        "overruns={overruns} resyncs={resyncs} resynced={resynced}\n{log}"
+    );
+    for (id, l) in &listed {
+        for kind in ["new", "destroy"] {
+            let rec = seen.get(&(*id, kind.to_string()));
+            assert!(
+                rec.is_some_and(|r| r["source"]["ip"] == "10.210.1.2"
+                    && r["destination"]["port"] == 9
+                    && r["source"]["nat"]["ip"] == "10.210.2.1"),
+                "no {kind} record for id={id} ({l}); overruns={overruns} resynced={resynced}"
+            );
+        }
+    }
+    // A flow is recorded once per event: a NEW from the dump is not repeated by a late event.
+    for kind in ["new", "destroy"] {
+        let mut ids: Vec<u64> = recs
+            .iter()
+            .filter(|r| r["netfilter"]["ct"]["event"] == kind)
+            .map(|r| r["netfilter"]["ct"]["id"].as_u64().unwrap())
+            .collect();
+        let n = ids.len();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), n, "duplicate {kind} records");
+    }
+    assert!(recs
+        .iter()
+        .any(|r| r["netfilter"]["ct"]["recovered"] == true));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The records of a file being written, without a last line still cut short.
+fn complete_records(path: &std::path::Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    whole
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Records by (conntrack id, event).
+fn by_id_and_event(recs: &[Value]) -> std::collections::HashMap<(u64, String), &Value> {
+    recs.iter()
+        .filter_map(|r| {
+            let ct = &r["netfilter"]["ct"];
+            Some(((ct["id"].as_u64()?, ct["event"].as_str()?.to_string()), r))
+        })
+        .collect()
 }

@@ -620,6 +620,9 @@ pub fn flow(f: &event::FlowEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
     o.obj("netfilter", |nf| {
         nf.obj("ct", |c| {
             c.str("event", f.kind.as_str());
+            if f.recovered {
+                c.bool("recovered", true);
+            }
             if let Some(id) = f.ct.id {
                 c.num("id", id);
             }

@@ -240,6 +240,7 @@ mod flow_tests {
                 stop_ns: Some(1_700_000_002_500_000_000),
                 ..Conntrack::default()
             },
+            recovered: false,
         }
     }
 

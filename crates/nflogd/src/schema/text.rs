@@ -64,4 +64,7 @@ pub fn flow(f: &event::FlowEvent, out: &mut Vec<u8>) {
     if let (Some(a), Some(b)) = (f.ct.start_ns, f.ct.stop_ns) {
         let _ = write!(out, "DURATION={:.3}s ", b.saturating_sub(a) as f64 / 1e9);
     }
+    if f.recovered {
+        out.extend_from_slice(b"RECOVERED ");
+    }
 }

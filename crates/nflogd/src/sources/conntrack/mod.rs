@@ -1,5 +1,9 @@
 //! The `conntrack` source: connection-tracking events over ctnetlink (NEW, UPDATE, DESTROY),
-//! with both tuples, NAT, counters and timestamps. Loss on the event socket (ENOBUFS) is counted.
+//! with both tuples, NAT, counters and timestamps. An overrun (ENOBUFS: the kernel dropped
+//! events) is counted and followed by a dump of the kernel's table, compared with the open-flow
+//! table (`table.rs`) so that flows whose events were lost are still recorded.
+
+mod table;
 
 use crate::config::ByteSize;
 use crate::metrics::ComponentCounters;
@@ -10,6 +14,7 @@ use nfnetlink::ctnetlink::{self, EventKind};
 use nfnetlink::socket::NETLINK_NETFILTER;
 use nfnetlink::{Messages, NetlinkSocket, Recv};
 use serde::Deserialize;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -41,6 +46,13 @@ pub struct ConntrackConfig {
     pub timestamps: bool,
     /// Read the conntrack events of another network namespace, by path.
     pub netns: Option<String>,
+    /// Open flows kept (for DESTROY start times and overrun resyncs); 0 turns the table off.
+    #[serde(default = "default_table_size")]
+    pub table_size: usize,
+}
+
+fn default_table_size() -> usize {
+    262_144
 }
 
 fn default_events() -> Vec<EventName> {
@@ -72,6 +84,238 @@ fn sysctl_on(name: &str) -> Result<()> {
     std::fs::write(&path, "1").with_context(|| format!("setting {path}"))
 }
 
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Everything one source thread owns.
+struct Reader {
+    name: String,
+    events: Vec<EventName>,
+    counters: Arc<ComponentCounters>,
+    sock: NetlinkSocket,
+    /// With the table: a socket of its own for table dumps (their replies are unicast).
+    dump_sock: Option<NetlinkSocket>,
+    table: Option<table::FlowTable>,
+    buf: Vec<u8>,
+    batch: Vec<Event>,
+}
+
+impl Reader {
+    fn open(name: &str, cfg: &ConntrackConfig, counters: Arc<ComponentCounters>) -> Result<Reader> {
+        if let Some(ns) = &cfg.netns {
+            use std::os::fd::AsRawFd;
+            let f = std::fs::File::open(ns).with_context(|| format!("opening netns {ns}"))?;
+            // SAFETY: setns on a valid fd moves only this thread.
+            if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(anyhow!("setns({ns}): {}", std::io::Error::last_os_error()));
+            }
+        }
+        if cfg.accounting {
+            sysctl_on("nf_conntrack_acct")?;
+        }
+        if cfg.timestamps {
+            sysctl_on("nf_conntrack_timestamp")?;
+        }
+        let sock = NetlinkSocket::open(NETLINK_NETFILTER)?;
+        sock.set_recv_buffer(cfg.socket_buffer.0 as usize)?;
+        sock.set_recv_timeout(Duration::from_millis(250))?;
+        // The table needs NEW and DESTROY whatever the records asked for.
+        let mut groups = cfg.events.clone();
+        if cfg.table_size > 0 {
+            groups.extend([EventName::New, EventName::Destroy]);
+        }
+        groups.sort_by_key(|e| *e as u8);
+        groups.dedup();
+        for e in &groups {
+            sock.add_membership(match e {
+                EventName::New => ctnetlink::GROUP_NEW,
+                EventName::Update => ctnetlink::GROUP_UPDATE,
+                EventName::Destroy => ctnetlink::GROUP_DESTROY,
+            })
+            .context("joining the conntrack event groups (is nf_conntrack_netlink available?)")?;
+        }
+        let mut reader = Reader {
+            name: name.to_string(),
+            events: cfg.events.clone(),
+            counters,
+            sock,
+            dump_sock: None,
+            table: None,
+            buf: vec![0u8; 256 * 1024],
+            batch: Vec::with_capacity(256),
+        };
+        if cfg.table_size > 0 {
+            let mut dump_sock = NetlinkSocket::open(NETLINK_NETFILTER)?;
+            dump_sock.set_recv_timeout(Duration::from_secs(5))?;
+            // Joined after the event groups, so no flow falls between the dump and the events.
+            let (entries, malformed) = ctnetlink::dump(&mut dump_sock, &mut reader.buf)
+                .context("dumping the conntrack table")?;
+            ComponentCounters::add(&reader.counters.malformed, malformed);
+            let mut t = table::FlowTable::new(cfg.table_size);
+            let untracked = t.seed(entries, now_ns());
+            ComponentCounters::add(&reader.counters.untracked, untracked);
+            reader.counters.open_flows.store(t.len() as u64, Relaxed);
+            reader.table = Some(t);
+            reader.dump_sock = Some(dump_sock);
+        }
+        Ok(reader)
+    }
+
+    fn wanted(&self, kind: FlowKind) -> bool {
+        self.events.iter().any(|e| match e {
+            EventName::New => kind == FlowKind::New,
+            EventName::Update => kind == FlowKind::Update,
+            EventName::Destroy => kind == FlowKind::Destroy,
+        })
+    }
+
+    fn push(&mut self, kind: FlowKind, family: u8, ct: event::Conntrack, recovered: bool) {
+        if self.wanted(kind) {
+            self.batch.push(Event::Flow(Box::new(FlowEvent {
+                time: Timestamp::now(),
+                kind,
+                family,
+                ct,
+                recovered,
+            })));
+        }
+    }
+
+    fn on_event(&mut self, kind: EventKind, family: u8, mut ct: event::Conntrack) {
+        let now = now_ns();
+        let kind = match kind {
+            EventKind::New => {
+                if let Some(t) = &mut self.table {
+                    match t.on_new(family, &ct, now) {
+                        table::NewFlow::Tracked => {}
+                        table::NewFlow::AlreadyRecorded => return,
+                        table::NewFlow::Untracked => {
+                            ComponentCounters::add(&self.counters.untracked, 1)
+                        }
+                    }
+                }
+                FlowKind::New
+            }
+            EventKind::Update => {
+                if let Some(t) = &mut self.table {
+                    t.on_update(&ct);
+                }
+                FlowKind::Update
+            }
+            EventKind::Destroy => {
+                if let Some(t) = &mut self.table {
+                    t.on_destroy(&mut ct, now);
+                }
+                FlowKind::Destroy
+            }
+        };
+        self.push(kind, family, ct, false);
+    }
+
+    /// After an overrun: dump the kernel's table and record the flows whose NEW was lost.
+    fn resync(&mut self) {
+        let (Some(t), Some(dump_sock)) = (&mut self.table, &mut self.dump_sock) else {
+            return;
+        };
+        ComponentCounters::add(&self.counters.resyncs, 1);
+        match ctnetlink::dump(dump_sock, &mut self.buf) {
+            Ok((entries, malformed)) => {
+                ComponentCounters::add(&self.counters.malformed, malformed);
+                let (missed, untracked) = t.resync(entries, std::time::Instant::now(), now_ns());
+                ComponentCounters::add(&self.counters.untracked, untracked);
+                ComponentCounters::add(&self.counters.resynced, missed.len() as u64);
+                tracing::info!(
+                    "source `{}`: resync after lost events: {} open flows were unknown",
+                    self.name,
+                    missed.len()
+                );
+                for (family, ct) in missed {
+                    self.push(FlowKind::New, family, ct, true);
+                }
+            }
+            Err(e) => {
+                ComponentCounters::add(&self.counters.errors, 1);
+                crate::rate_limited_warn!("source `{}`: resync dump failed: {e}", self.name);
+            }
+        }
+    }
+
+    /// Records the flows a resync found gone whose DESTROY never came.
+    fn expire(&mut self) {
+        let Some(t) = &mut self.table else { return };
+        let ended = t.expire_gone(std::time::Instant::now(), now_ns());
+        ComponentCounters::add(&self.counters.resynced, ended.len() as u64);
+        for (family, ct) in ended {
+            self.push(FlowKind::Destroy, family, ct, true);
+        }
+        self.counters
+            .open_flows
+            .store(self.table.as_ref().map_or(0, |t| t.len()) as u64, Relaxed);
+    }
+
+    fn run(mut self, fanout: Fanout) {
+        let mut overrun = false;
+        while !crate::signals::shutdown_requested() {
+            let mut nonblocking = false;
+            loop {
+                match self.sock.recv(&mut self.buf, nonblocking) {
+                    Ok(Recv::Data { len, .. }) => {
+                        let buf = std::mem::take(&mut self.buf);
+                        for m in Messages::new(&buf[..len]) {
+                            let parsed = m
+                                .map_err(anyhow::Error::from)
+                                .and_then(|m| Ok(ctnetlink::parse_event(&m)?));
+                            match parsed {
+                                Ok(Some((kind, family, ct))) => self.on_event(kind, family, ct),
+                                Ok(None) => {}
+                                Err(e) => {
+                                    ComponentCounters::add(&self.counters.malformed, 1);
+                                    crate::rate_limited_warn!(
+                                        "source `{}`: skipped a malformed conntrack message: {e}",
+                                        self.name
+                                    );
+                                }
+                            }
+                        }
+                        self.buf = buf;
+                    }
+                    Ok(Recv::Overrun) => {
+                        ComponentCounters::add(&self.counters.overruns, 1);
+                        crate::rate_limited_warn!(
+                            "source `{}`: conntrack events lost (ENOBUFS); raise socket_buffer",
+                            self.name
+                        );
+                        overrun = true;
+                    }
+                    Ok(Recv::Timeout) => break,
+                    Err(e) => {
+                        ComponentCounters::add(&self.counters.errors, 1);
+                        crate::rate_limited_warn!("source `{}`: receive failed: {e}", self.name);
+                        break;
+                    }
+                }
+                if self.batch.len() >= 1024 {
+                    break;
+                }
+                nonblocking = true;
+            }
+            // Resync once the queue is drained, so the dump is compared with everything before it.
+            if overrun && self.batch.len() < 1024 {
+                overrun = false;
+                self.resync();
+            }
+            self.expire();
+            if !self.batch.is_empty() {
+                ComponentCounters::add(&self.counters.received, self.batch.len() as u64);
+                fanout.send(std::mem::replace(&mut self.batch, Vec::with_capacity(256)));
+            }
+        }
+    }
+}
+
 pub fn spawn(
     name: &str,
     cfg: &ConntrackConfig,
@@ -81,95 +325,20 @@ pub fn spawn(
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();
     let name = name.to_string();
     let cfg = cfg.clone();
-    let handle = std::thread::Builder::new().name(format!("conntrack:{name}")).spawn(move || {
-        let setup = || -> Result<NetlinkSocket> {
-            if let Some(ns) = &cfg.netns {
-                use std::os::fd::AsRawFd;
-                let f = std::fs::File::open(ns).with_context(|| format!("opening netns {ns}"))?;
-                // SAFETY: setns on a valid fd moves only this thread.
-                if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                    return Err(anyhow!("setns({ns}): {}", std::io::Error::last_os_error()));
+    let handle = std::thread::Builder::new()
+        .name(format!("conntrack:{name}"))
+        .spawn(move || {
+            let reader = match Reader::open(&name, &cfg, counters) {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
                 }
-            }
-            if cfg.accounting {
-                sysctl_on("nf_conntrack_acct")?;
-            }
-            if cfg.timestamps {
-                sysctl_on("nf_conntrack_timestamp")?;
-            }
-            let sock = NetlinkSocket::open(NETLINK_NETFILTER)?;
-            sock.set_recv_buffer(cfg.socket_buffer.0 as usize)?;
-            sock.set_recv_timeout(Duration::from_millis(250))?;
-            for e in &cfg.events {
-                sock.add_membership(match e {
-                    EventName::New => ctnetlink::GROUP_NEW,
-                    EventName::Update => ctnetlink::GROUP_UPDATE,
-                    EventName::Destroy => ctnetlink::GROUP_DESTROY,
-                })
-                .context("joining the conntrack event groups (is nf_conntrack_netlink available?)")?;
-            }
-            Ok(sock)
-        };
-        let sock = match setup() {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = ready_tx.send(Err(e));
-                return;
-            }
-        };
-        tracing::info!("source `{name}`: reading conntrack events {:?}", cfg.events);
-        let _ = ready_tx.send(Ok(()));
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut batch: Vec<Event> = Vec::with_capacity(256);
-        while !crate::signals::shutdown_requested() {
-            let mut nonblocking = false;
-            loop {
-                match sock.recv(&mut buf, nonblocking) {
-                    Ok(Recv::Data { len, .. }) => {
-                        let now = Timestamp::now();
-                        for m in Messages::new(&buf[..len]) {
-                            let parsed = m.map_err(anyhow::Error::from).and_then(|m| Ok(ctnetlink::parse_event(&m)?));
-                            match parsed {
-                                Ok(Some((kind, family, ct))) => batch.push(Event::Flow(Box::new(FlowEvent {
-                                    time: now,
-                                    kind: match kind {
-                                        EventKind::New => FlowKind::New,
-                                        EventKind::Update => FlowKind::Update,
-                                        EventKind::Destroy => FlowKind::Destroy,
-                                    },
-                                    family,
-                                    ct,
-                                }))),
-                                Ok(None) => {}
-                                Err(e) => {
-                                    ComponentCounters::add(&counters.malformed, 1);
-                                    crate::rate_limited_warn!("source `{name}`: skipped a malformed conntrack message: {e}");
-                                }
-                            }
-                        }
-                    }
-                    Ok(Recv::Overrun) => {
-                        ComponentCounters::add(&counters.overruns, 1);
-                        crate::rate_limited_warn!("source `{name}`: conntrack events lost (ENOBUFS); raise socket_buffer");
-                    }
-                    Ok(Recv::Timeout) => break,
-                    Err(e) => {
-                        ComponentCounters::add(&counters.errors, 1);
-                        crate::rate_limited_warn!("source `{name}`: receive failed: {e}");
-                        break;
-                    }
-                }
-                if batch.len() >= 1024 {
-                    break;
-                }
-                nonblocking = true;
-            }
-            if !batch.is_empty() {
-                ComponentCounters::add(&counters.received, batch.len() as u64);
-                fanout.send(std::mem::replace(&mut batch, Vec::with_capacity(256)));
-            }
-        }
-    })?;
+            };
+            tracing::info!("source `{name}`: reading conntrack events {:?}", cfg.events);
+            let _ = ready_tx.send(Ok(()));
+            reader.run(fanout);
+        })?;
     match ready_rx.recv() {
         Ok(Ok(())) => Ok(handle),
         Ok(Err(e)) => {
