@@ -60,6 +60,9 @@ impl SinkQueue {
         self.counters
             .queued
             .fetch_sub(batch.len() as u64, Ordering::Relaxed);
+        self.counters
+            .queued_bytes
+            .fetch_sub(batch_bytes(batch), Ordering::Relaxed);
     }
 }
 
@@ -118,5 +121,72 @@ impl Fanout {
                 ComponentCounters::add(&s.counters.dropped, n);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use event::{RawLine, Timestamp};
+
+    fn raw_batch(n: usize) -> Vec<Event> {
+        (0..n)
+            .map(|i| {
+                Event::Raw(Box::new(RawLine {
+                    time: Timestamp { secs: 0, micros: 0 },
+                    host: None,
+                    origin: "test".into(),
+                    position: Some(i as u64),
+                    line: "x".repeat(1000),
+                    reason: String::new(),
+                }))
+            })
+            .collect()
+    }
+
+    /// A sink that keeps up never drops, however much passes through in total: taking a batch
+    /// gives back its events and its bytes.
+    #[test]
+    fn queue_room_comes_back_when_batches_are_taken() {
+        let counters = Arc::new(ComponentCounters::default());
+        let limits = QueueLimits {
+            events: 1000,
+            bytes: 1 << 20,
+        };
+        let (handle, queue) = sink_queue("t", counters.clone(), limits);
+        let fanout = Fanout {
+            sinks: vec![handle],
+        };
+        for _ in 0..500 {
+            fanout.send(raw_batch(100)); // over 100 kB a batch; over 100 MB in all
+            fanout.send(raw_batch(100));
+            for _ in 0..2 {
+                let b = queue.rx.try_recv().unwrap();
+                queue.taken(&b);
+            }
+        }
+        assert_eq!(counters.dropped.load(Ordering::Relaxed), 0);
+        assert_eq!(counters.queued.load(Ordering::Relaxed), 0);
+        assert_eq!(counters.queued_bytes.load(Ordering::Relaxed), 0);
+    }
+
+    /// A sink that does not keep up has its queue bounded by bytes, and the rest is counted.
+    #[test]
+    fn a_stuck_sink_drops_past_its_byte_limit_and_counts() {
+        let counters = Arc::new(ComponentCounters::default());
+        let limits = QueueLimits {
+            events: 1_000_000,
+            bytes: 256 << 10,
+        };
+        let (handle, _queue) = sink_queue("t", counters.clone(), limits);
+        let fanout = Fanout {
+            sinks: vec![handle],
+        };
+        for _ in 0..10 {
+            fanout.send(raw_batch(100));
+        }
+        let queued = counters.queued.load(Ordering::Relaxed);
+        assert!(queued > 0 && queued <= 300, "{queued}");
+        assert_eq!(counters.dropped.load(Ordering::Relaxed) + queued, 1000);
     }
 }
