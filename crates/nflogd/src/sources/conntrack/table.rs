@@ -39,6 +39,8 @@ pub enum NewFlow {
 pub struct FlowTable {
     open: HashMap<u32, Open>,
     capacity: usize,
+    /// Entries marked gone by the last resync: `expire_gone` walks the table only when some are.
+    gone: usize,
 }
 
 impl FlowTable {
@@ -46,6 +48,7 @@ impl FlowTable {
         FlowTable {
             open: HashMap::new(),
             capacity,
+            gone: 0,
         }
     }
 
@@ -58,7 +61,7 @@ impl FlowTable {
         if self.open.len() >= self.capacity && !self.open.contains_key(&id) {
             return false;
         }
-        self.open.insert(
+        let old = self.open.insert(
             id,
             Open {
                 family,
@@ -68,6 +71,9 @@ impl FlowTable {
                 gone_since: None,
             },
         );
+        if old.is_some_and(|o| o.gone_since.is_some()) {
+            self.gone -= 1;
+        }
         true
     }
 
@@ -132,7 +138,9 @@ impl FlowTable {
             in_dump.insert(id);
             match self.open.get_mut(&id) {
                 Some(open) if open.ct.orig == ct.orig => {
-                    open.gone_since = None;
+                    if open.gone_since.take().is_some() {
+                        self.gone -= 1;
+                    }
                     open.ct = ct;
                 }
                 _ => {
@@ -147,6 +155,7 @@ impl FlowTable {
         for (id, open) in self.open.iter_mut() {
             if !in_dump.contains(id) && open.gone_since.is_none() {
                 open.gone_since = Some(now);
+                self.gone += 1;
             }
         }
         (missed, untracked)
@@ -156,6 +165,9 @@ impl FlowTable {
     /// returned with their last known state, ending at the time they were found gone.
     pub fn expire_gone(&mut self, now: Instant, now_ns: u64) -> Vec<(u8, Conntrack)> {
         let mut ended = Vec::new();
+        if self.gone == 0 {
+            return ended;
+        }
         self.open.retain(|_, open| match open.gone_since {
             Some(t) if now.duration_since(t) >= GONE_GRACE => {
                 let mut ct = open.ct.clone();
@@ -163,6 +175,7 @@ impl FlowTable {
                 ct.start_ns = ct.start_ns.or(Some(open.seen_ns));
                 ct.stop_ns = ct.stop_ns.or(Some(gone_ns));
                 ended.push((open.family, ct));
+                self.gone -= 1;
                 false
             }
             _ => true,
