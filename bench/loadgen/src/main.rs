@@ -2,7 +2,10 @@
 //! datagrams of SIZE bytes to ADDR:PORT at RATE packets per second, then stop. Bounded by
 //! construction: it sends COUNT packets and exits, and gives up after 60 s whatever happens.
 //!
-//! usage: loadgen NETNS ADDR:PORT RATE COUNT [SIZE]
+//! With FLOWS, each datagram is a new conntrack flow: destination ports PORT..PORT+FLOWS-1 in
+//! turn, from a new source socket after each round.
+//!
+//! usage: loadgen NETNS ADDR:PORT RATE COUNT [SIZE [FLOWS]]
 
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
@@ -25,7 +28,9 @@ fn main() {
     let rate: f64 = args[3].parse().expect("rate");
     let count: u64 = args[4].parse().expect("count");
     let size: usize = args.get(5).map(|s| s.parse().expect("size")).unwrap_or(18);
-    let sock = UdpSocket::bind("0.0.0.0:0").expect("bind");
+    let flows: u64 = args.get(6).map(|s| s.parse().expect("flows")).unwrap_or(0);
+    let base: std::net::SocketAddr = dst.parse().expect("ADDR:PORT");
+    let mut sock = UdpSocket::bind("0.0.0.0:0").expect("bind");
     sock.connect(dst).expect("connect");
     let payload = vec![0x5au8; size];
     let start = Instant::now();
@@ -38,7 +43,16 @@ fn main() {
             std::thread::sleep(due - now);
         }
         for _ in 0..16.min(count - sent) {
-            let _ = sock.send(&payload);
+            if flows == 0 {
+                let _ = sock.send(&payload);
+            } else {
+                if sent > 0 && sent.is_multiple_of(flows) {
+                    sock = UdpSocket::bind("0.0.0.0:0").expect("bind");
+                }
+                let mut to = base;
+                to.set_port(base.port() + (sent % flows) as u16);
+                let _ = sock.send_to(&payload, to);
+            }
             sent += 1;
         }
     }

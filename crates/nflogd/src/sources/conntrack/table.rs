@@ -39,8 +39,10 @@ pub enum NewFlow {
 pub struct FlowTable {
     open: HashMap<u32, Open>,
     capacity: usize,
-    /// Entries marked gone by the last resync: `expire_gone` walks the table only when some are.
+    /// Entries marked gone by a resync, and the earliest time one of them is due: `expire_gone`
+    /// walks the table only then.
     gone: usize,
+    next_expiry: Option<Instant>,
 }
 
 impl FlowTable {
@@ -49,6 +51,7 @@ impl FlowTable {
             open: HashMap::new(),
             capacity,
             gone: 0,
+            next_expiry: None,
         }
     }
 
@@ -158,6 +161,9 @@ impl FlowTable {
                 self.gone += 1;
             }
         }
+        if self.gone > 0 && self.next_expiry.is_none() {
+            self.next_expiry = Some(now + GONE_GRACE);
+        }
         (missed, untracked)
     }
 
@@ -165,11 +171,16 @@ impl FlowTable {
     /// returned with their last known state, ending at the time they were found gone.
     pub fn expire_gone(&mut self, now: Instant, now_ns: u64) -> Vec<(u8, Conntrack)> {
         let mut ended = Vec::new();
-        if self.gone == 0 {
+        if self.gone == 0 || self.next_expiry.is_none_or(|t| now < t) {
             return ended;
         }
+        let mut next: Option<Instant> = None;
         self.open.retain(|_, open| match open.gone_since {
-            Some(t) if now.duration_since(t) >= GONE_GRACE => {
+            Some(t) if now.duration_since(t) < GONE_GRACE => {
+                next = Some(next.map_or(t + GONE_GRACE, |n| n.min(t + GONE_GRACE)));
+                true
+            }
+            Some(t) => {
                 let mut ct = open.ct.clone();
                 let gone_ns = now_ns.saturating_sub(now.duration_since(t).as_nanos() as u64);
                 ct.start_ns = ct.start_ns.or(Some(open.seen_ns));
@@ -178,8 +189,9 @@ impl FlowTable {
                 self.gone -= 1;
                 false
             }
-            _ => true,
+            None => true,
         });
+        self.next_expiry = next;
         ended
     }
 }

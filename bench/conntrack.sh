@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Conntrack events → JSON lines: Debian's ulogd2 (NFCT → IP2STR → JSON, hash_enable=0 so it
+# writes NEW and DESTROY as they come) and nflogd (conntrack source, schema "ulogd", the same
+# keys, with its open-flow table on as by default) on the same flows. Each daemon in turn has
+# the machine to itself (sender on CPU 0, daemon on CPU 1) and is offered the same rounds: COUNT
+# new UDP flows at a rate, then `conntrack -F`, which ends them all at once (a burst of DESTROY
+# events). For each rate it prints the events each wrote of the 2×COUNT the kernel sent, the CPU
+# each spent per event, and nflogd's CPU per event as a fraction of ulogd2's.
+#
+# usage: sudo bench/conntrack.sh [RATES...]   (new flows per second; default 10000 25000 50000)
+# Traffic stays between two namespaces this script creates (10.202.0.0/24) and removes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RATES=("${@:-10000 25000 50000}")
+read -r -a RATES <<<"${RATES[*]}"
+SECONDS_PER_RATE=${SECONDS_PER_RATE:-2}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
+cargo build --release -q -p nflogd -p loadgen
+BIN=$CARGO_TARGET_DIR/release
+PLUG=/usr/lib/x86_64-linux-gnu/ulogd
+A=nflctb$$a B=nflctb$$b
+DIR=$(mktemp -d /var/tmp/nflogd-bench.XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  ip netns del "$A" 2>/dev/null || true
+  ip netns del "$B" 2>/dev/null || true
+  rm -rf "$DIR"
+}
+trap cleanup EXIT INT TERM
+ip netns add "$A"; ip netns add "$B"
+ip link add va netns "$A" type veth peer vb netns "$B"
+ip -n "$A" addr add 10.202.0.1/24 dev va; ip -n "$B" addr add 10.202.0.2/24 dev vb
+ip -n "$A" link set va up; ip -n "$B" link set vb up; ip -n "$A" link set lo up; ip -n "$B" link set lo up
+# A conntrack rule makes the namespace track (an entry exists only for a packet accepted).
+ip netns exec "$B" nft -f - <<NFT
+table inet bench {
+  chain in {
+    type filter hook input priority 0; policy accept;
+    udp dport 10000-60000 ct state new counter
+  }
+}
+NFT
+ip netns exec "$B" sysctl -qw net.netfilter.nf_conntrack_acct=1 net.netfilter.nf_conntrack_timestamp=1
+ip netns exec "$A" ping -c1 -W1 10.202.0.2 >/dev/null 2>&1 || true
+
+cat >"$DIR/ulogd.conf" <<CONF
+[global]
+logfile="$DIR/ulogd.log"
+loglevel=5
+plugin="$PLUG/ulogd_inpflow_NFCT.so"
+plugin="$PLUG/ulogd_filter_IP2STR.so"
+plugin="$PLUG/ulogd_output_JSON.so"
+stack=ct1:NFCT,ip2str1:IP2STR,json1:JSON
+[ct1]
+hash_enable=0
+event_mask=5
+netlink_socket_buffer_size=8388608
+netlink_socket_buffer_maxsize=67108864
+[json1]
+file="$DIR/ulogd.json"
+CONF
+cat >"$DIR/nflogd.toml" <<CONF
+stats_interval = "0s"
+[sources.ct]
+type = "conntrack"
+[sinks.out]
+type = "file"
+inputs = ["ct"]
+path = "$DIR/nflogd.json"
+schema = "ulogd"
+flush = false
+CONF
+cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s+=$1} END{printf "%.0f\n", s}'; }
+rss_kb() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
+lines() { [ -f "$1" ] && wc -l <"$1" || echo 0; }
+
+# Prints "rate events_sent logged cpu_ns" per rate, then "rss KB".
+phase() {
+  local pid=$1 out=$2
+  for rate in "${RATES[@]}"; do
+    local count=$((rate * SECONDS_PER_RATE)) l0 c0 sent secs real listed
+    ip netns exec "$B" conntrack -F 2>/dev/null; sleep 1
+    l0=$(lines "$out"); c0=$(cpu_ns "$pid")
+    read -r sent secs real < <(taskset -c 0 "$BIN/loadgen" "$A" 10.202.0.2:10000 "$rate" "$count" 18 50000)
+    listed=$(ip netns exec "$B" conntrack -C)
+    taskset -c 0 ip netns exec "$B" conntrack -F 2>/dev/null
+    sleep 3
+    echo "$real $((2 * listed)) $(( $(lines "$out") - l0 )) $(( $(cpu_ns "$pid") - c0 ))"
+  done
+  echo "rss $(rss_kb "$pid")"
+}
+
+taskset -c 1 ip netns exec "$B" ulogd -c "$DIR/ulogd.conf" & UPID=$!; PIDS+=($UPID)
+sleep 1
+phase "$UPID" "$DIR/ulogd.json" >"$DIR/ulogd.res"
+kill "$UPID"; wait "$UPID" 2>/dev/null || true
+
+taskset -c 1 ip netns exec "$B" "$BIN/nflogd" run --config "$DIR/nflogd.toml" 2>"$DIR/nflogd.log" & NPID=$!; PIDS+=($NPID)
+sleep 1
+phase "$NPID" "$DIR/nflogd.json" >"$DIR/nflogd.res"
+kill "$NPID"; wait "$NPID" 2>/dev/null || true
+
+printf '%-10s | %-9s %-9s %-7s %-8s | %-9s %-9s %-7s %-8s | %s\n' flows/s ulogd2 events lost us/ev nflogd events lost us/ev "nflogd CPU/event vs ulogd2"
+paste -d' ' <(grep -v rss "$DIR/ulogd.res") <(grep -v rss "$DIR/nflogd.res") | awk '{
+  ul = $2 ? 100*($2-$3)/$2 : 0; nl = $6 ? 100*($6-$7)/$6 : 0
+  uu = $3 ? $4/$3/1000 : 0; nu = $7 ? $8/$7/1000 : 0
+  printf "%-10d | %-9d %-9d %5.1f%%  %-8.2f | %-9d %-9d %5.1f%%  %-8.2f | %s\n", $1, $3, $2, ul, uu, $7, $6, nl, nu, (uu && nu ? sprintf("%.2f (1/%.1f)", nu/uu, uu/nu) : "-")
+}'
+echo "memory (VmRSS at the end): ulogd2 $(awk '/rss/{print $2}' "$DIR/ulogd.res") kB, nflogd $(awk '/rss/{print $2}' "$DIR/nflogd.res") kB"
+grep 'final stats' "$DIR/nflogd.log" | tail -1 | sed 's/.*final stats/nflogd final stats/'
