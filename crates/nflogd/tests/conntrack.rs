@@ -87,14 +87,19 @@ fn masqueraded_flows_carry_tuples_nat_counters_and_times() {
     let dir = std::env::temp_dir().join(format!("nflogd-ct-{t}"));
     std::fs::create_dir_all(&dir).unwrap();
     let (ecs, text) = (dir.join("flows.json"), dir.join("flows.txt"));
+    let web = dir.join("web.json");
     let cfg = dir.join("c.toml");
+    // A second source keeps only TCP to port 8080 from the client's network.
     std::fs::write(
         &cfg,
         format!(
             "stats_interval = \"0s\"\n[sources.ct]\ntype = \"conntrack\"\nevents = [\"new\", \"destroy\"]\n\
-             [sinks.e]\ntype = \"file\"\ninputs = [\"ct\"]\npath = \"{}\"\n[sinks.t]\ntype = \"file\"\ninputs = [\"ct\"]\npath = \"{}\"\nschema = \"text\"\n",
+             [sources.web]\ntype = \"conntrack\"\naccept_src = [\"10.210.1.0/24\"]\naccept_protocols = [\"tcp\"]\naccept_ports = [8080]\n\
+             [sinks.e]\ntype = \"file\"\ninputs = [\"ct\"]\npath = \"{}\"\n[sinks.t]\ntype = \"file\"\ninputs = [\"ct\"]\npath = \"{}\"\nschema = \"text\"\n\
+             [sinks.w]\ntype = \"file\"\ninputs = [\"web\"]\npath = \"{}\"\n",
             ecs.display(),
-            text.display()
+            text.display(),
+            web.display()
         ),
     )
     .unwrap();
@@ -195,6 +200,23 @@ fn masqueraded_flows_carry_tuples_nat_counters_and_times() {
         "{lines}"
     );
     assert!(lines.contains("SNAT=10.210.2.1:"), "{lines}");
+    // The filtered source has the TCP flow's NEW and DESTROY and nothing else.
+    let web: Vec<Value> = complete_records(&web);
+    let kinds: Vec<(&str, &str)> = web
+        .iter()
+        .map(|r| {
+            (
+                r["netfilter"]["ct"]["event"].as_str().unwrap(),
+                r["network"]["transport"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(kinds, [("new", "tcp"), ("destroy", "tcp")], "{web:#?}");
+    assert_eq!(web[1]["destination"]["port"], 8080);
+    assert_eq!(
+        web[1]["netfilter"]["ct"]["id"],
+        tcp_end["netfilter"]["ct"]["id"]
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

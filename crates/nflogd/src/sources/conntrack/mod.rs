@@ -3,6 +3,7 @@
 //! events) is counted and followed by a dump of the kernel's table, compared with the open-flow
 //! table (`table.rs`) so that flows whose events were lost are still recorded.
 
+mod filter;
 mod table;
 
 use crate::config::ByteSize;
@@ -49,6 +50,18 @@ pub struct ConntrackConfig {
     /// Open flows kept (for DESTROY start times and overrun resyncs); 0 turns the table off.
     #[serde(default = "default_table_size")]
     pub table_size: usize,
+    /// Keep only flows whose original source is in one of these networks (`filter.rs`).
+    #[serde(default)]
+    pub accept_src: Vec<ipnet::IpNet>,
+    /// … whose original destination is in one of these networks.
+    #[serde(default)]
+    pub accept_dst: Vec<ipnet::IpNet>,
+    /// … of these protocols (names or numbers).
+    #[serde(default)]
+    pub accept_protocols: Vec<String>,
+    /// … to these destination ports (flows of protocols without ports never match).
+    #[serde(default)]
+    pub accept_ports: Vec<u16>,
 }
 
 fn default_table_size() -> usize {
@@ -66,10 +79,20 @@ fn yes() -> bool {
 }
 
 impl ConntrackConfig {
+    fn filter(&self) -> Result<filter::FlowFilter> {
+        filter::FlowFilter::new(
+            &self.accept_src,
+            &self.accept_dst,
+            &self.accept_protocols,
+            &self.accept_ports,
+        )
+    }
+
     pub fn validate(&self) -> Result<()> {
         if self.events.is_empty() {
             bail!("events: empty; list some of new, update, destroy");
         }
+        self.filter().context("accept_protocols")?;
         if let Some(p) = &self.netns {
             if !std::path::Path::new(p).exists() {
                 bail!("netns: {p} does not exist");
@@ -99,6 +122,7 @@ struct Reader {
     /// With the table: a socket of its own for table dumps (their replies are unicast).
     dump_sock: Option<NetlinkSocket>,
     table: Option<table::FlowTable>,
+    filter: filter::FlowFilter,
     buf: Vec<u8>,
     batch: Vec<Event>,
 }
@@ -144,6 +168,7 @@ impl Reader {
             sock,
             dump_sock: None,
             table: None,
+            filter: cfg.filter()?,
             buf: vec![0u8; 256 * 1024],
             batch: Vec::with_capacity(256),
         };
@@ -155,6 +180,10 @@ impl Reader {
                 .context("dumping the conntrack table")?;
             ComponentCounters::add(&reader.counters.malformed, malformed);
             let mut t = table::FlowTable::new(cfg.table_size);
+            let entries = entries
+                .into_iter()
+                .filter(|(_, ct)| reader.filter.accepts(ct))
+                .collect();
             let untracked = t.seed(entries, now_ns());
             ComponentCounters::add(&reader.counters.untracked, untracked);
             reader.counters.open_flows.store(t.len() as u64, Relaxed);
@@ -185,6 +214,10 @@ impl Reader {
     }
 
     fn on_event(&mut self, kind: EventKind, family: u8, mut ct: event::Conntrack) {
+        if !self.filter.accepts(&ct) {
+            ComponentCounters::add(&self.counters.ignored, 1);
+            return;
+        }
         let now = now_ns();
         let kind = match kind {
             EventKind::New => {
@@ -224,6 +257,10 @@ impl Reader {
         match ctnetlink::dump(dump_sock, &mut self.buf) {
             Ok((entries, malformed)) => {
                 ComponentCounters::add(&self.counters.malformed, malformed);
+                let entries = entries
+                    .into_iter()
+                    .filter(|(_, ct)| self.filter.accepts(ct))
+                    .collect();
                 let (missed, untracked) = t.resync(entries, std::time::Instant::now(), now_ns());
                 ComponentCounters::add(&self.counters.untracked, untracked);
                 ComponentCounters::add(&self.counters.resynced, missed.len() as u64);
