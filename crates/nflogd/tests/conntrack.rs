@@ -339,3 +339,150 @@ fn by_id_and_event(recs: &[Value]) -> std::collections::HashMap<(u64, String), &
         })
         .collect()
 }
+
+const ULOGD_PLUGINS: &str = "/usr/lib/x86_64-linux-gnu/ulogd";
+
+/// The `ulogd` schema for flows against ulogd2's NFCT → IP2STR → JSON on the same flows (both
+/// read the router's events): every record ulogd2 writes has a record of ours with the same
+/// keys, in the same order, and the same values, but the output time.
+#[test]
+fn flows_match_ulogd2_nfct_key_by_key() {
+    if !lab::available() {
+        return;
+    }
+    if !std::path::Path::new(ULOGD_PLUGINS)
+        .join("ulogd_inpflow_NFCT.so")
+        .exists()
+    {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("ulogd2 must be installed under CI");
+        }
+        eprintln!("SKIPPED: ulogd2 is not installed");
+        return;
+    }
+    let m = masquerade();
+    let dir = std::env::temp_dir().join(format!("nflogd-ctu-{}", m.t));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ours, theirs) = (dir.join("nflogd.json"), dir.join("ulogd.json"));
+    let conf = dir.join("ulogd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[global]\nlogfile=\"{log}\"\nloglevel=3\nplugin=\"{p}/ulogd_inpflow_NFCT.so\"\nplugin=\"{p}/ulogd_filter_IP2STR.so\"\nplugin=\"{p}/ulogd_output_JSON.so\"\n\
+             stack=ct1:NFCT,ip2str1:IP2STR,json1:JSON\n\n[ct1]\nhash_enable=0\nevent_mask=5\n\n[json1]\nsync=1\nfile=\"{out}\"\n",
+            log = dir.join("ulogd.log").display(),
+            p = ULOGD_PLUGINS,
+            out = theirs.display()
+        ),
+    )
+    .unwrap();
+    let ulogd = lab::Daemon {
+        child: Some(
+            std::process::Command::new("ip")
+                .args(["netns", "exec", &m.r, "ulogd", "-c"])
+                .arg(&conf)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("start ulogd"),
+        ),
+        log: dir.join("ulogd.log"),
+    };
+    let cfg = dir.join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "stats_interval = \"0s\"\n[sources.ct]\ntype = \"conntrack\"\n\
+             [sinks.u]\ntype = \"file\"\ninputs = [\"ct\"]\npath = \"{}\"\nschema = \"ulogd\"\n",
+            ours.display()
+        ),
+    )
+    .unwrap();
+    let d = lab::start_nflogd(Some(&m.r), &cfg, &dir.join("log"));
+    std::thread::sleep(Duration::from_millis(700));
+
+    let srv = m.s.clone();
+    let server = std::thread::spawn(move || {
+        lab::in_netns(&srv, || {
+            use std::io::Read;
+            let l = std::net::TcpListener::bind("10.210.2.2:8080").unwrap();
+            let (mut conn, _) = l.accept().unwrap();
+            let _ = conn.read_to_end(&mut Vec::new());
+        })
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    lab::in_netns(&m.c, || {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect("10.210.2.2:8080").unwrap();
+        s.write_all(b"hello").unwrap();
+    });
+    server.join().unwrap();
+    lab::udp_burst(&m.c, "10.210.2.2", 5353, 3);
+    sh(&format!(
+        "ip netns exec {} ping -c2 -i0.2 -W1 10.210.2.2 >/dev/null",
+        m.c
+    ));
+    std::thread::sleep(Duration::from_millis(300));
+    sh(&format!("ip netns exec {} conntrack -F 2>/dev/null", m.r));
+    std::thread::sleep(Duration::from_millis(1000));
+    d.stop();
+    ulogd.stop();
+
+    let theirs = complete_records(&theirs);
+    let ours = complete_records(&ours);
+    assert!(theirs.len() >= 6, "ulogd2 logged only {theirs:#?}");
+    assert_eq!(ours.len(), theirs.len(), "record counts differ");
+    let mut diffs = Vec::new();
+    for t in &theirs {
+        let (Some(id), Some(ev)) = (t["ct.id"].as_u64(), t["ct.event"].as_u64()) else {
+            diffs.push(format!("ulogd2 record without ct.id/ct.event: {t}"));
+            continue;
+        };
+        let Some(o) = ours
+            .iter()
+            .find(|o| o["ct.id"] == id && o["ct.event"] == ev)
+        else {
+            diffs.push(format!(
+                "no record of ours for ct.id={id} ct.event={ev}: {t}"
+            ));
+            continue;
+        };
+        let (tk, ok): (Vec<&String>, Vec<&String>) = (
+            t.as_object().unwrap().keys().collect(),
+            o.as_object().unwrap().keys().collect(),
+        );
+        if tk != ok {
+            diffs.push(format!(
+                "id {id} event {ev} keys: ours {ok:?} vs ulogd2 {tk:?}"
+            ));
+        }
+        // A NEW carries no kernel stamp: each daemon takes its own receive time as the start.
+        let start = |r: &Value| {
+            r["flow.start.sec"].as_f64().unwrap_or(0.0)
+                + r["flow.start.usec"].as_f64().unwrap_or(0.0) / 1e6
+        };
+        if ev == 1 && (start(o) - start(t)).abs() > 1.0 {
+            diffs.push(format!(
+                "id {id} NEW start: ours {} vs ulogd2 {}",
+                start(o),
+                start(t)
+            ));
+        }
+        for (k, tv) in t.as_object().unwrap() {
+            let own_time = k == "timestamp" || (ev == 1 && k.starts_with("flow.start."));
+            if !own_time && o.get(k) != Some(tv) {
+                diffs.push(format!(
+                    "id {id} event {ev} {k}: ours {:?} vs ulogd2 {tv}",
+                    o.get(k)
+                ));
+            }
+        }
+    }
+    assert!(
+        diffs.is_empty(),
+        "{} differences:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

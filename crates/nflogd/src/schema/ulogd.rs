@@ -261,24 +261,21 @@ pub fn flow(f: &event::FlowEvent, opts: &SchemaOptions, tz: &mut LocalOffset, ou
     if let (Some(s), Some(d)) = (orig.sport, orig.dport) {
         o.num(k!("orig.l4.sport"), s).num(k!("orig.l4.dport"), d);
     }
-    if let Some(c) = f.ct.counters_orig {
-        o.num(k!("orig.raw.pktlen"), c.bytes)
-            .num(k!("orig.raw.pktcount"), c.packets);
-    }
+    // ulogd2 writes the counters (0 without accounting) and the mark (0) on every flow.
+    let c = f.ct.counters_orig.unwrap_or_default();
+    o.num(k!("orig.raw.pktlen"), c.bytes)
+        .num(k!("orig.raw.pktcount"), c.packets);
     o.num(k!("reply.ip.protocol"), reply.protocol);
     if let (Some(s), Some(d)) = (reply.sport, reply.dport) {
         o.num(k!("reply.l4.sport"), s).num(k!("reply.l4.dport"), d);
     }
-    if let Some(c) = f.ct.counters_reply {
-        o.num(k!("reply.raw.pktlen"), c.bytes)
-            .num(k!("reply.raw.pktcount"), c.packets);
-    }
+    let c = f.ct.counters_reply.unwrap_or_default();
+    o.num(k!("reply.raw.pktlen"), c.bytes)
+        .num(k!("reply.raw.pktcount"), c.packets);
     if let (Some(t), Some(c)) = (orig.icmp_type, orig.icmp_code) {
-        o.num(k!("icmp.type"), t).num(k!("icmp.code"), c);
+        o.num(k!("icmp.code"), c).num(k!("icmp.type"), t);
     }
-    if let Some(m) = f.ct.mark {
-        o.num(k!("ct.mark"), m);
-    }
+    o.num(k!("ct.mark"), f.ct.mark.unwrap_or(0));
     if let Some(id) = f.ct.id {
         o.num(k!("ct.id"), id);
     }
@@ -300,6 +297,8 @@ pub fn flow(f: &event::FlowEvent, opts: &SchemaOptions, tz: &mut LocalOffset, ou
         }
     }
     o.num(k!("oob.family"), f.family);
+    // Always 0 in ulogd2's NFCT (never filled in); kept for the same shape.
+    o.num(k!("oob.protocol"), 0u8);
     let ip = |o: &mut Flat, tok: &'static str, a: Option<std::net::IpAddr>| {
         if let Some(a) = a {
             o.raw(tok, |out| super::ip_string(a, out));

@@ -221,6 +221,9 @@ impl Reader {
         let now = now_ns();
         let kind = match kind {
             EventKind::New => {
+                // The kernel stamps a flow's start only in its DESTROY; a NEW starts now (as in
+                // ulogd2), and the table keeps that time for the DESTROY when it has no stamp.
+                ct.start_ns = ct.start_ns.or(Some(now));
                 if let Some(t) = &mut self.table {
                     match t.on_new(family, &ct, now) {
                         table::NewFlow::Tracked => {}
