@@ -286,6 +286,7 @@ impl Reader {
     /// Records the flows a resync found gone whose DESTROY never came.
     fn expire(&mut self) {
         let Some(t) = &mut self.table else { return };
+        t.shrink();
         let ended = t.expire_gone(std::time::Instant::now(), now_ns());
         ComponentCounters::add(&self.counters.resynced, ended.len() as u64);
         for (family, ct) in ended {

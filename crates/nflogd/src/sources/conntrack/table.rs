@@ -167,6 +167,13 @@ impl FlowTable {
         (missed, untracked)
     }
 
+    /// Gives memory back after a peak (a flush, a scan): the map keeps its capacity otherwise.
+    pub fn shrink(&mut self) {
+        if self.open.capacity() > 4 * self.open.len().max(4096) {
+            self.open.shrink_to(2 * self.open.len());
+        }
+    }
+
     /// Flows gone from the kernel for `GONE_GRACE` whose DESTROY never came: removed and
     /// returned with their last known state, ending at the time they were found gone.
     pub fn expire_gone(&mut self, now: Instant, now_ns: u64) -> Vec<(u8, Conntrack)> {
