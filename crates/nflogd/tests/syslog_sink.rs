@@ -345,3 +345,95 @@ fn a_stuck_sink_slows_nothing_else() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A receiver that answers garbage and then stops reading for a while (its socket buffers fill
+/// and nflogd's writes block), then reads again: every event arrives, in order, none lost.
+#[test]
+fn a_stalled_receiver_that_answers_garbage_loses_nothing() {
+    use std::io::{Read, Write};
+    // About 20 MB: more than loopback socket buffers hold, so writes block during the stall.
+    const N: usize = 100_000;
+    let dir = std::env::temp_dir().join(format!("nflogd-stall-{}", lab::tag()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.display();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Every connection gets garbage first; the first one is then not read for 3 s.
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let got = received.clone();
+    std::thread::spawn(move || {
+        for (i, conn) in listener.incoming().enumerate() {
+            let Ok(mut conn) = conn else { return };
+            let got = got.clone();
+            std::thread::spawn(move || {
+                let _ = conn.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n\x00\xff garbage \n");
+                if i == 0 {
+                    std::thread::sleep(Duration::from_secs(3));
+                }
+                let mut buf = vec![0u8; 1 << 16];
+                while let Ok(n) = conn.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    got.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            });
+        }
+    });
+    let input = dir.join("in.log");
+    let line = |i: usize| {
+        format!("IPTABLES: DROP IN=eth0 OUT= MAC= SRC=10.0.{}.{} DST=10.1.0.1 LEN=28 TOS=0x00 PREC=0x00 TTL=64 ID={i} PROTO=UDP SPT=1 DPT=2 LEN=8", i / 250 % 250, i % 250)
+    };
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
+        for i in 0..N {
+            writeln!(f, "{}", line(i)).unwrap();
+        }
+    }
+    let cfg = dir.join("n.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "stats_interval = \"0s\"\n[sources.f]\ntype = \"file\"\npath = \"{}\"\nstart = \"beginning\"\nstate_file = \"{d}/pos\"\n\
+             [sinks.s]\ntype = \"syslog\"\ninputs = [\"f\"]\naddress = \"127.0.0.1:{port}\"\ntransport = \"tcp\"\nschema = \"text\"\n[sinks.s.spool]\ndir = \"{d}/spool\"\n",
+            input.display()
+        ),
+    )
+    .unwrap();
+    let n = lab::start_nflogd(None, &cfg, &dir.join("n.log"));
+    let last = format!("ID={} PROTO", N - 1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while std::time::Instant::now() < deadline
+        && !String::from_utf8_lossy(&received.lock().unwrap()).contains(&last)
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = n.stop();
+    let bytes = received.lock().unwrap().clone();
+    let text = String::from_utf8_lossy(&bytes);
+    // Messages are octet-counted (`LEN SP MSG`); the LOG line is the message's tail.
+    let mut seen = std::collections::HashSet::new();
+    let mut order = Vec::new();
+    let mut rest: &str = &text;
+    while let Some(sp) = rest.find(' ') {
+        let Ok(len) = rest[..sp].parse::<usize>() else {
+            break;
+        };
+        let end = (sp + 1 + len).min(rest.len());
+        let msg = &rest[sp + 1..end];
+        if let Some(at) = msg.find("IPTABLES: DROP") {
+            let l = msg[at..].trim_end().to_string();
+            if seen.insert(l.clone()) {
+                order.push(l);
+            }
+        }
+        rest = &rest[end..];
+    }
+    assert_eq!(order.len(), N, "distinct events received; log:\n{log}");
+    assert!(
+        order == (0..N).map(line).collect::<Vec<_>>(),
+        "events out of order"
+    );
+    assert_eq!(lab::stat(&log, "sink.s", "dropped"), 0, "{log}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
