@@ -62,9 +62,12 @@ fn rsyslog_receives_udp_tcp_and_tls_in_order_with_escaped_sd() {
         "cd {d} && openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=lab-ca -days 1 -keyout ca.key -out ca.pem 2>/dev/null && \
          openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout srv.key -out srv.csr 2>/dev/null && \
          printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' > ext && \
-         openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile ext -out srv.pem 2>/dev/null"
+         openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile ext -out srv.pem 2>/dev/null && \
+         openssl req -newkey rsa:2048 -nodes -subj /CN=fw-client -keyout cli.key -out cli.csr 2>/dev/null && \
+         printf 'basicConstraints=CA:FALSE\\nextendedKeyUsage=clientAuth\\n' > cext && \
+         openssl x509 -req -in cli.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile cext -out cli.pem 2>/dev/null"
     ));
-    let (pu, pt, ps) = (free_port(), free_port(), free_port());
+    let (pu, pt, ps, pm) = (free_port(), free_port(), free_port(), free_port());
     let conf = format!(
         r#"global(workDirectory="{d}" defaultNetstreamDriverCAFile="{d}/ca.pem" defaultNetstreamDriverCertFile="{d}/srv.pem" defaultNetstreamDriverKeyFile="{d}/srv.key")
 module(load="imudp")
@@ -72,10 +75,12 @@ module(load="imtcp" maxSessions="10")
 input(type="imudp" address="127.0.0.1" port="{pu}" ruleset="udp")
 input(type="imtcp" address="127.0.0.1" port="{pt}" ruleset="tcp")
 input(type="imtcp" address="127.0.0.1" port="{ps}" ruleset="tls" streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="anon")
+input(type="imtcp" address="127.0.0.1" port="{pm}" ruleset="mtls" streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="x509/certvalid")
 template(name="fields" type="string" string="%hostname%|%app-name%|%msgid%|%syslogfacility-text%|%syslogseverity%|%structured-data%|%msg%\n")
 ruleset(name="udp") {{ action(type="omfile" file="{d}/udp.log" template="fields") }}
 ruleset(name="tcp") {{ action(type="omfile" file="{d}/tcp.log" template="fields") }}
 ruleset(name="tls") {{ action(type="omfile" file="{d}/tls.log" template="fields") }}
+ruleset(name="mtls") {{ action(type="omfile" file="{d}/mtls.log" template="fields") }}
 "#
     );
     let r = rsyslog(&dir, &conf);
@@ -98,16 +103,18 @@ ruleset(name="tls") {{ action(type="omfile" file="{d}/tls.log" template="fields"
     std::fs::write(
         &cfg,
         format!(
-            "stats_interval = \"0s\"\n[sources.f]\ntype = \"file\"\npath = \"{}\"\nstart = \"beginning\"\nstate_file = \"{d}/pos\"\n{}{}{}",
+            "stats_interval = \"0s\"\n[sources.f]\ntype = \"file\"\npath = \"{}\"\nstart = \"beginning\"\nstate_file = \"{d}/pos\"\n{}{}{}{}",
             input.display(),
             sink("udp", "udp", pu, ""),
             sink("tcp", "tcp", pt, "framing = \"lf\""),
             sink("tls", "tls", ps, &format!("ca_file = \"{d}/ca.pem\"\nserver_name = \"localhost\"")),
+            // The receiver requires a client certificate signed by its CA.
+            sink("mtls", "tls", pm, &format!("ca_file = \"{d}/ca.pem\"\nserver_name = \"localhost\"\ncert_file = \"{d}/cli.pem\"\nkey_file = \"{d}/cli.key\"")),
         ),
     )
     .unwrap();
     let n = lab::start_nflogd(None, &cfg, &dir.join("n.log"));
-    for t in ["udp", "tcp", "tls"] {
+    for t in ["udp", "tcp", "tls", "mtls"] {
         let got = wait_lines(
             &dir.join(format!("{t}.log")),
             lines.len(),
