@@ -192,6 +192,16 @@ pub enum Event {
     Packet(PacketEvent),
     Raw(Box<RawLine>),
     Flow(Box<FlowEvent>),
+    Counter(Box<CounterEvent>),
+}
+
+/// The counters of one accounting object (nfacct) at a poll.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterEvent {
+    pub time: Timestamp,
+    pub name: String,
+    pub packets: u64,
+    pub bytes: u64,
 }
 
 #[cfg(test)]

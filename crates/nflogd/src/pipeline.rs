@@ -36,6 +36,7 @@ pub fn batch_bytes(b: &[Event]) -> u64 {
             Event::Raw(r) => r.line.len() + r.reason.len() + std::mem::size_of::<event::RawLine>(),
             Event::Packet(_) => 0,
             Event::Flow(_) => std::mem::size_of::<event::FlowEvent>(),
+            Event::Counter(c) => std::mem::size_of::<event::CounterEvent>() + c.name.len(),
         })
         .sum();
     inline + heap as u64

@@ -89,6 +89,7 @@ pub fn run(cfg: Config) -> Result<()> {
                 sources::syslog::spawn(name, c, actions.clone(), fanout, counters)
             }
             SourceConfig::Conntrack(c) => sources::conntrack::spawn(name, c, fanout, counters),
+            SourceConfig::Nfacct(c) => sources::nfacct::spawn(name, c, fanout, counters),
         }
         .with_context(|| format!("starting source `{name}`"))?;
         source_threads.push(h);

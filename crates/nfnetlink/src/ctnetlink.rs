@@ -277,48 +277,17 @@ pub fn dump(
     sock: &mut crate::NetlinkSocket,
     buf: &mut [u8],
 ) -> Result<(Vec<(u8, Conntrack)>, u64)> {
-    use crate::message::{Request, NLMSG_DONE, NLMSG_ERROR, NLM_F_DUMP, NLM_F_REQUEST};
-    let seq = sock.next_seq();
-    let req = Request::nfnl(
+    let (mut entries, mut malformed) = (Vec::new(), 0u64);
+    crate::socket::dump(
+        sock,
+        buf,
         NFNL_SUBSYS_CTNETLINK,
         IPCTNL_MSG_CT_GET,
-        NLM_F_REQUEST | NLM_F_DUMP,
-        seq,
-        0,
-        0,
-    );
-    sock.send(&req.finish())?;
-    let (mut entries, mut malformed) = (Vec::new(), 0u64);
-    loop {
-        let len = match sock.recv(buf, false)? {
-            crate::Recv::Data { len, .. } => len,
-            crate::Recv::Overrun => {
-                return Err(Error::Kernel {
-                    errno: libc::ENOBUFS,
-                })
-            }
-            crate::Recv::Timeout => return Err(Error::Io(std::io::ErrorKind::TimedOut.into())),
-        };
-        for m in crate::Messages::new(&buf[..len]) {
-            let Ok(m) = m else {
-                malformed += 1;
-                break;
-            };
-            if m.seq != seq {
-                continue;
-            }
-            match m.kind {
-                NLMSG_DONE => return Ok((entries, malformed)),
-                NLMSG_ERROR => match m.error_code()? {
-                    0 => {}
-                    errno => return Err(Error::Kernel { errno }),
-                },
-                _ => match parse_event(&m) {
-                    Ok(Some((_, family, ct))) => entries.push((family, ct)),
-                    Ok(None) => {}
-                    Err(_) => malformed += 1,
-                },
-            }
-        }
-    }
+        |m| match parse_event(m) {
+            Ok(Some((_, family, ct))) => entries.push((family, ct)),
+            Ok(None) => {}
+            Err(_) => malformed += 1,
+        },
+    )?;
+    Ok((entries, malformed))
 }

@@ -7,6 +7,7 @@
 pub mod attr;
 pub mod ctnetlink;
 pub mod message;
+pub mod nfacct;
 pub mod nflog;
 pub mod rtnl;
 pub mod socket;

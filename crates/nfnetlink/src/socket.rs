@@ -254,3 +254,42 @@ impl AsRawFd for NetlinkSocket {
         self.fd.as_raw_fd()
     }
 }
+
+/// Sends an nfnetlink dump request (`subsys`/`msg`, all families) and calls `each` for every
+/// message of the answer until NLMSG_DONE. A message that does not frame ends that datagram.
+pub fn dump(
+    sock: &mut NetlinkSocket,
+    buf: &mut [u8],
+    subsys: u8,
+    msg: u8,
+    mut each: impl FnMut(&crate::Message),
+) -> Result<()> {
+    use crate::message::{Request, NLMSG_DONE, NLM_F_DUMP, NLM_F_REQUEST};
+    let seq = sock.next_seq();
+    sock.send(&Request::nfnl(subsys, msg, NLM_F_REQUEST | NLM_F_DUMP, seq, 0, 0).finish())?;
+    loop {
+        let len = match sock.recv(buf, false)? {
+            Recv::Data { len, .. } => len,
+            Recv::Overrun => {
+                return Err(Error::Kernel {
+                    errno: libc::ENOBUFS,
+                })
+            }
+            Recv::Timeout => return Err(Error::Io(io::ErrorKind::TimedOut.into())),
+        };
+        for m in Messages::new(&buf[..len]) {
+            let Ok(m) = m else { break };
+            if m.seq != seq {
+                continue;
+            }
+            match m.kind {
+                NLMSG_DONE => return Ok(()),
+                NLMSG_ERROR => match m.error_code()? {
+                    0 => {}
+                    errno => return Err(Error::Kernel { errno }),
+                },
+                _ => each(&m),
+            }
+        }
+    }
+}

@@ -10,6 +10,7 @@ use crate::sinks::syslog::SyslogSinkConfig;
 use crate::sources::conntrack::ConntrackConfig;
 use crate::sources::file::FileSourceConfig;
 use crate::sources::kmsg::KmsgConfig;
+use crate::sources::nfacct::NfacctConfig;
 use crate::sources::nflog::NflogConfig;
 use crate::sources::stdin::StdinConfig;
 use crate::sources::syslog::SyslogConfig;
@@ -61,6 +62,7 @@ pub enum SourceConfig {
     Stdin(StdinConfig),
     Syslog(SyslogConfig),
     Conntrack(ConntrackConfig),
+    Nfacct(NfacctConfig),
 }
 
 #[derive(Debug, Deserialize)]
@@ -122,6 +124,9 @@ impl Config {
                     c.validate().with_context(|| format!("[sources.{name}]"))?
                 }
                 SourceConfig::Conntrack(c) => {
+                    c.validate().with_context(|| format!("[sources.{name}]"))?
+                }
+                SourceConfig::Nfacct(c) => {
                     c.validate().with_context(|| format!("[sources.{name}]"))?
                 }
                 SourceConfig::Nflog(n) => {

@@ -674,3 +674,38 @@ pub fn flow(f: &event::FlowEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
     });
     o.close();
 }
+
+/// An accounting object in ECS: a metric event with the counts since the previous poll (or the
+/// totals, without zeroing) under `netfilter.nfacct` and `network`.
+pub fn counter(c: &event::CounterEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
+    let mut o = Obj::open(out, false);
+    o.raw("@timestamp", |out| {
+        out.push(b'"');
+        c.time.write_rfc3339_utc(out);
+        out.push(b'"');
+    });
+    o.obj("event", |e| {
+        e.str("kind", "metric")
+            .strs("category", ["network"])
+            .strs("type", ["info"])
+            .str("module", "netfilter")
+            .str("dataset", "netfilter.nfacct");
+    });
+    o.obj("observer", |ob| {
+        ob.str("hostname", &opts.hostname)
+            .str("type", "firewall")
+            .str("vendor", "Netfilter")
+            .str("product", "nflogd");
+    });
+    o.obj("network", |n| {
+        n.num("packets", c.packets).num("bytes", c.bytes);
+    });
+    o.obj("netfilter", |nf| {
+        nf.obj("nfacct", |a| {
+            a.str("name", &c.name)
+                .num("packets", c.packets)
+                .num("bytes", c.bytes);
+        });
+    });
+    o.close();
+}

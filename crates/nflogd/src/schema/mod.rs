@@ -60,6 +60,11 @@ impl Renderer {
                 SchemaKind::Ecs => ecs::flow(f, &self.opts, out),
                 SchemaKind::Text => text::flow(f, out),
             },
+            Event::Counter(c) => match self.opts.kind {
+                SchemaKind::Ulogd => ulogd::counter(c, &self.opts, &mut self.tz, out),
+                SchemaKind::Ecs => ecs::counter(c, &self.opts, out),
+                SchemaKind::Text => text::counter(c, out),
+            },
             Event::Raw(r) => match self.opts.kind {
                 SchemaKind::Ulogd => ulogd::raw(r, &self.opts, &mut self.tz, out),
                 SchemaKind::Ecs => ecs::raw(r, &self.opts, out),

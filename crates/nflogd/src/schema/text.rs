@@ -68,3 +68,13 @@ pub fn flow(f: &event::FlowEvent, out: &mut Vec<u8>) {
         out.extend_from_slice(b"RECOVERED ");
     }
 }
+
+/// An accounting object as one line: `[NFACCT] NAME=ssh PKTS=12 BYTES=1560`.
+pub fn counter(c: &event::CounterEvent, out: &mut Vec<u8>) {
+    use std::io::Write;
+    let _ = write!(
+        out,
+        "[NFACCT] NAME={} PKTS={} BYTES={}",
+        c.name, c.packets, c.bytes
+    );
+}

@@ -310,3 +310,21 @@ pub fn flow(f: &event::FlowEvent, opts: &SchemaOptions, tz: &mut LocalOffset, ou
     ip(&mut o, k!("reply.ip.daddr.str"), reply.dst);
     o.close();
 }
+
+/// An accounting object with ulogd2's NFACCT keys (NFACCT → JSON, `timestamp=1`).
+pub fn counter(
+    c: &event::CounterEvent,
+    opts: &SchemaOptions,
+    tz: &mut LocalOffset,
+    out: &mut Vec<u8>,
+) {
+    let mut o = Flat::open(out, "timestamp");
+    out_time(c.time, tz, o.out());
+    o.str(k!("dvc"), &opts.device)
+        .str(k!("sum.name"), &c.name)
+        .num(k!("sum.pkts"), c.packets)
+        .num(k!("sum.bytes"), c.bytes)
+        .num(k!("oob.time.sec"), c.time.secs)
+        .num(k!("oob.time.usec"), c.time.micros);
+    o.close();
+}

@@ -5,6 +5,7 @@ pub mod conntrack;
 pub mod file;
 pub mod kmsg;
 pub mod lines;
+pub mod nfacct;
 pub mod nflog;
 pub mod stdin;
 pub mod syslog;

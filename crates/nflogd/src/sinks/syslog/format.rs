@@ -55,7 +55,7 @@ pub fn severity(fixed: Option<u8>, ev: &Event) -> u8 {
             None => 6,
         }),
         Event::Raw(_) => 3,
-        Event::Flow(_) => 6,
+        Event::Flow(_) | Event::Counter(_) => 6,
     }
 }
 

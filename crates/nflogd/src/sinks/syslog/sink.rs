@@ -176,6 +176,7 @@ impl SyslogSink {
                 event::Event::Packet(p) => (p.time, p.host.as_deref()),
                 event::Event::Raw(r) => (r.time, r.host.as_deref()),
                 event::Event::Flow(f) => (f.time, None),
+                event::Event::Counter(c) => (c.time, None),
             };
             header.write(
                 format::severity(self.severity, ev),
