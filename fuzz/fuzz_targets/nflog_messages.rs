@@ -1,5 +1,5 @@
-//! Arbitrary bytes as one netlink datagram from the NFLOG or conntrack event socket: the message
-//! walk, the NFLOG attribute parser and the conntrack event parser must never panic.
+//! Arbitrary bytes as one netlink datagram from a netfilter socket (NFLOG, conntrack, nfacct): the
+//! message walk, the NFLOG attribute parser, the conntrack event and nfacct parsers never panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -15,5 +15,6 @@ fuzz_target!(|data: &[u8]| {
     }
     for m in nfnetlink::Messages::new(data).flatten() {
         let _ = nfnetlink::ctnetlink::parse_event(&m);
+        let _ = nfnetlink::nfacct::parse(&m);
     }
 });

@@ -486,3 +486,74 @@ fn flows_match_ulogd2_nfct_key_by_key() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Poll mode: no events, a dump every 200 ms. A connection that appears between two dumps is
+/// recorded as NEW, and once flushed from the table as DESTROY with its last counters.
+#[test]
+fn poll_mode_records_flows_from_dumps() {
+    if !lab::available() {
+        return;
+    }
+    let m = masquerade();
+    let dir = std::env::temp_dir().join(format!("nflogd-ctp-{}", m.t));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("flows.json");
+    let cfg = dir.join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "stats_interval = \"0s\"\n[sources.ct]\ntype = \"conntrack\"\npoll_interval = \"200ms\"\n\
+             [sinks.e]\ntype = \"file\"\ninputs = [\"ct\"]\npath = \"{}\"\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    let d = lab::start_nflogd(Some(&m.r), &cfg, &dir.join("log"));
+    let srv = m.s.clone();
+    let server = std::thread::spawn(move || {
+        lab::in_netns(&srv, || {
+            use std::io::Read;
+            let l = std::net::TcpListener::bind("10.210.2.2:8081").unwrap();
+            let (mut conn, _) = l.accept().unwrap();
+            let _ = conn.read_to_end(&mut Vec::new());
+        })
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let sport = lab::in_netns(&m.c, || {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect("10.210.2.2:8081").unwrap();
+        s.write_all(b"hello").unwrap();
+        // Open across several dumps.
+        std::thread::sleep(Duration::from_millis(600));
+        s.local_addr().unwrap().port()
+    });
+    server.join().unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    sh(&format!("ip netns exec {} conntrack -F 2>/dev/null", m.r));
+    std::thread::sleep(Duration::from_millis(600));
+    d.stop();
+    let recs = complete_records(&out);
+    let tcp: Vec<&Value> = recs
+        .iter()
+        .filter(|r| r["source"]["port"] == sport && r["destination"]["port"] == 8081)
+        .collect();
+    assert_eq!(tcp.len(), 2, "one NEW and one DESTROY: {recs:#?}");
+    assert_eq!(tcp[0]["netfilter"]["ct"]["event"], "new");
+    assert_eq!(tcp[1]["netfilter"]["ct"]["event"], "destroy");
+    assert_eq!(
+        tcp[0]["netfilter"]["ct"]["id"],
+        tcp[1]["netfilter"]["ct"]["id"]
+    );
+    assert_eq!(tcp[0]["source"]["nat"]["ip"], "10.210.2.1");
+    assert!(
+        tcp[1]["source"]["packets"].as_u64().unwrap() >= 4,
+        "{:#}",
+        tcp[1]
+    );
+    assert!(
+        tcp[1]["event"]["duration"].as_u64().is_some(),
+        "{:#}",
+        tcp[1]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

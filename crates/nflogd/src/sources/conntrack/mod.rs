@@ -62,6 +62,9 @@ pub struct ConntrackConfig {
     /// … to these destination ports (flows of protocols without ports never match).
     #[serde(default)]
     pub accept_ports: Vec<u16>,
+    /// Dump the table at this interval instead of listening to events (ulogd2's `pollinterval`):
+    /// flows new since the last dump are recorded as NEW, flows gone as DESTROY.
+    pub poll_interval: Option<crate::config::Duration>,
 }
 
 fn default_table_size() -> usize {
@@ -93,6 +96,14 @@ impl ConntrackConfig {
             bail!("events: empty; list some of new, update, destroy");
         }
         self.filter().context("accept_protocols")?;
+        if let Some(i) = self.poll_interval {
+            if i.0 < Duration::from_millis(100) {
+                bail!("poll_interval: {:?} is too short; use 100ms or more", i.0);
+            }
+            if self.table_size == 0 {
+                bail!("poll_interval needs the flow table: table_size must not be 0");
+            }
+        }
         if let Some(p) = &self.netns {
             if !std::path::Path::new(p).exists() {
                 bail!("netns: {p} does not exist");
@@ -153,6 +164,10 @@ impl Reader {
         }
         groups.sort_by_key(|e| *e as u8);
         groups.dedup();
+        // Polling listens to nothing: the dumps say what changed.
+        if cfg.poll_interval.is_some() {
+            groups.clear();
+        }
         for e in &groups {
             sock.add_membership(match e {
                 EventName::New => ctnetlink::GROUP_NEW,
@@ -179,7 +194,12 @@ impl Reader {
             let (entries, malformed) = ctnetlink::dump(&mut dump_sock, &mut reader.buf)
                 .context("dumping the conntrack table")?;
             ComponentCounters::add(&reader.counters.malformed, malformed);
-            let mut t = table::FlowTable::new(cfg.table_size);
+            let grace = if cfg.poll_interval.is_some() {
+                Duration::ZERO
+            } else {
+                table::GONE_GRACE
+            };
+            let mut t = table::FlowTable::new(cfg.table_size, grace);
             let entries = entries
                 .into_iter()
                 .filter(|(_, ct)| reader.filter.accepts(ct))
@@ -297,6 +317,57 @@ impl Reader {
             .store(self.table.as_ref().map_or(0, |t| t.len()) as u64, Relaxed);
     }
 
+    /// Poll mode: a dump every `interval`; what appeared is NEW, what vanished is DESTROY (with
+    /// the counters of the last dump that saw it, and the time it was found gone).
+    fn run_polling(mut self, fanout: Fanout, interval: Duration) {
+        let mut next = std::time::Instant::now() + interval;
+        loop {
+            let stopping = crate::signals::shutdown_requested();
+            let now = std::time::Instant::now();
+            if !stopping && now < next {
+                std::thread::sleep(Duration::from_millis(50).min(next - now));
+                continue;
+            }
+            next += interval;
+            let (Some(t), Some(dump_sock)) = (&mut self.table, &mut self.dump_sock) else {
+                return;
+            };
+            match ctnetlink::dump(dump_sock, &mut self.buf) {
+                Ok((entries, malformed)) => {
+                    ComponentCounters::add(&self.counters.malformed, malformed);
+                    let entries: Vec<_> = entries
+                        .into_iter()
+                        .filter(|(_, ct)| self.filter.accepts(ct))
+                        .collect();
+                    let (appeared, untracked) =
+                        t.resync(entries, std::time::Instant::now(), now_ns());
+                    ComponentCounters::add(&self.counters.untracked, untracked);
+                    let vanished = t.expire_gone(std::time::Instant::now(), now_ns());
+                    for (family, ct) in appeared {
+                        self.push(FlowKind::New, family, ct, false);
+                    }
+                    for (family, ct) in vanished {
+                        self.push(FlowKind::Destroy, family, ct, false);
+                    }
+                }
+                Err(e) => {
+                    ComponentCounters::add(&self.counters.errors, 1);
+                    crate::rate_limited_warn!("source `{}`: conntrack dump failed: {e}", self.name);
+                }
+            }
+            self.counters
+                .open_flows
+                .store(self.table.as_ref().map_or(0, |t| t.len()) as u64, Relaxed);
+            if !self.batch.is_empty() {
+                ComponentCounters::add(&self.counters.received, self.batch.len() as u64);
+                fanout.send(std::mem::replace(&mut self.batch, Vec::with_capacity(256)));
+            }
+            if stopping {
+                return;
+            }
+        }
+    }
+
     fn run(mut self, fanout: Fanout) {
         let mut overrun = false;
         while !crate::signals::shutdown_requested() {
@@ -378,7 +449,10 @@ pub fn spawn(
             };
             tracing::info!("source `{name}`: reading conntrack events {:?}", cfg.events);
             let _ = ready_tx.send(Ok(()));
-            reader.run(fanout);
+            match cfg.poll_interval {
+                Some(i) => reader.run_polling(fanout, i.0),
+                None => reader.run(fanout),
+            }
         })?;
     match ready_rx.recv() {
         Ok(Ok(())) => Ok(handle),

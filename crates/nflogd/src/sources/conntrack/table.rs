@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// How long a flow missing from a resync dump waits for its DESTROY event (which may still be in
-/// the socket queue) before the table reports it ended.
+/// the socket queue) before the table reports it ended. Polling has no events: no wait.
 pub const GONE_GRACE: Duration = Duration::from_secs(2);
 
 struct Open {
@@ -43,11 +43,13 @@ pub struct FlowTable {
     /// walks the table only then.
     gone: usize,
     next_expiry: Option<Instant>,
+    grace: Duration,
 }
 
 impl FlowTable {
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize, grace: Duration) -> Self {
         FlowTable {
+            grace,
             open: HashMap::new(),
             capacity,
             gone: 0,
@@ -162,7 +164,7 @@ impl FlowTable {
             }
         }
         if self.gone > 0 && self.next_expiry.is_none() {
-            self.next_expiry = Some(now + GONE_GRACE);
+            self.next_expiry = Some(now + self.grace);
         }
         (missed, untracked)
     }
@@ -174,7 +176,7 @@ impl FlowTable {
         }
     }
 
-    /// Flows gone from the kernel for `GONE_GRACE` whose DESTROY never came: removed and
+    /// Flows gone from the kernel for the grace time whose DESTROY never came: removed and
     /// returned with their last known state, ending at the time they were found gone.
     pub fn expire_gone(&mut self, now: Instant, now_ns: u64) -> Vec<(u8, Conntrack)> {
         let mut ended = Vec::new();
@@ -183,8 +185,8 @@ impl FlowTable {
         }
         let mut next: Option<Instant> = None;
         self.open.retain(|_, open| match open.gone_since {
-            Some(t) if now.duration_since(t) < GONE_GRACE => {
-                next = Some(next.map_or(t + GONE_GRACE, |n| n.min(t + GONE_GRACE)));
+            Some(t) if now.duration_since(t) < self.grace => {
+                next = Some(next.map_or(t + self.grace, |n| n.min(t + self.grace)));
                 true
             }
             Some(t) => {
@@ -225,7 +227,7 @@ mod tests {
 
     #[test]
     fn destroy_without_kernel_timestamps_gets_the_new_time() {
-        let mut t = FlowTable::new(10);
+        let mut t = FlowTable::new(10, GONE_GRACE);
         assert_eq!(t.on_new(2, &ct(1, 1000), 5_000), NewFlow::Tracked);
         let mut end = ct(1, 1000);
         t.on_destroy(&mut end, 9_000);
@@ -235,7 +237,7 @@ mod tests {
 
     #[test]
     fn kernel_timestamps_are_kept() {
-        let mut t = FlowTable::new(10);
+        let mut t = FlowTable::new(10, GONE_GRACE);
         t.on_new(2, &ct(1, 1000), 5_000);
         let mut end = Conntrack {
             start_ns: Some(4_000),
@@ -248,7 +250,7 @@ mod tests {
 
     #[test]
     fn full_table_leaves_new_flows_untracked() {
-        let mut t = FlowTable::new(1);
+        let mut t = FlowTable::new(1, GONE_GRACE);
         assert_eq!(t.on_new(2, &ct(1, 1000), 0), NewFlow::Tracked);
         assert_eq!(t.on_new(2, &ct(2, 1001), 0), NewFlow::Untracked);
         assert_eq!(t.len(), 1);
@@ -256,7 +258,7 @@ mod tests {
 
     #[test]
     fn resync_finds_lost_news_and_lost_destroys() {
-        let mut t = FlowTable::new(10);
+        let mut t = FlowTable::new(10, GONE_GRACE);
         let t0 = Instant::now();
         t.on_new(2, &ct(1, 1000), 0); // still open
         t.on_new(2, &ct(2, 1001), 0); // its DESTROY is lost
@@ -284,7 +286,7 @@ mod tests {
 
     #[test]
     fn a_destroy_arriving_after_the_dump_cancels_the_gone_mark() {
-        let mut t = FlowTable::new(10);
+        let mut t = FlowTable::new(10, GONE_GRACE);
         let t0 = Instant::now();
         t.on_new(2, &ct(2, 1001), 0);
         t.resync(Vec::new(), t0, 1_000);
