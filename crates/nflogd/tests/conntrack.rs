@@ -8,8 +8,8 @@ use lab::{json_lines, sh, wait_lines};
 use serde_json::Value;
 use std::time::Duration;
 
-/// Client (10.210.1.2) → router (masquerade out of v2, 10.210.2.1) → server (10.210.2.2), in
-/// three namespaces removed on drop.
+/// Client (10.210.1.2, fd10:210:1::2) → router (masquerade out of v2: 10.210.2.1, fd10:210:2::1)
+/// → server (10.210.2.2, fd10:210:2::2), in three namespaces removed on drop.
 struct Masquerade {
     c: String,
     r: String,
@@ -50,11 +50,14 @@ fn masquerade() -> Masquerade {
     sh(&format!(
         "ip -n {s} addr add 10.210.2.2/24 dev v3 && ip -n {s} link set v3 up"
     ));
+    sh(&format!("ip -n {c} addr add fd10:210:1::2/64 dev v0 nodad && ip -n {c} route add default via fd10:210:1::1"));
+    sh(&format!("ip -n {r} addr add fd10:210:1::1/64 dev v1 nodad && ip -n {r} addr add fd10:210:2::1/64 dev v2 nodad"));
+    sh(&format!("ip -n {s} addr add fd10:210:2::2/64 dev v3 nodad"));
     sh(&format!(
-        "ip netns exec {r} sysctl -qw net.ipv4.ip_forward=1"
+        "ip netns exec {r} sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1"
     ));
     let rules = std::env::temp_dir().join(format!("nflogd-nat-{t}.nft"));
-    std::fs::write(&rules, "table ip nat {\n chain post {\n type nat hook postrouting priority 100;\n oifname \"v2\" masquerade\n }\n}\n").unwrap();
+    std::fs::write(&rules, "table inet nat {\n chain post {\n type nat hook postrouting priority 100;\n oifname \"v2\" masquerade\n }\n}\n").unwrap();
     sh(&format!("ip netns exec {r} nft -f {}", rules.display()));
     m
 }
@@ -133,17 +136,28 @@ fn masqueraded_flows_carry_tuples_nat_counters_and_times() {
     sh(&format!(
         "ip netns exec {c} ping -c2 -i0.2 -W1 10.210.2.2 >/dev/null"
     ));
+    lab::in_netns(&c, || {
+        let s = std::net::UdpSocket::bind("[::]:0").unwrap();
+        for i in 0..4u32 {
+            s.send_to(&i.to_be_bytes(), "[fd10:210:2::2]:5354").unwrap();
+        }
+    });
+    sh(&format!(
+        "ip netns exec {c} ping -6 -c3 -i0.2 -W1 fd10:210:2::2 >/dev/null"
+    ));
     std::thread::sleep(Duration::from_millis(300));
     let listed = listed_ids(&r);
     sh(&format!("ip netns exec {r} conntrack -F 2>/dev/null"));
-    let recs = json_lines(&wait_lines(&ecs, 6, Duration::from_secs(5)));
+    let recs = json_lines(&wait_lines(&ecs, 10, Duration::from_secs(5)));
     let lines = std::fs::read_to_string(&text).unwrap();
     d.stop();
 
     let find = |kind: &str, transport: &str| -> &Value {
         recs.iter()
             .find(|r| {
-                r["netfilter"]["ct"]["event"] == kind && r["network"]["transport"] == transport
+                r["netfilter"]["ct"]["event"] == kind
+                    && r["network"]["transport"] == transport
+                    && r["network"]["type"] == "ipv4"
             })
             .unwrap_or_else(|| panic!("no {kind} {transport} record in {recs:#?}"))
     };
@@ -184,6 +198,25 @@ fn masqueraded_flows_carry_tuples_nat_counters_and_times() {
     let icmp_end = find("destroy", "icmp");
     assert_eq!(icmp_end["netfilter"]["ct"]["icmp_type"], 8);
     assert_eq!(icmp_end["source"]["packets"], 2);
+    // IPv6: masqueraded too, ICMPv6 echo with its type.
+    let v6 = |transport: &str| -> &Value {
+        recs.iter()
+            .find(|r| {
+                r["netfilter"]["ct"]["event"] == "destroy"
+                    && r["network"]["type"] == "ipv6"
+                    && r["network"]["transport"] == transport
+            })
+            .unwrap_or_else(|| panic!("no IPv6 {transport} destroy in {recs:#?}"))
+    };
+    let u6 = v6("udp");
+    assert_eq!(u6["source"]["ip"], "fd10:210:1::2");
+    assert_eq!(u6["source"]["nat"]["ip"], "fd10:210:2::1");
+    assert_eq!(u6["destination"]["port"], 5354);
+    assert_eq!(u6["source"]["packets"], 4);
+    let i6 = v6("ipv6-icmp");
+    assert_eq!(i6["netfilter"]["ct"]["icmp_type"], 128);
+    assert_eq!(i6["source"]["packets"], 3);
+    assert_eq!(i6["destination"]["packets"], 3);
     // Every entry `conntrack -L` listed is in the records, with the same id and addresses.
     assert!(!listed.is_empty());
     for (id, l) in &listed {
@@ -422,6 +455,14 @@ fn flows_match_ulogd2_nfct_key_by_key() {
         "ip netns exec {} ping -c2 -i0.2 -W1 10.210.2.2 >/dev/null",
         m.c
     ));
+    lab::in_netns(&m.c, || {
+        let s = std::net::UdpSocket::bind("[::]:0").unwrap();
+        s.send_to(b"v6", "[fd10:210:2::2]:5354").unwrap();
+    });
+    sh(&format!(
+        "ip netns exec {} ping -6 -c2 -i0.2 -W1 fd10:210:2::2 >/dev/null",
+        m.c
+    ));
     std::thread::sleep(Duration::from_millis(300));
     sh(&format!("ip netns exec {} conntrack -F 2>/dev/null", m.r));
     std::thread::sleep(Duration::from_millis(1000));
@@ -430,7 +471,11 @@ fn flows_match_ulogd2_nfct_key_by_key() {
 
     let theirs = complete_records(&theirs);
     let ours = complete_records(&ours);
-    assert!(theirs.len() >= 6, "ulogd2 logged only {theirs:#?}");
+    assert!(theirs.len() >= 10, "ulogd2 logged only {theirs:#?}");
+    assert!(
+        theirs.iter().any(|t| t["oob.family"] == 10),
+        "IPv6 flows: {theirs:#?}"
+    );
     assert_eq!(ours.len(), theirs.len(), "record counts differ");
     let mut diffs = Vec::new();
     for t in &theirs {
@@ -447,10 +492,19 @@ fn flows_match_ulogd2_nfct_key_by_key() {
             ));
             continue;
         };
+        // ulogd2 2.0.8 leaves out the ICMPv6 type and code (added in 2.0.9); nflogd has them.
+        let icmpv6 = t["orig.ip.protocol"] == 58;
         let (tk, ok): (Vec<&String>, Vec<&String>) = (
             t.as_object().unwrap().keys().collect(),
-            o.as_object().unwrap().keys().collect(),
+            o.as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| !(icmpv6 && k.starts_with("icmp.")))
+                .collect(),
         );
+        if icmpv6 && (o["icmp.type"] != 128 || o["icmp.code"] != 0) {
+            diffs.push(format!("id {id} event {ev}: ICMPv6 echo expected: {o}"));
+        }
         if tk != ok {
             diffs.push(format!(
                 "id {id} event {ev} keys: ours {ok:?} vs ulogd2 {tk:?}"
