@@ -94,10 +94,7 @@ pub fn packet(p: &PacketEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
             .str("dataset", "netfilter.packet");
     });
     o.obj("observer", |ob| {
-        ob.str("hostname", p.host.as_deref().unwrap_or(&opts.hostname))
-            .str("type", "firewall")
-            .str("vendor", "Netfilter")
-            .str("product", "nflogd");
+        firewall_observer(ob, p.host.as_deref().unwrap_or(&opts.hostname));
         for (key, dev) in [("ingress", &p.indev), ("egress", &p.outdev)] {
             if let Some(d) = dev.as_ref().filter(|d| !d.name.is_empty()) {
                 ob.obj(key, |x| {
@@ -561,12 +558,7 @@ pub fn flow(f: &event::FlowEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
             }
         }
     });
-    o.obj("observer", |ob| {
-        ob.str("hostname", &opts.hostname)
-            .str("type", "firewall")
-            .str("vendor", "Netfilter")
-            .str("product", "nflogd");
-    });
+    o.obj("observer", |ob| firewall_observer(ob, &opts.hostname));
     o.obj("network", |n| {
         n.str(
             "type",
@@ -691,12 +683,7 @@ pub fn counter(c: &event::CounterEvent, opts: &SchemaOptions, out: &mut Vec<u8>)
             .str("module", "netfilter")
             .str("dataset", "netfilter.nfacct");
     });
-    o.obj("observer", |ob| {
-        ob.str("hostname", &opts.hostname)
-            .str("type", "firewall")
-            .str("vendor", "Netfilter")
-            .str("product", "nflogd");
-    });
+    o.obj("observer", |ob| firewall_observer(ob, &opts.hostname));
     o.obj("network", |n| {
         n.num("packets", c.packets).num("bytes", c.bytes);
     });
@@ -708,4 +695,12 @@ pub fn counter(c: &event::CounterEvent, opts: &SchemaOptions, out: &mut Vec<u8>)
         });
     });
     o.close();
+}
+
+/// `observer.*`: this host, a Netfilter firewall, as nflogd reports it.
+fn firewall_observer(ob: &mut Obj, hostname: &str) {
+    ob.str("hostname", hostname)
+        .str("type", "firewall")
+        .str("vendor", "Netfilter")
+        .str("product", "nflogd");
 }

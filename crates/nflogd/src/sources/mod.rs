@@ -9,6 +9,7 @@ pub mod nfacct;
 pub mod nflog;
 pub mod stdin;
 pub mod syslog;
+pub mod thread;
 
 /// Where a line source starts when it has no saved position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Default)]

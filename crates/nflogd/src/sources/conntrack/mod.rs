@@ -9,7 +9,7 @@ mod table;
 use crate::config::ByteSize;
 use crate::metrics::ComponentCounters;
 use crate::pipeline::Fanout;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use event::{Event, FlowEvent, FlowKind, Timestamp};
 use nfnetlink::ctnetlink::{self, EventKind};
 use nfnetlink::socket::NETLINK_NETFILTER;
@@ -141,12 +141,7 @@ struct Reader {
 impl Reader {
     fn open(name: &str, cfg: &ConntrackConfig, counters: Arc<ComponentCounters>) -> Result<Reader> {
         if let Some(ns) = &cfg.netns {
-            use std::os::fd::AsRawFd;
-            let f = std::fs::File::open(ns).with_context(|| format!("opening netns {ns}"))?;
-            // SAFETY: setns on a valid fd moves only this thread.
-            if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(anyhow!("setns({ns}): {}", std::io::Error::last_os_error()));
-            }
+            crate::sources::thread::enter_netns(ns)?;
         }
         if cfg.accounting {
             sysctl_on("nf_conntrack_acct")?;
@@ -434,32 +429,21 @@ pub fn spawn(
     fanout: Fanout,
     counters: Arc<ComponentCounters>,
 ) -> Result<JoinHandle<()>> {
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();
     let name = name.to_string();
     let cfg = cfg.clone();
-    let handle = std::thread::Builder::new()
-        .name(format!("conntrack:{name}"))
-        .spawn(move || {
-            let reader = match Reader::open(&name, &cfg, counters) {
-                Ok(r) => r,
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                    return;
-                }
-            };
-            tracing::info!("source `{name}`: reading conntrack events {:?}", cfg.events);
-            let _ = ready_tx.send(Ok(()));
-            match cfg.poll_interval {
-                Some(i) => reader.run_polling(fanout, i.0),
-                None => reader.run(fanout),
+    crate::sources::thread::spawn(
+        format!("conntrack:{name}"),
+        {
+            let cfg = cfg.clone();
+            move || {
+                let reader = Reader::open(&name, &cfg, counters)?;
+                tracing::info!("source `{name}`: reading conntrack events {:?}", cfg.events);
+                Ok(reader)
             }
-        })?;
-    match ready_rx.recv() {
-        Ok(Ok(())) => Ok(handle),
-        Ok(Err(e)) => {
-            let _ = handle.join();
-            Err(e)
-        }
-        Err(_) => Err(anyhow!("source thread ended during start-up")),
-    }
+        },
+        move |reader| match cfg.poll_interval {
+            Some(i) => reader.run_polling(fanout, i.0),
+            None => reader.run(fanout),
+        },
+    )
 }

@@ -6,7 +6,7 @@
 use crate::config::Duration as ConfigDuration;
 use crate::metrics::ComponentCounters;
 use crate::pipeline::Fanout;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use event::{CounterEvent, Event, Timestamp};
 use nfnetlink::socket::NETLINK_NETFILTER;
 use nfnetlink::NetlinkSocket;
@@ -55,12 +55,7 @@ impl NfacctConfig {
 
 fn open(cfg: &NfacctConfig) -> Result<NetlinkSocket> {
     if let Some(ns) = &cfg.netns {
-        use std::os::fd::AsRawFd;
-        let f = std::fs::File::open(ns).with_context(|| format!("opening netns {ns}"))?;
-        // SAFETY: setns on a valid fd moves only this thread.
-        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(anyhow!("setns({ns}): {}", std::io::Error::last_os_error()));
-        }
+        crate::sources::thread::enter_netns(ns)?;
     }
     let sock = NetlinkSocket::open(NETLINK_NETFILTER)?;
     sock.set_recv_timeout(Duration::from_secs(5))?;
@@ -96,64 +91,65 @@ pub fn spawn(
     fanout: Fanout,
     counters: Arc<ComponentCounters>,
 ) -> Result<JoinHandle<()>> {
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();
     let name = name.to_string();
     let cfg = cfg.clone();
-    let handle = std::thread::Builder::new()
-        .name(format!("nfacct:{name}"))
-        .spawn(move || {
-            let mut buf = vec![0u8; 64 * 1024];
-            // A first read at start proves the kernel answers. Its records are the counts since the
-            // last reset (the previous run's last poll, or the object's creation): kept, not lost.
-            let (mut sock, first) = match open(&cfg).and_then(|mut s| {
-                let first = poll(&mut s, &mut buf, cfg.zero, &counters)
+    let run_counters = counters.clone();
+    crate::sources::thread::spawn(
+        format!("nfacct:{name}"),
+        {
+            let cfg = cfg.clone();
+            move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                // A first read at start proves the kernel answers. Its records are the counts
+                // since the last reset (the previous run's last poll, or the object's creation):
+                // kept, not lost.
+                let mut sock = open(&cfg)?;
+                let first = poll(&mut sock, &mut buf, cfg.zero, &counters)
                     .context("reading the nfacct objects (is nfnetlink_acct available?)")?;
-                Ok((s, first))
-            }) {
-                Ok(s) => s,
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                    return;
-                }
-            };
-            tracing::info!(
-                "source `{name}`: polling nfacct objects every {:?}",
-                cfg.interval.0
-            );
-            let _ = ready_tx.send(Ok(()));
-            ComponentCounters::add(&counters.received, first.len() as u64);
-            fanout.send(first);
-            let mut next = Instant::now() + cfg.interval.0;
-            loop {
-                // Wait for the next poll in short steps so a shutdown is seen; the last poll at
-                // shutdown records what was counted since the previous one.
-                let stopping = crate::signals::shutdown_requested();
-                if !stopping && Instant::now() < next {
-                    std::thread::sleep(Duration::from_millis(50).min(next - Instant::now()));
-                    continue;
-                }
-                next += cfg.interval.0;
-                match poll(&mut sock, &mut buf, cfg.zero, &counters) {
-                    Ok(batch) => {
-                        ComponentCounters::add(&counters.received, batch.len() as u64);
-                        fanout.send(batch);
-                    }
-                    Err(e) => {
-                        ComponentCounters::add(&counters.errors, 1);
-                        crate::rate_limited_warn!("source `{name}`: nfacct poll failed: {e}");
-                    }
-                }
-                if stopping {
-                    return;
-                }
+                tracing::info!(
+                    "source `{name}`: polling nfacct objects every {:?}",
+                    cfg.interval.0
+                );
+                Ok((name, sock, buf, first))
             }
-        })?;
-    match ready_rx.recv() {
-        Ok(Ok(())) => Ok(handle),
-        Ok(Err(e)) => {
-            let _ = handle.join();
-            Err(e)
+        },
+        move |(name, sock, buf, first)| run(&name, &cfg, sock, buf, first, fanout, &run_counters),
+    )
+}
+
+fn run(
+    name: &str,
+    cfg: &NfacctConfig,
+    mut sock: NetlinkSocket,
+    mut buf: Vec<u8>,
+    first: Vec<Event>,
+    fanout: Fanout,
+    counters: &ComponentCounters,
+) {
+    ComponentCounters::add(&counters.received, first.len() as u64);
+    fanout.send(first);
+    let mut next = Instant::now() + cfg.interval.0;
+    loop {
+        // Wait for the next poll in short steps so a shutdown is seen; the last poll at
+        // shutdown records what was counted since the previous one.
+        let stopping = crate::signals::shutdown_requested();
+        if !stopping && Instant::now() < next {
+            std::thread::sleep(Duration::from_millis(50).min(next - Instant::now()));
+            continue;
         }
-        Err(_) => Err(anyhow!("source thread ended during start-up")),
+        next += cfg.interval.0;
+        match poll(&mut sock, &mut buf, cfg.zero, counters) {
+            Ok(batch) => {
+                ComponentCounters::add(&counters.received, batch.len() as u64);
+                fanout.send(batch);
+            }
+            Err(e) => {
+                ComponentCounters::add(&counters.errors, 1);
+                crate::rate_limited_warn!("source `{name}`: nfacct poll failed: {e}");
+            }
+        }
+        if stopping {
+            return;
+        }
     }
 }

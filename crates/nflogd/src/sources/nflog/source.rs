@@ -24,20 +24,6 @@ const MAX_BATCH_EVENTS: usize = 1024;
 /// thread switch per kernel batch under load; it adds at most this much latency.
 const BATCH_LINGER: Duration = Duration::from_millis(5);
 
-/// Enters the network namespace at `path` for the calling thread only.
-fn enter_netns(path: &str) -> Result<()> {
-    use std::os::fd::AsRawFd;
-    let f = std::fs::File::open(path).with_context(|| format!("opening netns {path}"))?;
-    // SAFETY: setns on a valid fd affects only this thread's network namespace.
-    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(anyhow!(
-            "setns({path}): {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    Ok(())
-}
-
 struct Reader {
     name: String,
     cfg: NflogConfig,
@@ -51,7 +37,7 @@ struct Reader {
 impl Reader {
     fn open(name: &str, cfg: &NflogConfig, counters: Arc<ComponentCounters>) -> Result<Reader> {
         if let Some(ns) = &cfg.netns {
-            enter_netns(ns)?;
+            crate::sources::thread::enter_netns(ns)?;
         }
         let mut sock =
             NetlinkSocket::open(NETLINK_NETFILTER).context("opening the nfnetlink socket")?;
@@ -236,19 +222,12 @@ pub fn spawn(
     fanout: Fanout,
     counters: Arc<ComponentCounters>,
 ) -> Result<JoinHandle<()>> {
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();
     let name = name.to_string();
     let cfg = cfg.clone();
-    let handle = std::thread::Builder::new()
-        .name(format!("nflog:{name}"))
-        .spawn(move || {
-            let reader = match Reader::open(&name, &cfg, counters) {
-                Ok(r) => r,
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                    return;
-                }
-            };
+    crate::sources::thread::spawn(
+        format!("nflog:{name}"),
+        move || {
+            let reader = Reader::open(&name, &cfg, counters)?;
             // The decoder resolves interface names in the same namespace as the socket.
             let decoder = Decoder::new(
                 IfNames::new(),
@@ -264,15 +243,8 @@ pub fn spawn(
                     .unwrap_or_default(),
                 reader.rcvbuf / 2
             );
-            let _ = ready_tx.send(Ok(()));
-            reader.run(decoder, fanout);
-        })?;
-    match ready_rx.recv() {
-        Ok(Ok(())) => Ok(handle),
-        Ok(Err(e)) => {
-            let _ = handle.join();
-            Err(e)
-        }
-        Err(_) => Err(anyhow!("source thread ended during start-up")),
-    }
+            Ok((reader, decoder))
+        },
+        move |(reader, decoder)| reader.run(decoder, fanout),
+    )
 }
