@@ -62,6 +62,57 @@ fn masquerade() -> Masquerade {
     m
 }
 
+/// A TCP connection from the client to the server's `port`: 5 bytes sent, the connection held
+/// open for `hold`, then closed. Returns the peer address the server saw, the bytes it got and
+/// the client's source port.
+fn tcp_hello(m: &Masquerade, port: u16, hold: Duration) -> (std::net::SocketAddr, usize, u16) {
+    let srv = m.s.clone();
+    let server = std::thread::spawn(move || {
+        lab::in_netns(&srv, move || {
+            use std::io::Read;
+            let l = std::net::TcpListener::bind(("10.210.2.2", port)).unwrap();
+            let (mut conn, peer) = l.accept().unwrap();
+            let mut b = Vec::new();
+            let _ = conn.read_to_end(&mut b);
+            (peer, b.len())
+        })
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let sport = lab::in_netns(&m.c, move || {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(("10.210.2.2", port)).unwrap();
+        s.write_all(b"hello").unwrap();
+        std::thread::sleep(hold);
+        s.local_addr().unwrap().port()
+    });
+    let (peer, got) = server.join().unwrap();
+    (peer, got, sport)
+}
+
+/// nflogd in the router with one conntrack source (`source`: its extra keys), written as ECS to
+/// `flows.json` in a directory of the test's own.
+fn start_ecs(
+    m: &Masquerade,
+    dir_name: &str,
+    source: &str,
+) -> (lab::Daemon, std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("nflogd-{dir_name}-{}", m.t));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("flows.json");
+    let cfg = dir.join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "stats_interval = \"0s\"\n[sources.ct]\ntype = \"conntrack\"\n{source}\n\
+             [sinks.e]\ntype = \"file\"\ninputs = [\"ct\"]\npath = \"{}\"\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    let d = lab::start_nflogd(Some(&m.r), &cfg, &dir.join("log"));
+    (d, dir, out)
+}
+
 /// The conntrack ids `conntrack -L` lists in namespace `ns` for flows from the client.
 fn listed_ids(ns: &str) -> Vec<(u64, String)> {
     sh(&format!(
@@ -86,7 +137,7 @@ fn masqueraded_flows_carry_tuples_nat_counters_and_times() {
         return;
     }
     let m = masquerade();
-    let (c, r, s, t) = (m.c.clone(), m.r.clone(), m.s.clone(), m.t.clone());
+    let (c, r, t) = (m.c.clone(), m.r.clone(), m.t.clone());
     let dir = std::env::temp_dir().join(format!("nflogd-ct-{t}"));
     std::fs::create_dir_all(&dir).unwrap();
     let (ecs, text) = (dir.join("flows.json"), dir.join("flows.txt"));
@@ -108,25 +159,8 @@ fn masqueraded_flows_carry_tuples_nat_counters_and_times() {
     .unwrap();
     let d = lab::start_nflogd(Some(&r), &cfg, &dir.join("log"));
 
-    // A TCP server in the server namespace, a client sending 5 bytes, UDP and a ping.
-    let srv = s.clone();
-    let server = std::thread::spawn(move || {
-        lab::in_netns(&srv, || {
-            use std::io::Read;
-            let l = std::net::TcpListener::bind("10.210.2.2:8080").unwrap();
-            let (mut conn, peer) = l.accept().unwrap();
-            let mut b = Vec::new();
-            let _ = conn.read_to_end(&mut b);
-            (peer, b.len())
-        })
-    });
-    std::thread::sleep(Duration::from_millis(200));
-    lab::in_netns(&c, || {
-        use std::io::Write;
-        let mut s = std::net::TcpStream::connect("10.210.2.2:8080").unwrap();
-        s.write_all(b"hello").unwrap();
-    });
-    let (peer, got) = server.join().unwrap();
+    // A TCP connection, UDP and a ping.
+    let (peer, got, _) = tcp_hello(&m, 8080, Duration::ZERO);
     assert_eq!(
         (peer.ip().to_string().as_str(), got),
         ("10.210.2.1", 5),
@@ -263,20 +297,7 @@ fn overruns_are_counted_and_resynced_so_no_open_flow_is_missed() {
     }
     const FLOWS: usize = 4000;
     let m = masquerade();
-    let dir = std::env::temp_dir().join(format!("nflogd-ctb-{}", m.t));
-    std::fs::create_dir_all(&dir).unwrap();
-    let out = dir.join("flows.json");
-    let cfg = dir.join("c.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "stats_interval = \"0s\"\n[sources.ct]\ntype = \"conntrack\"\nsocket_buffer = \"4KiB\"\n\
-             [sinks.e]\ntype = \"file\"\ninputs = [\"ct\"]\npath = \"{}\"\n",
-            out.display()
-        ),
-    )
-    .unwrap();
-    let d = lab::start_nflogd(Some(&m.r), &cfg, &dir.join("log"));
+    let (d, dir, out) = start_ecs(&m, "ctb", "socket_buffer = \"4KiB\"");
     // One UDP flow per source port, as fast as the client can open sockets.
     lab::in_netns(&m.c, || {
         for i in 0..FLOWS {
@@ -434,22 +455,7 @@ fn flows_match_ulogd2_nfct_key_by_key() {
     let d = lab::start_nflogd(Some(&m.r), &cfg, &dir.join("log"));
     std::thread::sleep(Duration::from_millis(700));
 
-    let srv = m.s.clone();
-    let server = std::thread::spawn(move || {
-        lab::in_netns(&srv, || {
-            use std::io::Read;
-            let l = std::net::TcpListener::bind("10.210.2.2:8080").unwrap();
-            let (mut conn, _) = l.accept().unwrap();
-            let _ = conn.read_to_end(&mut Vec::new());
-        })
-    });
-    std::thread::sleep(Duration::from_millis(200));
-    lab::in_netns(&m.c, || {
-        use std::io::Write;
-        let mut s = std::net::TcpStream::connect("10.210.2.2:8080").unwrap();
-        s.write_all(b"hello").unwrap();
-    });
-    server.join().unwrap();
+    tcp_hello(&m, 8080, Duration::ZERO);
     lab::udp_burst(&m.c, "10.210.2.2", 5353, 3);
     sh(&format!(
         "ip netns exec {} ping -c2 -i0.2 -W1 10.210.2.2 >/dev/null",
@@ -549,39 +555,9 @@ fn poll_mode_records_flows_from_dumps() {
         return;
     }
     let m = masquerade();
-    let dir = std::env::temp_dir().join(format!("nflogd-ctp-{}", m.t));
-    std::fs::create_dir_all(&dir).unwrap();
-    let out = dir.join("flows.json");
-    let cfg = dir.join("c.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "stats_interval = \"0s\"\n[sources.ct]\ntype = \"conntrack\"\npoll_interval = \"200ms\"\n\
-             [sinks.e]\ntype = \"file\"\ninputs = [\"ct\"]\npath = \"{}\"\n",
-            out.display()
-        ),
-    )
-    .unwrap();
-    let d = lab::start_nflogd(Some(&m.r), &cfg, &dir.join("log"));
-    let srv = m.s.clone();
-    let server = std::thread::spawn(move || {
-        lab::in_netns(&srv, || {
-            use std::io::Read;
-            let l = std::net::TcpListener::bind("10.210.2.2:8081").unwrap();
-            let (mut conn, _) = l.accept().unwrap();
-            let _ = conn.read_to_end(&mut Vec::new());
-        })
-    });
-    std::thread::sleep(Duration::from_millis(200));
-    let sport = lab::in_netns(&m.c, || {
-        use std::io::Write;
-        let mut s = std::net::TcpStream::connect("10.210.2.2:8081").unwrap();
-        s.write_all(b"hello").unwrap();
-        // Open across several dumps.
-        std::thread::sleep(Duration::from_millis(600));
-        s.local_addr().unwrap().port()
-    });
-    server.join().unwrap();
+    let (d, dir, out) = start_ecs(&m, "ctp", "poll_interval = \"200ms\"");
+    // Open across several dumps.
+    let (_, _, sport) = tcp_hello(&m, 8081, Duration::from_millis(600));
     std::thread::sleep(Duration::from_millis(400));
     sh(&format!("ip netns exec {} conntrack -F 2>/dev/null", m.r));
     std::thread::sleep(Duration::from_millis(600));
