@@ -11,6 +11,7 @@
 # Traffic stays between two namespaces this script creates (10.202.0.0/24) and removes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 RATES=("${@:-10000 25000 50000}")
 read -r -a RATES <<<"${RATES[*]}"
 SECONDS_PER_RATE=${SECONDS_PER_RATE:-2}
@@ -29,10 +30,7 @@ cleanup() {
   rm -rf "$DIR"
 }
 trap cleanup EXIT INT TERM
-ip netns add "$A"; ip netns add "$B"
-ip link add va netns "$A" type veth peer vb netns "$B"
-ip -n "$A" addr add 10.202.0.1/24 dev va; ip -n "$B" addr add 10.202.0.2/24 dev vb
-ip -n "$A" link set va up; ip -n "$B" link set vb up; ip -n "$A" link set lo up; ip -n "$B" link set lo up
+veth_pair "$A" "$B" 10.202.0
 # A conntrack rule makes the namespace track (an entry exists only for a packet accepted).
 ip netns exec "$B" nft -f - <<NFT
 table inet bench {
@@ -72,9 +70,6 @@ path = "$DIR/nflogd.json"
 schema = "ulogd"
 flush = false
 CONF
-cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s+=$1} END{printf "%.0f\n", s}'; }
-rss_kb() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
-lines() { [ -f "$1" ] && wc -l <"$1" || echo 0; }
 
 # Prints "rate events_sent logged cpu_ns" per rate, then "rss KB".
 phase() {
@@ -102,11 +97,5 @@ sleep 1
 phase "$NPID" "$DIR/nflogd.json" >"$DIR/nflogd.res"
 kill "$NPID"; wait "$NPID" 2>/dev/null || true
 
-printf '%-10s | %-9s %-9s %-7s %-8s | %-9s %-9s %-7s %-8s | %s\n' flows/s ulogd2 events lost us/ev nflogd events lost us/ev "nflogd CPU/event vs ulogd2"
-paste -d' ' <(grep -v rss "$DIR/ulogd.res") <(grep -v rss "$DIR/nflogd.res") | awk '{
-  ul = $2 ? 100*($2-$3)/$2 : 0; nl = $6 ? 100*($6-$7)/$6 : 0
-  uu = $3 ? $4/$3/1000 : 0; nu = $7 ? $8/$7/1000 : 0
-  printf "%-10d | %-9d %-9d %5.1f%%  %-8.2f | %-9d %-9d %5.1f%%  %-8.2f | %s\n", $1, $3, $2, ul, uu, $7, $6, nl, nu, (uu && nu ? sprintf("%.2f (1/%.1f)", nu/uu, uu/nu) : "-")
-}'
-echo "memory (VmRSS at the end): ulogd2 $(awk '/rss/{print $2}' "$DIR/ulogd.res") kB, nflogd $(awk '/rss/{print $2}' "$DIR/nflogd.res") kB"
+compare_with_ulogd flows/s events "$DIR/ulogd.res" "$DIR/nflogd.res"
 grep 'final stats' "$DIR/nflogd.log" | tail -1 | sed 's/.*final stats/nflogd final stats/'

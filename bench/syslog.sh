@@ -7,6 +7,7 @@
 # with nflogd's CPU and resident memory. usage: bench/syslog.sh [N]   (default 300000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 N=${1:-300000}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 cargo build --release -q -p nflogd
@@ -29,10 +30,8 @@ template(name="m" type="string" string="%msg%\n")
 ruleset(name="r") { action(type="omfile" file="$DIR/got.log" template="m" asyncWriting="on" ioBufferSize="256k") }
 CONF
 rsyslog_up() { rsyslogd -n -f "$DIR/rsyslog.conf" -i "$DIR/rsyslog.pid" & RPID=$!; PIDS+=($RPID); sleep 1; }
-lines() { [ -f "$1" ] && wc -l <"$1" || echo 0; }
 # A sink metric of sink `s` from nflogd's /metrics.
 metric() { exec 3<>/dev/tcp/127.0.0.1/$MPORT; printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3; sleep 0.01; awk -v k="$1" 'index($1, k"{") == 1 && index($1, "component=\"s\"") {print $2}' <&3; exec 3>&-; }
-cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s+=$1} END{printf "%.0f\n", s}'; }
 now() { date +%s.%N; }
 gen() { awk -v n="$1" -v o="$2" 'BEGIN{c=0} {l[c++]=$0} END{for(i=0;i<n;i++) print l[(i+o)%c]}' "$OLDPWD/crates/logline/tests/kernel-lines.txt"; }
 cat >n.toml <<CONF

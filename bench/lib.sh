@@ -1,0 +1,32 @@
+# Shared by the benchmark scripts (sourced): measuring a process, two namespaces joined by a
+# veth pair, and the side-by-side table of nflogd against ulogd2.
+
+# CPU time of every thread of process $1, in ns.
+cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s+=$1} END{printf "%.0f\n", s}'; }
+# Resident memory of process $1, in kB.
+rss_kb() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
+# Lines in file $1 (0 before it exists).
+lines() { [ -f "$1" ] && wc -l <"$1" || echo 0; }
+
+# Namespaces $1 (NET.1, veth va) and $2 (NET.2, veth vb), NET being three octets like 10.201.0.
+veth_pair() {
+  local a=$1 b=$2 net=$3
+  ip netns add "$a"; ip netns add "$b"
+  ip link add va netns "$a" type veth peer vb netns "$b"
+  ip -n "$a" addr add "$net.1/24" dev va; ip -n "$b" addr add "$net.2/24" dev vb
+  ip -n "$a" link set va up; ip -n "$b" link set vb up
+  ip -n "$a" link set lo up; ip -n "$b" link set lo up
+}
+
+# Prints the table from two result files with lines "rate expected written cpu_ns" (ulogd2's,
+# then nflogd's) and a last line "rss KB". $1 names the rate column, $2 the expected column.
+compare_with_ulogd() {
+  local rate_col=$1 expected_col=$2 ures=$3 nres=$4
+  printf '%-10s | %-9s %-9s %-7s %-8s | %-9s %-9s %-7s %-8s | %s\n' "$rate_col" ulogd2 "$expected_col" lost us/ev nflogd "$expected_col" lost us/ev "nflogd CPU/event vs ulogd2"
+  paste -d' ' <(grep -v rss "$ures") <(grep -v rss "$nres") | awk '{
+    ul = $2 ? 100*($2-$3)/$2 : 0; nl = $6 ? 100*($6-$7)/$6 : 0
+    uu = $3 ? $4/$3/1000 : 0; nu = $7 ? $8/$7/1000 : 0
+    printf "%-10d | %-9d %-9d %5.1f%%  %-8.2f | %-9d %-9d %5.1f%%  %-8.2f | %s\n", $1, $3, $2, ul, uu, $7, $6, nl, nu, (uu && nu ? sprintf("%.2f (1/%.1f)", nu/uu, uu/nu) : "-")
+  }'
+  echo "memory (VmRSS at the end): ulogd2 $(awk '/rss/{print $2}' "$ures") kB, nflogd $(awk '/rss/{print $2}' "$nres") kB"
+}
