@@ -4,11 +4,13 @@ mod config;
 mod metrics;
 mod parse_cmd;
 mod pipeline;
+mod query_cmd;
 mod schema;
 mod signals;
 mod sinks;
 mod sources;
 mod spool;
+mod store;
 mod topology;
 mod transforms;
 
@@ -61,6 +63,15 @@ enum Command {
         schema: String,
         files: Vec<PathBuf>,
     },
+    /// Query the SQLite or PostgreSQL store: filters, the NAT question, top summaries.
+    Query(query_cmd::QueryArgs),
+    /// Print the database schema nflogd creates: sqlite, postgres or clickhouse.
+    Schema {
+        dialect: String,
+        /// ClickHouse database name.
+        #[arg(long, default_value = "nflogd")]
+        database: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -81,6 +92,8 @@ fn main() -> ExitCode {
         Command::Parse { schema, files } => {
             parse_schema(&schema).and_then(|k| parse_cmd::run(k, topology::hostname(), &files))
         }
+        Command::Query(args) => query_cmd::run(args),
+        Command::Schema { dialect, database } => schema_script(&dialect, &database),
         Command::DefaultConfig => {
             print!("{}", config::DEFAULT_CONFIG);
             Ok(())
@@ -93,6 +106,18 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn schema_script(dialect: &str, database: &str) -> Result<()> {
+    use store::ddl::Dialect;
+    let d = match dialect {
+        "sqlite" => Dialect::Sqlite,
+        "postgres" | "postgresql" => Dialect::Postgres,
+        "clickhouse" => Dialect::ClickHouse,
+        other => anyhow::bail!("unknown database `{other}` (sqlite, postgres, clickhouse)"),
+    };
+    print!("{}", store::ddl::script(d, database));
+    Ok(())
 }
 
 fn parse_schema(s: &str) -> Result<schema::SchemaKind> {

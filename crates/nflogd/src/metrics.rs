@@ -40,6 +40,8 @@ pub struct ComponentCounters {
     pub resynced: AtomicU64,
     /// Flows not kept in the open-flow table because it was full (their records still go out).
     pub untracked: AtomicU64,
+    /// Values a database sink changed to fit their column (the row was kept).
+    pub coerced: AtomicU64,
     /// Gauge: events in the spool not yet confirmed by the receiver.
     pub spool_pending: AtomicU64,
     /// Gauge: events in the sink's memory queue.
@@ -82,7 +84,7 @@ pub fn register(kind: &'static str, name: &str) -> Arc<ComponentCounters> {
 
 type Field = (&'static str, fn(&ComponentCounters) -> &AtomicU64);
 
-const FIELDS: [Field; 16] = [
+const FIELDS: [Field; 17] = [
     ("received", |c| &c.received),
     ("sent", |c| &c.sent),
     ("dropped", |c| &c.dropped),
@@ -99,6 +101,7 @@ const FIELDS: [Field; 16] = [
     ("resyncs", |c| &c.resyncs),
     ("resynced", |c| &c.resynced),
     ("untracked", |c| &c.untracked),
+    ("coerced", |c| &c.coerced),
 ];
 
 /// Gauges: current values, not totals.

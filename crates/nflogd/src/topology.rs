@@ -62,6 +62,24 @@ pub fn run(cfg: Config) -> Result<()> {
                 };
                 sink_threads.push(sinks::syslog::spawn(name, c, opts, queue, counters)?);
             }
+            SinkConfig::Postgres(c) => {
+                sink_threads.push(sinks::postgres::spawn(
+                    name,
+                    c,
+                    host.clone(),
+                    queue,
+                    counters,
+                )?);
+            }
+            SinkConfig::Sqlite(c) => {
+                sink_threads.push(sinks::sqlite::spawn(
+                    name,
+                    c,
+                    host.clone(),
+                    queue,
+                    counters,
+                )?);
+            }
         }
     }
     let actions = Arc::new(cfg.actions.clone());

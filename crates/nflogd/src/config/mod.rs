@@ -6,6 +6,8 @@ mod units;
 pub use units::{ByteSize, Duration};
 
 use crate::sinks::file::FileSinkConfig;
+use crate::sinks::postgres::PostgresSinkConfig;
+use crate::sinks::sqlite::SqliteSinkConfig;
 use crate::sinks::syslog::SyslogSinkConfig;
 use crate::sources::conntrack::ConntrackConfig;
 use crate::sources::file::FileSourceConfig;
@@ -70,6 +72,8 @@ pub enum SourceConfig {
 pub enum SinkConfig {
     File(FileSinkConfig),
     Syslog(Box<SyslogSinkConfig>),
+    Sqlite(SqliteSinkConfig),
+    Postgres(Box<PostgresSinkConfig>),
 }
 
 impl SinkConfig {
@@ -77,6 +81,8 @@ impl SinkConfig {
         let (events, bytes) = match self {
             SinkConfig::File(f) => (f.queue_max_events, f.queue_max_bytes.0),
             SinkConfig::Syslog(s) => (s.queue_max_events, s.queue_max_bytes.0),
+            SinkConfig::Sqlite(s) => (s.queue_max_events, s.queue_max_bytes.0),
+            SinkConfig::Postgres(s) => (s.queue_max_events, s.queue_max_bytes.0),
         };
         crate::pipeline::QueueLimits { events, bytes }
     }
@@ -85,6 +91,8 @@ impl SinkConfig {
         match self {
             SinkConfig::File(f) => &f.inputs,
             SinkConfig::Syslog(s) => &s.inputs,
+            SinkConfig::Sqlite(s) => &s.inputs,
+            SinkConfig::Postgres(s) => &s.inputs,
         }
     }
 }
@@ -155,6 +163,10 @@ impl Config {
             match s {
                 SinkConfig::File(f) => f.validate().with_context(|| format!("[sinks.{name}]"))?,
                 SinkConfig::Syslog(c) => c.validate().with_context(|| format!("[sinks.{name}]"))?,
+                SinkConfig::Sqlite(c) => c.validate().with_context(|| format!("[sinks.{name}]"))?,
+                SinkConfig::Postgres(c) => {
+                    c.validate().with_context(|| format!("[sinks.{name}]"))?
+                }
             }
         }
         Ok(())

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Deserializer};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Duration(pub std::time::Duration);
 
 impl Duration {
@@ -28,9 +28,10 @@ impl std::str::FromStr for Duration {
             "s" | "" => std::time::Duration::from_secs(n),
             "m" | "min" => std::time::Duration::from_secs(n * 60),
             "h" => std::time::Duration::from_secs(n * 3600),
+            "d" => std::time::Duration::from_secs(n * 86_400),
             _ => {
                 return Err(format!(
-                    "`{s}`: unknown duration unit `{unit}` (ms, s, m, h)"
+                    "`{s}`: unknown duration unit `{unit}` (ms, s, m, h, d)"
                 ))
             }
         };

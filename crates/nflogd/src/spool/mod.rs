@@ -29,6 +29,62 @@ pub enum WhenFull {
     DropOldest,
 }
 
+/// `[sinks.NAME.spool]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpoolConfig {
+    /// Directory of the spool; default /var/lib/nflogd/spool/<sink name>.
+    pub dir: Option<PathBuf>,
+    /// Cap on the spool's size. Default 1 GiB.
+    #[serde(default = "default_spool_size")]
+    pub max_size: crate::config::ByteSize,
+    /// `block` (default: stop taking events; the memory queue then drops and counts) or
+    /// `drop-oldest` (delete the oldest spooled events, counted).
+    #[serde(default)]
+    pub when_full: WhenFull,
+    /// How often spooled data is flushed to stable storage. Default "500ms".
+    #[serde(default = "default_sync")]
+    pub sync_interval: crate::config::Duration,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            dir: None,
+            max_size: default_spool_size(),
+            when_full: Default::default(),
+            sync_interval: default_sync(),
+        }
+    }
+}
+
+impl SpoolConfig {
+    /// Opens the spool of sink `name`, in `dir` or the default place.
+    pub fn open(&self, name: &str) -> Result<Spool> {
+        let dir = self
+            .dir
+            .clone()
+            .unwrap_or_else(|| format!("/var/lib/nflogd/spool/{name}").into());
+        let spool = Spool::open(&dir, self.max_size.0, self.when_full)
+            .with_context(|| format!("sink `{name}`: spool in {}", dir.display()))?;
+        if spool.pending_events() > 0 {
+            tracing::info!(
+                "sink `{name}`: {} records from an earlier run wait in {}",
+                spool.pending_events(),
+                dir.display()
+            );
+        }
+        Ok(spool)
+    }
+}
+
+fn default_spool_size() -> crate::config::ByteSize {
+    crate::config::ByteSize(1 << 30)
+}
+fn default_sync() -> crate::config::Duration {
+    crate::config::Duration(std::time::Duration::from_millis(500))
+}
+
 /// What happened to an append.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Appended {

@@ -6,6 +6,9 @@
 
 #![allow(dead_code)]
 
+pub mod nat;
+pub mod pg;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -91,43 +91,7 @@ pub struct SyslogSinkConfig {
     pub queue_max_bytes: crate::config::ByteSize,
     /// The disk spool every batch goes through before it is sent.
     #[serde(default)]
-    pub spool: SpoolConfig,
-}
-
-/// `[sinks.NAME.spool]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SpoolConfig {
-    /// Directory of the spool; default /var/lib/nflogd/spool/<sink name>.
-    pub dir: Option<PathBuf>,
-    /// Cap on the spool's size. Default 1 GiB.
-    #[serde(default = "default_spool_size")]
-    pub max_size: crate::config::ByteSize,
-    /// `block` (default: stop taking events; the memory queue then drops and counts) or
-    /// `drop-oldest` (delete the oldest spooled events, counted).
-    #[serde(default)]
-    pub when_full: crate::spool::WhenFull,
-    /// How often spooled data is flushed to stable storage. Default "500ms".
-    #[serde(default = "default_sync")]
-    pub sync_interval: crate::config::Duration,
-}
-
-impl Default for SpoolConfig {
-    fn default() -> Self {
-        SpoolConfig {
-            dir: None,
-            max_size: default_spool_size(),
-            when_full: Default::default(),
-            sync_interval: default_sync(),
-        }
-    }
-}
-
-fn default_spool_size() -> crate::config::ByteSize {
-    crate::config::ByteSize(1 << 30)
-}
-fn default_sync() -> crate::config::Duration {
-    crate::config::Duration(std::time::Duration::from_millis(500))
+    pub spool: crate::spool::SpoolConfig,
 }
 
 fn default_transport() -> Transport {

@@ -430,21 +430,8 @@ pub fn spawn(
         .unwrap_or_else(|| opts.hostname.clone());
     let mut opts = opts;
     opts.kind = cfg.schema;
-    let dir = cfg
-        .spool
-        .dir
-        .clone()
-        .unwrap_or_else(|| format!("/var/lib/nflogd/spool/{name}").into());
-    let spool = Spool::open(&dir, cfg.spool.max_size.0, cfg.spool.when_full)
-        .with_context(|| format!("sink `{name}`: spool"))?;
-    if spool.pending_events() > 0 {
-        tracing::info!(
-            "sink `{name}`: {} events from an earlier run wait in {}",
-            spool.pending_events(),
-            dir.display()
-        );
-        ComponentCounters::add(&counters.replayed, spool.pending_events());
-    }
+    let spool = cfg.spool.open(name)?;
+    ComponentCounters::add(&counters.replayed, spool.pending_events());
     let sink = SyslogSink {
         name: name.to_string(),
         sd: if cfg.format == Format::Rfc5424 {

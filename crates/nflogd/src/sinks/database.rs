@@ -1,0 +1,374 @@
+//! What the database sinks share: events become row changes (`store::rows`), which wait in the
+//! sink's disk spool (PostgreSQL, ClickHouse) or in memory (SQLite, a local file) until the
+//! store has committed them; a failing store is reconnected with backoff while events keep
+//! being taken.
+
+use crate::metrics::ComponentCounters;
+use crate::pipeline::{Batch, SinkQueue};
+use crate::spool::{Appended, Spool};
+use crate::store::codec;
+use crate::store::rows::{self, Change};
+use crossbeam_channel::RecvTimeoutError;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One database behind a sink.
+pub trait Store {
+    /// (Re)connects and makes sure the schema is there and current.
+    fn connect(&mut self) -> anyhow::Result<()>;
+    fn connected(&self) -> bool;
+    fn disconnect(&mut self);
+    /// Writes the changes in one transaction: all of them or, on error, none.
+    fn write(&mut self, changes: &[Change]) -> anyhow::Result<()>;
+    /// Retention and upkeep (new partitions, old rows); called about once a minute.
+    fn maintain(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// Values changed to fit their column (a NUL in text, say) since the last call.
+    fn take_coerced(&mut self) -> u64 {
+        0
+    }
+}
+
+/// Where changes wait before the store has them.
+pub enum Buffer {
+    Spool(Spool),
+    /// A local store: no second copy on disk; a batch it could not take is retried.
+    Memory(Option<Vec<Change>>),
+}
+
+pub struct DatabaseSink<S: Store> {
+    pub name: String,
+    pub store: S,
+    pub buffer: Buffer,
+    pub host: String,
+    pub counters: Arc<ComponentCounters>,
+    pub sync_interval: Duration,
+    next_connect: Instant,
+    backoff: Duration,
+    encoded: Vec<Vec<u8>>,
+}
+
+impl<S: Store> DatabaseSink<S> {
+    pub fn new(
+        name: &str,
+        store: S,
+        buffer: Buffer,
+        host: String,
+        counters: Arc<ComponentCounters>,
+    ) -> Self {
+        if let Buffer::Spool(s) = &buffer {
+            ComponentCounters::add(&counters.replayed, s.pending_events());
+        }
+        DatabaseSink {
+            name: name.to_string(),
+            store,
+            buffer,
+            host,
+            counters,
+            sync_interval: Duration::from_millis(500),
+            next_connect: Instant::now(),
+            backoff: Duration::from_millis(100),
+            encoded: Vec::new(),
+        }
+    }
+
+    fn changes(&self, b: &Batch) -> Vec<Change> {
+        let mut out = Vec::with_capacity(b.len() + b.len() / 4);
+        for ev in b.iter() {
+            rows::rows(ev, &self.host, &mut out);
+        }
+        out
+    }
+
+    /// Takes a batch in; false when there is no room (spool full with `block`, or a memory
+    /// batch still unwritten), and the caller keeps it.
+    fn accept(&mut self, b: &Batch) -> bool {
+        match &mut self.buffer {
+            Buffer::Memory(Some(_)) => false,
+            Buffer::Memory(slot) => {
+                let changes = {
+                    let mut out = Vec::with_capacity(b.len());
+                    for ev in b.iter() {
+                        rows::rows(ev, &self.host, &mut out);
+                    }
+                    out
+                };
+                *slot = Some(changes);
+                true
+            }
+            Buffer::Spool(_) => {
+                let changes = self.changes(b);
+                self.encoded.clear();
+                for c in &changes {
+                    let mut v = Vec::with_capacity(160);
+                    codec::encode(c, &mut v);
+                    self.encoded.push(v);
+                }
+                let Buffer::Spool(spool) = &mut self.buffer else {
+                    unreachable!()
+                };
+                let msgs: Vec<&[u8]> = self.encoded.iter().map(Vec::as_slice).collect();
+                let before = spool.stats.dropped_events;
+                let r = spool.append(&msgs);
+                let dropped = spool.stats.dropped_events - before;
+                if dropped > 0 {
+                    ComponentCounters::add(&self.counters.dropped, dropped);
+                    crate::rate_limited_warn!(
+                        "sink `{}`: spool full, {dropped} oldest rows dropped",
+                        self.name
+                    );
+                }
+                match r {
+                    Ok(Appended::Stored) => {
+                        ComponentCounters::add(&self.counters.spooled, msgs.len() as u64);
+                        true
+                    }
+                    Ok(Appended::Full) => {
+                        crate::rate_limited_warn!(
+                            "sink `{}`: spool full; holding new events back",
+                            self.name
+                        );
+                        false
+                    }
+                    Err(e) => {
+                        ComponentCounters::add(&self.counters.errors, 1);
+                        crate::rate_limited_warn!(
+                            "sink `{}`: cannot write the spool: {e}",
+                            self.name
+                        );
+                        false
+                    }
+                }
+            }
+        }
+    }
+
+    fn ensure_connected(&mut self) -> bool {
+        if self.store.connected() {
+            return true;
+        }
+        if Instant::now() < self.next_connect {
+            return false;
+        }
+        match self.store.connect() {
+            Ok(()) => {
+                tracing::info!("sink `{}`: connected", self.name);
+                self.backoff = Duration::from_millis(100);
+                true
+            }
+            Err(e) => {
+                ComponentCounters::add(&self.counters.errors, 1);
+                crate::rate_limited_warn!("sink `{}`: {e:#}; retrying", self.name);
+                self.next_connect = Instant::now() + self.backoff;
+                self.backoff = (self.backoff * 2).min(Duration::from_secs(30));
+                false
+            }
+        }
+    }
+
+    /// Writes `changes`; true once the store has them (or has refused the ones it never will
+    /// take, which are counted).
+    fn write(&mut self, changes: &[Change]) -> bool {
+        if !self.ensure_connected() {
+            return false;
+        }
+        match self.store.write(changes) {
+            Ok(()) => {
+                ComponentCounters::add(&self.counters.sent, changes.len() as u64);
+                true
+            }
+            Err(e) if self.store.connected() && changes.len() > 1 => {
+                // The store is up but refused the batch: find the rows it refuses one by one,
+                // so one bad row does not hold back the rest.
+                tracing::warn!(
+                    "sink `{}`: batch refused ({e:#}); writing its rows one by one",
+                    self.name
+                );
+                for c in changes {
+                    if !self.write(std::slice::from_ref(c)) && !self.store.connected() {
+                        return false;
+                    }
+                }
+                true
+            }
+            Err(e) if self.store.connected() => {
+                ComponentCounters::add(&self.counters.errors, 1);
+                ComponentCounters::add(&self.counters.dropped, 1);
+                crate::rate_limited_warn!(
+                    "sink `{}`: row refused, dropped: {e:#} ({:?})",
+                    self.name,
+                    changes[0]
+                );
+                true
+            }
+            Err(e) => {
+                ComponentCounters::add(&self.counters.errors, 1);
+                crate::rate_limited_warn!(
+                    "sink `{}`: write failed: {e:#}; reconnecting",
+                    self.name
+                );
+                self.store.disconnect();
+                self.next_connect = Instant::now() + self.backoff;
+                self.backoff = (self.backoff * 2).min(Duration::from_secs(30));
+                false
+            }
+        }
+    }
+
+    /// Writes what waits, oldest first, until done or the store fails.
+    fn deliver(&mut self) {
+        match &mut self.buffer {
+            Buffer::Memory(slot) => {
+                if let Some(changes) = slot.take() {
+                    if !self.write(&changes) {
+                        if let Buffer::Memory(slot) = &mut self.buffer {
+                            *slot = Some(changes);
+                        }
+                    }
+                }
+            }
+            Buffer::Spool(_) => loop {
+                let Buffer::Spool(spool) = &mut self.buffer else {
+                    unreachable!()
+                };
+                let msgs = match spool.peek() {
+                    Ok(Some(m)) => m,
+                    Ok(None) => break,
+                    Err(e) => {
+                        ComponentCounters::add(&self.counters.errors, 1);
+                        crate::rate_limited_warn!(
+                            "sink `{}`: cannot read the spool: {e}",
+                            self.name
+                        );
+                        break;
+                    }
+                };
+                let mut changes = Vec::with_capacity(msgs.len());
+                for m in &msgs {
+                    match codec::decode(m) {
+                        Some(c) => changes.push(c),
+                        None => ComponentCounters::add(&self.counters.malformed, 1),
+                    }
+                }
+                if !self.write(&changes) {
+                    break;
+                }
+                if let Buffer::Spool(spool) = &mut self.buffer {
+                    spool.ack();
+                }
+            },
+        }
+        let coerced = self.store.take_coerced();
+        ComponentCounters::add(&self.counters.coerced, coerced);
+        self.publish();
+    }
+
+    fn pending(&self) -> u64 {
+        match &self.buffer {
+            Buffer::Spool(s) => s.pending_events(),
+            Buffer::Memory(m) => m.as_ref().map_or(0, |c| c.len() as u64),
+        }
+    }
+
+    fn publish(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if let Buffer::Spool(s) = &self.buffer {
+            self.counters
+                .spool_pending
+                .store(s.pending_events(), Relaxed);
+            self.counters
+                .spool_corrupt
+                .store(s.stats.corrupt_records, Relaxed);
+        }
+    }
+
+    pub fn run(mut self, q: SinkQueue) {
+        let mut held: Option<Batch> = None;
+        let mut open = true;
+        let mut last_sync = Instant::now();
+        let mut last_maintain: Option<Instant> = None;
+        while open || held.is_some() {
+            if let Some(b) = held.take() {
+                if self.accept(&b) {
+                    q.taken(&b);
+                } else {
+                    held = Some(b);
+                }
+            }
+            if held.is_none() && open {
+                let wait = if self.pending() > 0 {
+                    Duration::from_millis(20)
+                } else {
+                    Duration::from_millis(200)
+                };
+                match q.rx.recv_timeout(wait) {
+                    Ok(b) => {
+                        ComponentCounters::add(&self.counters.received, b.len() as u64);
+                        if self.accept(&b) {
+                            q.taken(&b);
+                        } else {
+                            held = Some(b);
+                        }
+                    }
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => open = false,
+                }
+            }
+            self.deliver();
+            if self.store.connected()
+                && last_maintain.is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+            {
+                last_maintain = Some(Instant::now());
+                if let Err(e) = self.store.maintain() {
+                    ComponentCounters::add(&self.counters.errors, 1);
+                    tracing::warn!("sink `{}`: upkeep failed: {e:#}", self.name);
+                }
+            }
+            if let Buffer::Spool(s) = &mut self.buffer {
+                if last_sync.elapsed() >= self.sync_interval {
+                    let _ = s.sync();
+                    last_sync = Instant::now();
+                }
+            }
+            if held.is_some() && crate::signals::shutdown_requested() {
+                let n = held.take().map_or(0, |b| {
+                    q.taken(&b);
+                    b.len() as u64
+                });
+                ComponentCounters::add(&self.counters.dropped, n);
+            }
+        }
+        // Stopping: a last chance for the store; a spool keeps the rest for the next start.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while self.pending() > 0 && Instant::now() < deadline {
+            self.next_connect = Instant::now();
+            self.deliver();
+            if self.pending() > 0 {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        match &mut self.buffer {
+            Buffer::Spool(s) => {
+                let _ = s.sync();
+                if s.pending_events() > 0 {
+                    tracing::warn!(
+                        "sink `{}`: {} rows stay in the spool for the next start",
+                        self.name,
+                        s.pending_events()
+                    );
+                }
+            }
+            Buffer::Memory(Some(c)) => {
+                ComponentCounters::add(&self.counters.dropped, c.len() as u64);
+                tracing::warn!(
+                    "sink `{}`: {} rows could not be written before stopping",
+                    self.name,
+                    c.len()
+                );
+            }
+            Buffer::Memory(None) => {}
+        }
+        self.store.disconnect();
+    }
+}

@@ -1,0 +1,397 @@
+//! PostgreSQL: each batch is one transaction of binary COPYs, one per table; packets and
+//! flows go to daily partitions, which retention drops whole; `open_flows` follows NEW and
+//! DESTROY inside the same transaction.
+
+use super::config::PostgresSinkConfig;
+use crate::sinks::database::Store;
+use crate::store::ddl::{self, Dialect, Found, SCHEMA_VERSION, VERSION_TABLE};
+use crate::store::rows::{Change, Kind, Row, Table, Value};
+use anyhow::{bail, Context, Result};
+use bytes::{BufMut, BytesMut};
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::{IsNull, ToSql, Type};
+use postgres::{Client, Transaction};
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+/// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01).
+const PG_EPOCH_MICROS: i64 = 946_684_800 * 1_000_000;
+
+/// One value in COPY's binary format, typed by its column.
+#[derive(Debug)]
+struct Cell<'a>(&'a Value, Kind);
+
+impl ToSql for Cell<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match (self.0, self.1) {
+            (Value::Null, _) => return Ok(IsNull::Yes),
+            (Value::Time(t), _) => {
+                out.put_i64(t.secs * 1_000_000 + t.micros as i64 - PG_EPOCH_MICROS)
+            }
+            // PostgreSQL text cannot hold NUL; `coerce` counted it.
+            (Value::Text(s), _) if s.contains('\0') => {
+                out.put_slice(s.replace('\0', "\u{FFFD}").as_bytes())
+            }
+            (Value::Text(s), _) => out.put_slice(s.as_bytes()),
+            (Value::Int(i), Kind::I16) => {
+                out.put_i16((*i).clamp(i16::MIN as i64, i16::MAX as i64) as i16)
+            }
+            (Value::Int(i), Kind::I32) => {
+                out.put_i32((*i).clamp(i32::MIN as i64, i32::MAX as i64) as i32)
+            }
+            (Value::Int(i), _) => out.put_i64(*i),
+            (Value::Inet(a), _) => return a.to_sql(ty, out),
+            (Value::Mac(m), _) => out.put_slice(m),
+            (Value::Bool(b), _) => out.put_u8(*b as u8),
+        }
+        Ok(IsNull::No)
+    }
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+    postgres::types::to_sql_checked!();
+}
+
+/// Whether a value must change to fit its column.
+fn misfit(v: &Value, k: Kind) -> bool {
+    match (v, k) {
+        (Value::Text(s), _) => s.contains('\0'),
+        (Value::Int(i), Kind::I16) => i16::try_from(*i).is_err(),
+        (Value::Int(i), Kind::I32) => i32::try_from(*i).is_err(),
+        _ => false,
+    }
+}
+
+fn pg_type(k: Kind) -> Type {
+    match k {
+        Kind::Time => Type::TIMESTAMPTZ,
+        Kind::Text => Type::TEXT,
+        Kind::I16 => Type::INT2,
+        Kind::I32 => Type::INT4,
+        Kind::I64 => Type::INT8,
+        Kind::Inet => Type::INET,
+        Kind::Mac => Type::MACADDR,
+        Kind::Bool => Type::BOOL,
+    }
+}
+
+fn day_of(t: event::Timestamp) -> i64 {
+    t.secs.div_euclid(86_400)
+}
+
+fn day_text(day: i64) -> String {
+    let (y, m, d, ..) = event::Timestamp {
+        secs: day * 86_400,
+        micros: 0,
+    }
+    .civil(0);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+fn partition_name(t: Table, day: i64) -> String {
+    format!("{}_p{}", t.name(), day_text(day).replace('-', ""))
+}
+
+fn column_index(t: Table, name: &str) -> usize {
+    t.columns().iter().position(|c| c.name == name).unwrap_or(0)
+}
+
+pub struct PostgresStore {
+    cfg: PostgresSinkConfig,
+    client: Option<Client>,
+    /// Days whose partitions exist (or could not be made: their rows go to the default one).
+    partitions: HashSet<i64>,
+    coerced: u64,
+}
+
+impl PostgresStore {
+    pub fn new(cfg: PostgresSinkConfig) -> Self {
+        PostgresStore {
+            cfg,
+            client: None,
+            partitions: HashSet::new(),
+            coerced: 0,
+        }
+    }
+
+    /// Makes the day's partitions of packets and flows; a failure (rows of that day already
+    /// in the default partition, say) only means they keep going there.
+    fn ensure_partitions(&mut self, day: i64) {
+        if !self.partitions.insert(day) {
+            return;
+        }
+        let Some(c) = self.client.as_mut() else {
+            return;
+        };
+        for t in Table::ALL.into_iter().filter(|t| ddl::partitioned(*t)) {
+            let sql = format!(
+                "CREATE TABLE IF NOT EXISTS {} PARTITION OF {} FOR VALUES FROM ('{} 00:00:00+00') TO ('{} 00:00:00+00')",
+                partition_name(t, day),
+                t.name(),
+                day_text(day),
+                day_text(day + 1)
+            );
+            if let Err(e) = c.batch_execute(&sql) {
+                tracing::warn!(
+                    "postgres: cannot make partition {}: {e}; its rows go to {}_default",
+                    partition_name(t, day),
+                    t.name()
+                );
+            }
+        }
+    }
+
+    fn copy(tx: &mut Transaction, t: Table, rows: &[&Row], coerced: &mut u64) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let cols = t.columns();
+        let names: Vec<_> = cols.iter().map(|c| c.name).collect();
+        let types: Vec<Type> = cols.iter().map(|c| pg_type(c.kind)).collect();
+        let w = tx.copy_in(&format!(
+            "COPY {} ({}) FROM STDIN (FORMAT binary)",
+            t.name(),
+            names.join(", ")
+        ))?;
+        let mut w = BinaryCopyInWriter::new(w, &types);
+        for r in rows {
+            *coerced += r
+                .values
+                .iter()
+                .zip(cols)
+                .filter(|(v, c)| misfit(v, c.kind))
+                .count() as u64;
+            w.write_raw(r.values.iter().zip(cols).map(|(v, c)| Cell(v, c.kind)))
+                .with_context(|| format!("COPY {}", t.name()))?;
+        }
+        w.finish().with_context(|| format!("COPY {}", t.name()))?;
+        Ok(())
+    }
+}
+
+fn prepare_schema(c: &mut Client) -> Result<()> {
+    let mut tx = c.transaction()?;
+    // Several nflogd hosts may start against one database at once.
+    tx.batch_execute("SELECT pg_advisory_xact_lock(7461006)")?;
+    let tables: Vec<String> = tx
+        .query(
+            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')",
+            &[],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let version: Option<i64> = if tables.iter().any(|t| t == VERSION_TABLE) {
+        tx.query_one(
+            &format!("SELECT max(version)::bigint FROM {VERSION_TABLE}"),
+            &[],
+        )?
+        .get(0)
+    } else {
+        None
+    };
+    match ddl::classify(version, &tables) {
+        Found::Foreign(t) => bail!(
+            "the table `{t}` exists but was not made by nflogd (no {VERSION_TABLE} table); \
+             use another database or schema (search_path)"
+        ),
+        Found::Version(v) if v > SCHEMA_VERSION => bail!(
+            "schema version {v} is newer than this nflogd knows ({SCHEMA_VERSION}); upgrade nflogd"
+        ),
+        Found::Version(v) => {
+            for (i, step) in ddl::migrations(Dialect::Postgres)
+                .iter()
+                .enumerate()
+                .skip((v - 1) as usize)
+            {
+                for s in *step {
+                    tx.batch_execute(s)?;
+                }
+                tx.execute(
+                    &format!("INSERT INTO {VERSION_TABLE} (version) VALUES ($1)"),
+                    &[&(i as i32 + 2)],
+                )?;
+                tracing::info!("postgres: schema migrated to version {}", i + 2);
+            }
+        }
+        Found::Empty => {
+            for s in ddl::create(Dialect::Postgres, "") {
+                tx.batch_execute(&s)?;
+            }
+            tx.execute(
+                &format!("INSERT INTO {VERSION_TABLE} (version) VALUES ($1)"),
+                &[&(SCHEMA_VERSION as i32)],
+            )?;
+            tracing::info!("postgres: schema version {SCHEMA_VERSION} created");
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+pub fn connect(cfg: &PostgresSinkConfig) -> Result<Client> {
+    let pg: postgres::Config = cfg.url.parse().context("url")?;
+    let client = match pg.get_ssl_mode() {
+        postgres::config::SslMode::Disable => pg.connect(postgres::NoTls),
+        _ => pg.connect(super::tls::connector(cfg)?),
+    };
+    // The URL may carry a password: name only where it failed.
+    let hosts = pg
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            postgres::config::Host::Tcp(s) => s.clone(),
+            postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    client.with_context(|| format!("cannot connect to PostgreSQL at {hosts}"))
+}
+
+impl Store for PostgresStore {
+    fn connect(&mut self) -> Result<()> {
+        let mut c = connect(&self.cfg)?;
+        prepare_schema(&mut c)?;
+        self.client = Some(c);
+        self.partitions.clear();
+        let today = day_of(event::Timestamp::now());
+        self.ensure_partitions(today);
+        self.ensure_partitions(today + 1);
+        Ok(())
+    }
+
+    fn connected(&self) -> bool {
+        self.client.as_ref().is_some_and(|c| !c.is_closed())
+    }
+
+    fn disconnect(&mut self) {
+        self.client = None;
+    }
+
+    fn write(&mut self, changes: &[Change]) -> Result<()> {
+        let mut days = BTreeSet::new();
+        for ch in changes {
+            if let Change::Insert(r) = ch {
+                if ddl::partitioned(r.table) {
+                    if let Some(Value::Time(t)) = r.values.first() {
+                        days.insert(day_of(*t));
+                    }
+                }
+            }
+        }
+        // Only days near now get partitions; a clock far off fills the default partition
+        // rather than creating thousands of tables.
+        let today = day_of(event::Timestamp::now());
+        let keep = (self.cfg.retention.0.as_secs() / 86_400).max(31) as i64;
+        for d in days
+            .into_iter()
+            .filter(|d| *d >= today - keep && *d <= today + 1)
+        {
+            self.ensure_partitions(d);
+        }
+        let mut by_table: HashMap<Table, Vec<&Row>> = HashMap::new();
+        // The last word on each open connection in this batch: its row, or closed.
+        let mut open: HashMap<(String, i64), Option<&Row>> = HashMap::new();
+        let (host_ix, id_ix) = (
+            column_index(Table::OpenFlows, "host"),
+            column_index(Table::OpenFlows, "ct_id"),
+        );
+        for ch in changes {
+            match ch {
+                Change::Insert(r) if r.table == Table::OpenFlows => {
+                    let host = match &r.values[host_ix] {
+                        Value::Text(h) => h.clone(),
+                        _ => String::new(),
+                    };
+                    if let Value::Int(id) = r.values[id_ix] {
+                        open.insert((host, id), Some(r));
+                    }
+                }
+                Change::Insert(r) => by_table.entry(r.table).or_default().push(r),
+                Change::Close { host, ct_id } => {
+                    open.insert((host.clone(), *ct_id), None);
+                }
+            }
+        }
+        let client = self.client.as_mut().context("not connected")?;
+        let mut tx = client.transaction()?;
+        for t in [
+            Table::Packets,
+            Table::Flows,
+            Table::Counters,
+            Table::RawLines,
+        ] {
+            if let Some(rows) = by_table.get(&t) {
+                Self::copy(&mut tx, t, rows, &mut self.coerced)?;
+            }
+        }
+        if !open.is_empty() {
+            let hosts: Vec<&str> = open.keys().map(|k| k.0.as_str()).collect();
+            let ids: Vec<i64> = open.keys().map(|k| k.1).collect();
+            tx.execute(
+                "DELETE FROM open_flows o USING unnest($1::text[], $2::bigint[]) AS k(host, id) \
+                 WHERE o.host = k.host AND o.ct_id = k.id",
+                &[&hosts, &ids],
+            )?;
+            let rows: Vec<&Row> = open.values().filter_map(|r| *r).collect();
+            Self::copy(&mut tx, Table::OpenFlows, &rows, &mut self.coerced)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn maintain(&mut self) -> Result<()> {
+        let today = day_of(event::Timestamp::now());
+        self.ensure_partitions(today);
+        self.ensure_partitions(today + 1);
+        let days = self.cfg.retention.0.as_secs() / 86_400;
+        if days == 0 {
+            return Ok(());
+        }
+        let oldest = today - days as i64;
+        let c = self.client.as_mut().context("not connected")?;
+        for t in Table::ALL.into_iter().filter(|t| ddl::partitioned(*t)) {
+            let parts: Vec<String> = c
+                .query(
+                    "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+                     WHERE i.inhparent = $1::text::regclass",
+                    &[&t.name()],
+                )?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let prefix = format!("{}_p", t.name());
+            for p in parts {
+                let Some(day) = p.strip_prefix(&prefix) else {
+                    continue;
+                };
+                if day.len() == 8 && *day < *day_text(oldest).replace('-', "") {
+                    c.batch_execute(&format!("DROP TABLE IF EXISTS {p}"))?;
+                    tracing::info!("postgres: retention dropped partition {p}");
+                }
+            }
+        }
+        let cutoff = format!("{} 00:00:00+00", day_text(oldest));
+        for t in [
+            "packets_default",
+            "flows_default",
+            Table::Counters.name(),
+            Table::RawLines.name(),
+        ] {
+            c.execute(
+                &format!("DELETE FROM {t} WHERE time < $1::text::timestamptz"),
+                &[&cutoff],
+            )?;
+        }
+        self.partitions.retain(|d| *d >= oldest);
+        Ok(())
+    }
+
+    fn take_coerced(&mut self) -> u64 {
+        std::mem::take(&mut self.coerced)
+    }
+}

@@ -1,0 +1,244 @@
+//! The schema each database gets: tables from `rows`, the indexes the queries use, and the
+//! version row by which nflogd recognises (and migrates) a schema it made.
+
+use super::rows::{Column, Kind, Table};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+    ClickHouse,
+}
+
+/// Bumped with every change to the tables; `migrations` lists how to get from each older one.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// The table that records the schema version, so a start can tell ours from a foreign schema.
+pub const VERSION_TABLE: &str = "nflogd_schema";
+
+/// Statements that bring version `from` to the next; index 0 upgrades version 1 to 2, and so
+/// on. Empty while there is one version.
+pub fn migrations(_d: Dialect) -> &'static [&'static [&'static str]] {
+    &[]
+}
+
+fn sql_type(d: Dialect, k: Kind) -> &'static str {
+    match (d, k) {
+        // SQLite keeps times as fixed-width RFC 3339 UTC text: readable, sortable, and what
+        // its date functions take.
+        (Dialect::Sqlite, Kind::Time | Kind::Text | Kind::Inet | Kind::Mac) => "TEXT",
+        (Dialect::Sqlite, _) => "INTEGER",
+        (Dialect::Postgres, Kind::Time) => "timestamptz",
+        (Dialect::Postgres, Kind::Text) => "text",
+        (Dialect::Postgres, Kind::I16) => "smallint",
+        (Dialect::Postgres, Kind::I32) => "integer",
+        (Dialect::Postgres, Kind::I64) => "bigint",
+        (Dialect::Postgres, Kind::Inet) => "inet",
+        (Dialect::Postgres, Kind::Mac) => "macaddr",
+        (Dialect::Postgres, Kind::Bool) => "boolean",
+        // ClickHouse 18.16 has neither DateTime64 nor IPv6: microseconds since the epoch, and
+        // addresses as 16 bytes (IPv4 mapped), which IPv6NumToString shows.
+        (Dialect::ClickHouse, Kind::Time) => "Int64",
+        (Dialect::ClickHouse, Kind::Text) => "String",
+        (Dialect::ClickHouse, Kind::I16) => "Int16",
+        (Dialect::ClickHouse, Kind::I32) => "Int32",
+        (Dialect::ClickHouse, Kind::I64) => "Int64",
+        (Dialect::ClickHouse, Kind::Inet) => "FixedString(16)",
+        (Dialect::ClickHouse, Kind::Mac) => "UInt64",
+        (Dialect::ClickHouse, Kind::Bool) => "UInt8",
+    }
+}
+
+fn column_list(d: Dialect, cols: &[Column]) -> String {
+    cols.iter()
+        .map(|c| {
+            let t = sql_type(d, c.kind);
+            match d {
+                // The event time is always there; everything else may be absent.
+                Dialect::ClickHouse if c.name == "time" => format!("  {} {t}", c.name),
+                Dialect::ClickHouse => format!("  {} Nullable({t})", c.name),
+                _ if c.name == "time" => format!("  {} {t} NOT NULL", c.name),
+                _ => format!("  {} {t}", c.name),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",\n")
+}
+
+/// Indexes per table: (name suffix, columns).
+fn indexes(t: Table) -> &'static [(&'static str, &'static str)] {
+    match t {
+        Table::Packets => &[
+            ("time", "time"),
+            ("src", "src_ip"),
+            ("dst", "dst_ip"),
+            ("dport", "dst_port"),
+        ],
+        Table::Flows => &[
+            ("time", "time"),
+            ("src", "src_ip"),
+            ("dst", "dst_ip"),
+            ("snat", "nat_src_ip, nat_src_port"),
+            ("dnat", "nat_dst_ip, nat_dst_port"),
+        ],
+        Table::OpenFlows => &[("src", "src_ip"), ("snat", "nat_src_ip, nat_src_port")],
+        Table::Counters => &[("time", "time"), ("name", "name")],
+        Table::RawLines => &[("time", "time")],
+    }
+}
+
+/// Tables partitioned by day in PostgreSQL: the big ones, whose old days retention drops whole.
+pub fn partitioned(t: Table) -> bool {
+    matches!(t, Table::Packets | Table::Flows)
+}
+
+/// Every statement that creates the schema, in order; each is safe to run again.
+pub fn create(d: Dialect, clickhouse_database: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    match d {
+        Dialect::Sqlite => {
+            out.push(format!(
+                "CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version INTEGER NOT NULL, installed TEXT NOT NULL)"
+            ));
+        }
+        Dialect::Postgres => {
+            out.push(format!(
+                "CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version integer NOT NULL, installed timestamptz NOT NULL DEFAULT now())"
+            ));
+        }
+        Dialect::ClickHouse => {
+            out.push(format!(
+                "CREATE DATABASE IF NOT EXISTS {clickhouse_database}"
+            ));
+            out.push(format!(
+                "CREATE TABLE IF NOT EXISTS {clickhouse_database}.{VERSION_TABLE} (version Int64, installed DateTime) ENGINE = TinyLog"
+            ));
+        }
+    }
+    for t in Table::ALL {
+        let cols = column_list(d, t.columns());
+        let name = t.name();
+        match d {
+            Dialect::ClickHouse => {
+                // A ClickHouse store is append-only: the open connections are a query over
+                // `flows` there.
+                if t == Table::OpenFlows {
+                    continue;
+                }
+                out.push(format!(
+                    "CREATE TABLE IF NOT EXISTS {clickhouse_database}.{name} (\n{cols}\n) ENGINE = MergeTree PARTITION BY toYYYYMMDD(toDateTime(intDiv(time, 1000000))) ORDER BY time"
+                ));
+            }
+            Dialect::Postgres if partitioned(t) => {
+                out.push(format!(
+                    "CREATE TABLE IF NOT EXISTS {name} (\n{cols}\n) PARTITION BY RANGE (time)"
+                ));
+                // Rows outside the days nflogd made partitions for (a clock far off) land here.
+                out.push(format!(
+                    "CREATE TABLE IF NOT EXISTS {name}_default PARTITION OF {name} DEFAULT"
+                ));
+            }
+            _ if t == Table::OpenFlows => {
+                out.push(format!(
+                    "CREATE TABLE IF NOT EXISTS {name} (\n{cols},\n  PRIMARY KEY (host, ct_id)\n)"
+                ));
+            }
+            _ => out.push(format!("CREATE TABLE IF NOT EXISTS {name} (\n{cols}\n)")),
+        }
+        if d != Dialect::ClickHouse {
+            for (suffix, cols) in indexes(t) {
+                // Time indexes on the big PostgreSQL tables are BRIN: rows arrive in time
+                // order, and a BRIN index costs next to nothing to keep up while COPY runs.
+                let using = if d == Dialect::Postgres && partitioned(t) && *suffix == "time" {
+                    " USING brin"
+                } else {
+                    ""
+                };
+                out.push(format!(
+                    "CREATE INDEX IF NOT EXISTS {name}_{suffix} ON {name}{using} ({cols})"
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The whole schema as a script, for `nflogd schema DIALECT`.
+pub fn script(d: Dialect, clickhouse_database: &str) -> String {
+    let mut s = format!(
+        "-- nflogd schema version {SCHEMA_VERSION} ({d:?}); nflogd creates and migrates it itself.\n"
+    );
+    for stmt in create(d, clickhouse_database) {
+        s.push_str(&stmt);
+        s.push_str(";\n");
+    }
+    let version = match d {
+        Dialect::Sqlite => {
+            format!("INSERT INTO {VERSION_TABLE} VALUES ({SCHEMA_VERSION}, datetime('now'))")
+        }
+        Dialect::Postgres => {
+            format!("INSERT INTO {VERSION_TABLE} (version) VALUES ({SCHEMA_VERSION})")
+        }
+        Dialect::ClickHouse => format!(
+            "INSERT INTO {clickhouse_database}.{VERSION_TABLE} VALUES ({SCHEMA_VERSION}, now())"
+        ),
+    };
+    s.push_str(&version);
+    s.push_str(";\n");
+    s
+}
+
+/// What a start finds, and what it does about it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Found {
+    /// No nflogd tables: create them.
+    Empty,
+    /// Our schema at this version, or an older one to migrate from.
+    Version(i64),
+    /// A table with one of our names that nflogd did not make.
+    Foreign(String),
+}
+
+/// Decides from the version table's content (None: no such table) and the names of the tables
+/// present; the error for a foreign or newer schema is the caller's to give.
+pub fn classify(version: Option<i64>, tables_present: &[String]) -> Found {
+    if let Some(v) = version {
+        return Found::Version(v);
+    }
+    for t in Table::ALL {
+        if tables_present.iter().any(|p| p == t.name()) {
+            return Found::Foreign(t.name().to_string());
+        }
+    }
+    Found::Empty
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_table_is_in_every_script() {
+        for d in [Dialect::Sqlite, Dialect::Postgres] {
+            let s = script(d, "nflogd");
+            for t in Table::ALL {
+                assert!(
+                    s.contains(&format!("CREATE TABLE IF NOT EXISTS {} (", t.name())),
+                    "{d:?} {}",
+                    t.name()
+                );
+            }
+        }
+        assert!(script(Dialect::ClickHouse, "fw").contains("fw.packets"));
+    }
+
+    #[test]
+    fn a_foreign_table_is_recognised() {
+        assert_eq!(classify(None, &[]), Found::Empty);
+        assert_eq!(
+            classify(None, &["other".into(), "flows".into()]),
+            Found::Foreign("flows".into())
+        );
+        assert_eq!(classify(Some(1), &["flows".into()]), Found::Version(1));
+    }
+}

@@ -1,0 +1,7 @@
+//! The database side: the tables (`rows`), their DDL per database (`ddl`), the encoding rows
+//! wait in while a database is away (`codec`), and `nflogd query` (`query`).
+
+pub mod codec;
+pub mod ddl;
+pub mod query;
+pub mod rows;

@@ -1,0 +1,415 @@
+//! `nflogd query` as SQL: the filters, the NAT question and the `--top` summaries, written once
+//! for SQLite and PostgreSQL. Pure: it builds statements and parameters; running them and
+//! printing is query_cmd's.
+
+use super::ddl::Dialect;
+use super::rows::{Kind, Table};
+use anyhow::{bail, Result};
+use event::Timestamp;
+use std::net::IpAddr;
+
+/// A statement parameter; every one is bound, never spliced into the SQL.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    Text(String),
+    Int(i64),
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Filters {
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    /// An address or a network (`10.0.0.0/8`), on either side.
+    pub addr: Option<String>,
+    pub src: Option<String>,
+    pub dst: Option<String>,
+    /// A port on either side.
+    pub port: Option<u16>,
+    pub sport: Option<u16>,
+    pub dport: Option<u16>,
+    pub protocol: Option<u8>,
+    /// packets: accept, drop or reject.
+    pub action: Option<String>,
+    /// packets: part of the log prefix, any case.
+    pub prefix: Option<String>,
+    /// flows: new, update or destroy.
+    pub event: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Top {
+    /// Sources with the most packets logged.
+    Sources,
+    /// Destination ports of dropped or rejected packets.
+    DroppedPorts,
+    /// Sources with the most bytes in ended connections.
+    Talkers,
+}
+
+impl std::str::FromStr for Top {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Top, String> {
+        match s {
+            "sources" => Ok(Top::Sources),
+            "dropped-ports" => Ok(Top::DroppedPorts),
+            "talkers" => Ok(Top::Talkers),
+            _ => Err(format!(
+                "unknown summary `{s}` (sources, dropped-ports, talkers)"
+            )),
+        }
+    }
+}
+
+/// A statement and what its columns hold.
+#[derive(Debug)]
+pub struct Statement {
+    pub sql: String,
+    pub params: Vec<Param>,
+    pub columns: Vec<(String, Kind)>,
+}
+
+struct Builder {
+    d: Dialect,
+    params: Vec<Param>,
+    wheres: Vec<String>,
+}
+
+impl Builder {
+    fn new(d: Dialect) -> Self {
+        Builder {
+            d,
+            params: Vec::new(),
+            wheres: Vec::new(),
+        }
+    }
+
+    /// A placeholder for a new parameter. PostgreSQL gets text and integers as such (bigint),
+    /// text then cast to the column's type (`pg_cast`, e.g. "::inet").
+    fn bind(&mut self, p: Param, pg_cast: &str) -> String {
+        let pg = match &p {
+            Param::Text(_) => format!("::text{pg_cast}"),
+            Param::Int(_) => "::bigint".to_string(),
+        };
+        self.params.push(p);
+        let n = self.params.len();
+        match self.d {
+            Dialect::Postgres => format!("${n}{pg}"),
+            _ => format!("?{n}"),
+        }
+    }
+
+    fn time(&mut self, t: Timestamp) -> String {
+        let mut v = Vec::new();
+        t.write_rfc3339_utc(&mut v);
+        self.bind(
+            Param::Text(String::from_utf8_lossy(&v).into_owned()),
+            "::timestamptz",
+        )
+    }
+
+    /// `column` is the address, or lies in the network.
+    fn address(&mut self, column: &str, value: &str) -> Result<String> {
+        if value.contains('/') {
+            let net: ipnet::IpNet = value
+                .parse()
+                .map_err(|e| anyhow::anyhow!("`{value}`: {e}"))?;
+            let p = self.bind(Param::Text(net.to_string()), "::inet");
+            Ok(match self.d {
+                Dialect::Postgres => format!("{column} <<= {p}"),
+                _ => format!("in_cidr({column}, {p})"),
+            })
+        } else {
+            let ip: IpAddr = value
+                .parse()
+                .map_err(|e| anyhow::anyhow!("`{value}`: {e}"))?;
+            let p = self.bind(Param::Text(ip.to_string()), "::inet");
+            Ok(format!("{column} = {p}"))
+        }
+    }
+
+    fn filters(&mut self, t: Table, f: &Filters) -> Result<()> {
+        if let Some(s) = f.since {
+            let p = self.time(s);
+            self.wheres.push(format!("time >= {p}"));
+        }
+        if let Some(u) = f.until {
+            let p = self.time(u);
+            self.wheres.push(format!("time < {p}"));
+        }
+        let has_addresses = matches!(t, Table::Packets | Table::Flows);
+        if (f.addr.is_some() || f.src.is_some() || f.dst.is_some() || f.port.is_some())
+            && !has_addresses
+        {
+            bail!("addresses and ports filter packets and flows only");
+        }
+        if let Some(a) = &f.addr {
+            let s = self.address("src_ip", a)?;
+            let d = self.address("dst_ip", a)?;
+            let mut either = vec![s, d];
+            if t == Table::Flows {
+                either.push(self.address("nat_src_ip", a)?);
+                either.push(self.address("nat_dst_ip", a)?);
+            }
+            self.wheres.push(format!("({})", either.join(" OR ")));
+        }
+        if let Some(a) = &f.src {
+            let w = self.address("src_ip", a)?;
+            self.wheres.push(w);
+        }
+        if let Some(a) = &f.dst {
+            let w = self.address("dst_ip", a)?;
+            self.wheres.push(w);
+        }
+        if let Some(p) = f.port {
+            let a = self.bind(Param::Int(p.into()), "");
+            let b = self.bind(Param::Int(p.into()), "");
+            self.wheres
+                .push(format!("(src_port = {a} OR dst_port = {b})"));
+        }
+        for (col, v) in [("src_port", f.sport), ("dst_port", f.dport)] {
+            if let Some(p) = v {
+                let x = self.bind(Param::Int(p.into()), "");
+                self.wheres.push(format!("{col} = {x}"));
+            }
+        }
+        if let Some(p) = f.protocol {
+            let x = self.bind(Param::Int(p.into()), "");
+            self.wheres.push(format!("protocol = {x}"));
+        }
+        if let Some(a) = &f.action {
+            if t != Table::Packets {
+                bail!("--action filters packets");
+            }
+            let x = self.bind(Param::Text(a.to_lowercase()), "");
+            self.wheres.push(format!("action = {x}"));
+        }
+        if let Some(p) = &f.prefix {
+            if t != Table::Packets {
+                bail!("--prefix filters packets");
+            }
+            let x = self.bind(Param::Text(format!("%{p}%")), "");
+            // SQLite's LIKE ignores ASCII case already.
+            let like = if self.d == Dialect::Postgres {
+                "ILIKE"
+            } else {
+                "LIKE"
+            };
+            self.wheres.push(format!("prefix {like} {x}"));
+        }
+        if let Some(e) = &f.event {
+            if t != Table::Flows {
+                bail!("--event filters flows");
+            }
+            let x = self.bind(Param::Text(e.to_lowercase()), "");
+            self.wheres.push(format!("event = {x}"));
+        }
+        Ok(())
+    }
+
+    fn where_clause(&self) -> String {
+        if self.wheres.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", self.wheres.join(" AND "))
+        }
+    }
+}
+
+/// How a column is selected so that both databases print it the same way.
+fn select_expr(d: Dialect, name: &str, k: Kind) -> String {
+    match (d, k) {
+        (Dialect::Postgres, Kind::Time) => {
+            format!("to_char({name} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+        }
+        (Dialect::Postgres, Kind::Inet) => format!("host({name})"),
+        (Dialect::Postgres, Kind::Mac | Kind::Bool) => format!("{name}::text"),
+        (_, Kind::Bool) => format!("CASE {name} WHEN 1 THEN 'true' WHEN 0 THEN 'false' END"),
+        _ => name.to_string(),
+    }
+}
+
+/// Rows of a table that pass the filters, newest first.
+pub fn select(d: Dialect, t: Table, f: &Filters, limit: u64) -> Result<Statement> {
+    let mut b = Builder::new(d);
+    b.filters(t, f)?;
+    let cols = t.columns();
+    let list: Vec<String> = cols
+        .iter()
+        .map(|c| format!("{} AS {}", select_expr(d, c.name, c.kind), c.name))
+        .collect();
+    let sql = format!(
+        "SELECT {} FROM {}{} ORDER BY time DESC LIMIT {limit}",
+        list.join(", "),
+        t.name(),
+        b.where_clause()
+    );
+    Ok(Statement {
+        sql,
+        params: b.params,
+        columns: cols.iter().map(|c| (c.name.to_string(), c.kind)).collect(),
+    })
+}
+
+pub fn top(d: Dialect, which: Top, f: &Filters, limit: u64) -> Result<Statement> {
+    let mut b = Builder::new(d);
+    let (table, group, value, extra): (Table, &[(&str, Kind)], &str, Option<&str>) = match which {
+        Top::Sources => (Table::Packets, &[("src_ip", Kind::Inet)], "count(*)", None),
+        Top::DroppedPorts => (
+            Table::Packets,
+            &[("protocol", Kind::I16), ("dst_port", Kind::I32)],
+            "count(*)",
+            Some("action IN ('drop', 'reject')"),
+        ),
+        Top::Talkers => (
+            Table::Flows,
+            &[("src_ip", Kind::Inet)],
+            "sum(coalesce(orig_bytes, 0) + coalesce(reply_bytes, 0))",
+            Some("event = 'destroy'"),
+        ),
+    };
+    b.filters(table, f)?;
+    if let Some(e) = extra {
+        b.wheres.push(e.to_string());
+    }
+    let names: Vec<&str> = group.iter().map(|g| g.0).collect();
+    let list: Vec<String> = group
+        .iter()
+        .map(|(n, k)| format!("{} AS {n}", select_expr(d, n, *k)))
+        .collect();
+    let label = if which == Top::Talkers {
+        "bytes"
+    } else {
+        "packets"
+    };
+    let sql = format!(
+        "SELECT {}, {value} AS {label} FROM {}{} GROUP BY {} ORDER BY {label} DESC, {} LIMIT {limit}",
+        list.join(", "),
+        table.name(),
+        b.where_clause(),
+        names.join(", "),
+        names.join(", ")
+    );
+    let mut columns: Vec<(String, Kind)> = group.iter().map(|(n, k)| (n.to_string(), *k)).collect();
+    columns.push((label.to_string(), Kind::I64));
+    if which == Top::Talkers {
+        // The flow count, next to the bytes.
+        let sql = sql.replace(
+            &format!(" AS {label} FROM"),
+            &format!(" AS {label}, count(*) AS flows FROM"),
+        );
+        columns.push(("flows".into(), Kind::I64));
+        return Ok(Statement {
+            sql,
+            params: b.params,
+            columns,
+        });
+    }
+    Ok(Statement {
+        sql,
+        params: b.params,
+        columns,
+    })
+}
+
+/// The NAT question: the connections that left through `ip`:`port` (source NAT) or came in to
+/// it and were forwarded inside (destination NAT) and were open at `at`. A connection's rows
+/// (NEW, DESTROY) are taken together; one whose end was never recorded is listed, with
+/// `open` telling whether `open_flows` still has it.
+pub fn nat(d: Dialect, ip: IpAddr, port: Option<u16>, at: Timestamp) -> Statement {
+    let mut b = Builder::new(d);
+    let ip_s = b.bind(Param::Text(ip.to_string()), "::inet");
+    let ip_d = b.bind(Param::Text(ip.to_string()), "::inet");
+    let (snat, dnat) = match port {
+        Some(p) => {
+            let a = b.bind(Param::Int(p.into()), "");
+            let c = b.bind(Param::Int(p.into()), "");
+            (
+                format!("nat_src_ip = {ip_s} AND nat_src_port = {a}"),
+                format!("dst_ip = {ip_d} AND dst_port = {c} AND nat_dst_ip IS NOT NULL"),
+            )
+        }
+        None => (
+            format!("nat_src_ip = {ip_s}"),
+            format!("dst_ip = {ip_d} AND nat_dst_ip IS NOT NULL"),
+        ),
+    };
+    let t1 = b.time(at);
+    let t2 = b.time(at);
+    let cols: [(&str, Kind); 12] = [
+        ("host", Kind::Text),
+        ("protocol", Kind::I16),
+        ("src_ip", Kind::Inet),
+        ("src_port", Kind::I32),
+        ("dst_ip", Kind::Inet),
+        ("dst_port", Kind::I32),
+        ("nat_src_ip", Kind::Inet),
+        ("nat_src_port", Kind::I32),
+        ("nat_dst_ip", Kind::Inet),
+        ("nat_dst_port", Kind::I32),
+        ("ct_id", Kind::I64),
+        ("zone", Kind::I32),
+    ];
+    let names: Vec<&str> = cols.iter().map(|c| c.0).collect();
+    let list: Vec<String> = cols
+        .iter()
+        .map(|(n, k)| format!("{} AS {n}", select_expr(d, n, *k)))
+        .collect();
+    let start = select_expr(d, "min(flow_start)", Kind::Time);
+    let end = select_expr(d, "max(flow_end)", Kind::Time);
+    let sql = format!(
+        "SELECT {}, {start} AS flow_start, {end} AS flow_end, \
+         EXISTS (SELECT 1 FROM open_flows o WHERE o.host = f.host AND o.ct_id = f.ct_id) AS open \
+         FROM flows f WHERE (({snat}) OR ({dnat})) AND flow_start IS NOT NULL \
+         GROUP BY {} HAVING min(flow_start) <= {t1} AND (max(flow_end) IS NULL OR max(flow_end) >= {t2}) \
+         ORDER BY min(flow_start) DESC LIMIT 1000",
+        list.join(", "),
+        names.join(", "),
+    );
+    let mut columns: Vec<(String, Kind)> = cols.iter().map(|(n, k)| (n.to_string(), *k)).collect();
+    columns.push(("flow_start".into(), Kind::Time));
+    columns.push(("flow_end".into(), Kind::Time));
+    columns.push(("open".into(), Kind::Bool));
+    Statement {
+        sql,
+        params: b.params,
+        columns,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_value_is_a_parameter() {
+        let f = Filters {
+            src: Some("10.0.0.0/8".into()),
+            dport: Some(22),
+            prefix: Some("x'; DROP TABLE packets; --".into()),
+            ..Default::default()
+        };
+        for d in [Dialect::Sqlite, Dialect::Postgres] {
+            let s = select(d, Table::Packets, &f, 10).unwrap();
+            assert!(!s.sql.contains("DROP"), "{}", s.sql);
+            assert_eq!(s.params.len(), 3);
+        }
+        let s = select(Dialect::Postgres, Table::Packets, &f, 10).unwrap();
+        assert!(s.sql.contains("src_ip <<= $1::text::inet"), "{}", s.sql);
+        let s = select(Dialect::Sqlite, Table::Packets, &f, 10).unwrap();
+        assert!(s.sql.contains("in_cidr(src_ip, ?1)"), "{}", s.sql);
+    }
+
+    #[test]
+    fn filters_that_do_not_fit_the_table_are_refused() {
+        let f = Filters {
+            action: Some("drop".into()),
+            ..Default::default()
+        };
+        assert!(select(Dialect::Sqlite, Table::Flows, &f, 1).is_err());
+        let f = Filters {
+            src: Some("not an address".into()),
+            ..Default::default()
+        };
+        assert!(select(Dialect::Sqlite, Table::Packets, &f, 1).is_err());
+    }
+}

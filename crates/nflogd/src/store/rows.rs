@@ -1,0 +1,460 @@
+//! The tables every database sink writes, and how an event becomes a row of one of them.
+//!
+//! One definition serves SQLite, PostgreSQL and ClickHouse: each column has a logical type that
+//! the dialects map to their own (`store::ddl`), so the three stores hold the same columns.
+
+use event::{Action, Event, FlowEvent, FlowKind, PacketEvent, Timestamp};
+use packet::{Network, Transport};
+use std::net::IpAddr;
+
+/// A column's logical type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// An instant, microsecond precision, UTC.
+    Time,
+    Text,
+    /// Integers, by the width the value needs (PostgreSQL and ClickHouse store them so).
+    I16,
+    I32,
+    I64,
+    /// An IPv4 or IPv6 address.
+    Inet,
+    /// A 6-byte hardware address.
+    Mac,
+    Bool,
+}
+
+pub struct Column {
+    pub name: &'static str,
+    pub kind: Kind,
+}
+
+const fn col(name: &'static str, kind: Kind) -> Column {
+    Column { name, kind }
+}
+
+/// The tables of nflogd's own schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Table {
+    Packets,
+    Flows,
+    /// The connections open now: a row per NEW, deleted by its DESTROY.
+    OpenFlows,
+    Counters,
+    RawLines,
+}
+
+impl Table {
+    pub const ALL: [Table; 5] = [
+        Table::Packets,
+        Table::Flows,
+        Table::OpenFlows,
+        Table::Counters,
+        Table::RawLines,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Packets => "packets",
+            Table::Flows => "flows",
+            Table::OpenFlows => "open_flows",
+            Table::Counters => "counters",
+            Table::RawLines => "raw_lines",
+        }
+    }
+
+    pub fn columns(self) -> &'static [Column] {
+        match self {
+            Table::Packets => PACKET_COLUMNS,
+            Table::Flows => FLOW_COLUMNS,
+            // Same columns as the history: a row moves from one to the other unchanged.
+            Table::OpenFlows => FLOW_COLUMNS,
+            Table::Counters => COUNTER_COLUMNS,
+            Table::RawLines => RAW_COLUMNS,
+        }
+    }
+
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    pub fn from_code(c: u8) -> Option<Table> {
+        Table::ALL.get(c as usize).copied()
+    }
+}
+
+use Kind::*;
+
+pub const PACKET_COLUMNS: &[Column] = &[
+    col("time", Time),
+    col("host", Text),
+    col("family", Text),
+    col("hook", Text),
+    col("nflog_group", I32),
+    col("prefix", Text),
+    col("action", Text),
+    col("in_iface", Text),
+    col("out_iface", Text),
+    col("mac_src", Mac),
+    col("mac_dst", Mac),
+    col("src_ip", Inet),
+    col("dst_ip", Inet),
+    col("protocol", I16),
+    col("src_port", I32),
+    col("dst_port", I32),
+    col("length", I32),
+    col("ttl", I16),
+    col("tcp_flags", Text),
+    col("icmp_type", I16),
+    col("icmp_code", I16),
+    col("mark", I64),
+    col("uid", I64),
+    col("gid", I64),
+];
+
+pub const FLOW_COLUMNS: &[Column] = &[
+    col("time", Time),
+    col("host", Text),
+    col("event", Text),
+    col("family", Text),
+    col("protocol", I16),
+    col("src_ip", Inet),
+    col("src_port", I32),
+    col("dst_ip", Inet),
+    col("dst_port", I32),
+    col("nat_src_ip", Inet),
+    col("nat_src_port", I32),
+    col("nat_dst_ip", Inet),
+    col("nat_dst_port", I32),
+    col("flow_start", Time),
+    col("flow_end", Time),
+    col("orig_packets", I64),
+    col("orig_bytes", I64),
+    col("reply_packets", I64),
+    col("reply_bytes", I64),
+    col("icmp_type", I16),
+    col("icmp_code", I16),
+    col("mark", I64),
+    col("zone", I32),
+    col("ct_id", I64),
+    col("recovered", Bool),
+];
+
+pub const COUNTER_COLUMNS: &[Column] = &[
+    col("time", Time),
+    col("host", Text),
+    col("name", Text),
+    col("packets", I64),
+    col("bytes", I64),
+];
+
+pub const RAW_COLUMNS: &[Column] = &[
+    col("time", Time),
+    col("host", Text),
+    col("origin", Text),
+    col("position", I64),
+    col("line", Text),
+    col("reason", Text),
+];
+
+/// One value of a row; `Null` where the event has nothing for the column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Null,
+    Time(Timestamp),
+    Text(String),
+    Int(i64),
+    Inet(IpAddr),
+    Mac([u8; 6]),
+    Bool(bool),
+}
+
+impl Value {
+    fn opt_int<T: Into<i64>>(v: Option<T>) -> Value {
+        v.map_or(Value::Null, |x| Value::Int(x.into()))
+    }
+    fn opt_ip(v: Option<IpAddr>) -> Value {
+        v.map_or(Value::Null, Value::Inet)
+    }
+    fn text(s: &str) -> Value {
+        if s.is_empty() {
+            Value::Null
+        } else {
+            Value::Text(s.to_string())
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub table: Table,
+    pub values: Vec<Value>,
+}
+
+/// The rows an event makes: one, except a conntrack event, which also changes `open_flows`
+/// (an insert on NEW, a delete on DESTROY: `Change::Close`).
+pub fn rows(ev: &Event, host: &str, out: &mut Vec<Change>) {
+    match ev {
+        Event::Packet(p) => out.push(Change::Insert(packet_row(p, host))),
+        Event::Flow(f) => {
+            let row = flow_row(f, host);
+            match f.kind {
+                FlowKind::New => {
+                    let mut open = row.clone();
+                    open.table = Table::OpenFlows;
+                    out.push(Change::Insert(row));
+                    if f.ct.id.is_some() {
+                        out.push(Change::Insert(open));
+                    }
+                }
+                FlowKind::Destroy => {
+                    out.push(Change::Insert(row));
+                    if let Some(id) = f.ct.id {
+                        out.push(Change::Close {
+                            host: host.to_string(),
+                            ct_id: id.into(),
+                        });
+                    }
+                }
+                FlowKind::Update => out.push(Change::Insert(row)),
+            }
+        }
+        Event::Counter(c) => out.push(Change::Insert(Row {
+            table: Table::Counters,
+            values: vec![
+                Value::Time(c.time),
+                Value::text(host),
+                Value::Text(c.name.clone()),
+                Value::Int(c.packets as i64),
+                Value::Int(c.bytes as i64),
+            ],
+        })),
+        Event::Raw(r) => out.push(Change::Insert(Row {
+            table: Table::RawLines,
+            values: vec![
+                Value::Time(r.time),
+                Value::text(r.host.as_deref().unwrap_or(host)),
+                Value::text(&r.origin),
+                Value::opt_int(r.position.map(|p| p as i64)),
+                Value::Text(r.line.clone()),
+                Value::Text(r.reason.clone()),
+            ],
+        })),
+    }
+}
+
+/// What a database sink does with one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Insert(Row),
+    /// The connection `ct_id` of `host` ended: its `open_flows` row goes.
+    Close {
+        host: String,
+        ct_id: i64,
+    },
+}
+
+fn family_name(f: u8) -> &'static str {
+    match f {
+        event::family::INET => "inet",
+        event::family::IPV4 => "ipv4",
+        event::family::IPV6 => "ipv6",
+        event::family::ARP => "arp",
+        event::family::BRIDGE => "bridge",
+        event::family::NETDEV => "netdev",
+        _ => "unknown",
+    }
+}
+
+fn tcp_flags(flags: u16) -> String {
+    use packet::tcp::flag::*;
+    let mut s = String::new();
+    for (bit, name) in [
+        (CWR, "CWR"),
+        (ECE, "ECE"),
+        (URG, "URG"),
+        (ACK, "ACK"),
+        (PSH, "PSH"),
+        (RST, "RST"),
+        (SYN, "SYN"),
+        (FIN, "FIN"),
+    ] {
+        if flags & bit != 0 {
+            if !s.is_empty() {
+                s.push(' ');
+            }
+            s.push_str(name);
+        }
+    }
+    s
+}
+
+fn mac(b: &[u8]) -> Value {
+    b.try_into().map_or(Value::Null, Value::Mac)
+}
+
+pub fn packet_row(p: &PacketEvent, host: &str) -> Row {
+    let (mut src, mut dst, mut ttl, mut length) = (None, None, None, None);
+    let mut transport = None;
+    match &p.headers.network {
+        Network::Ipv4(ip) => {
+            (src, dst) = (Some(IpAddr::from(ip.src)), Some(IpAddr::from(ip.dst)));
+            ttl = Some(ip.ttl as i64);
+            length = Some(ip.total_len as i64);
+            transport = Some(&ip.transport);
+        }
+        Network::Ipv6(ip) => {
+            (src, dst) = (Some(IpAddr::from(ip.src)), Some(IpAddr::from(ip.dst)));
+            ttl = Some(ip.hop_limit as i64);
+            length = Some(ip.payload_len as i64 + 40);
+            transport = Some(&ip.transport);
+        }
+        Network::Arp(a) => {
+            src = a.addrs.map(|x| IpAddr::from(x.sender_ip));
+            dst = a.addrs.map(|x| IpAddr::from(x.target_ip));
+        }
+        _ => {}
+    }
+    let (mut flags, mut icmp) = (None, None);
+    match transport {
+        Some(Transport::Tcp(t)) => flags = Some(tcp_flags(t.flags)),
+        Some(Transport::Icmp(i)) => icmp = Some((i.icmp_type, i.code)),
+        Some(Transport::Icmpv6(i)) => icmp = Some((i.icmp_type, i.code)),
+        _ => {}
+    }
+    let ports = p.headers.ports();
+    let eth = p.link.as_ref().and_then(|l| l.ethernet());
+    let iface =
+        |d: &Option<event::Interface>| d.as_ref().map_or(Value::Null, |d| Value::text(&d.name));
+    Row {
+        table: Table::Packets,
+        values: vec![
+            Value::Time(p.time),
+            Value::text(p.host.as_deref().unwrap_or(host)),
+            Value::text(family_name(p.family)),
+            p.hook
+                .map_or(Value::Null, |h| Value::text(event::hook_name(p.family, h))),
+            Value::opt_int(p.group),
+            Value::text(p.prefix.trim()),
+            p.action
+                .map_or(Value::Null, |a: Action| Value::text(a.as_str())),
+            iface(&p.indev),
+            iface(&p.outdev),
+            eth.as_ref().map_or(Value::Null, |e| mac(&e.src)),
+            eth.as_ref().map_or(Value::Null, |e| mac(&e.dst)),
+            Value::opt_ip(src),
+            Value::opt_ip(dst),
+            Value::opt_int(p.headers.protocol()),
+            Value::opt_int(ports.map(|x| x.0)),
+            Value::opt_int(ports.map(|x| x.1)),
+            Value::opt_int(length.or(Some(p.payload_len as i64)).filter(|&l| l > 0)),
+            Value::opt_int(ttl),
+            flags.map_or(Value::Null, Value::Text),
+            Value::opt_int(icmp.map(|x| x.0)),
+            Value::opt_int(icmp.map(|x| x.1)),
+            Value::Int(p.mark as i64),
+            Value::opt_int(p.uid),
+            Value::opt_int(p.gid),
+        ],
+    }
+}
+
+fn ns_time(ns: u64) -> Timestamp {
+    Timestamp {
+        secs: (ns / 1_000_000_000) as i64,
+        micros: (ns % 1_000_000_000 / 1000) as u32,
+    }
+}
+
+pub fn flow_row(f: &FlowEvent, host: &str) -> Row {
+    let (o, ct) = (&f.ct.orig, &f.ct);
+    let snat = f.snat();
+    let dnat = f.dnat();
+    // Without conntrack timestamps a NEW has no start; its receive time is the closest.
+    let start = ct
+        .start_ns
+        .filter(|&n| n != 0)
+        .map(ns_time)
+        .or(match f.kind {
+            FlowKind::New => Some(f.time),
+            _ => None,
+        });
+    let end = ct
+        .stop_ns
+        .filter(|&n| n != 0)
+        .map(ns_time)
+        .or(match f.kind {
+            FlowKind::Destroy => Some(f.time),
+            _ => None,
+        });
+    let time = |t: Option<Timestamp>| t.map_or(Value::Null, Value::Time);
+    let counters = |c: Option<nfnetlink::ctnetlink::Counters>| {
+        c.map_or((Value::Null, Value::Null), |c| {
+            (Value::Int(c.packets as i64), Value::Int(c.bytes as i64))
+        })
+    };
+    let (op, ob) = counters(ct.counters_orig);
+    let (rp, rb) = counters(ct.counters_reply);
+    Row {
+        table: Table::Flows,
+        values: vec![
+            Value::Time(f.time),
+            Value::text(host),
+            Value::text(f.kind.as_str()),
+            Value::text(family_name(f.family)),
+            Value::Int(o.protocol as i64),
+            Value::opt_ip(o.src),
+            Value::opt_int(o.sport),
+            Value::opt_ip(o.dst),
+            Value::opt_int(o.dport),
+            Value::opt_ip(snat.map(|x| x.0)),
+            Value::opt_int(snat.and_then(|x| x.1)),
+            Value::opt_ip(dnat.map(|x| x.0)),
+            Value::opt_int(dnat.and_then(|x| x.1)),
+            time(start),
+            time(end),
+            op,
+            ob,
+            rp,
+            rb,
+            Value::opt_int(o.icmp_type),
+            Value::opt_int(o.icmp_code),
+            Value::opt_int(ct.mark.map(i64::from)),
+            Value::opt_int(ct.zone),
+            Value::opt_int(ct.id.map(i64::from)),
+            Value::Bool(f.recovered),
+        ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_match_their_columns() {
+        let p = packet_row(&PacketEvent::default(), "h");
+        assert_eq!(p.values.len(), PACKET_COLUMNS.len());
+        let f = FlowEvent {
+            time: Timestamp::default(),
+            kind: FlowKind::Destroy,
+            family: event::family::IPV4,
+            ct: event::Conntrack {
+                id: Some(7),
+                ..Default::default()
+            },
+            recovered: false,
+        };
+        let mut out = Vec::new();
+        rows(&Event::Flow(Box::new(f)), "h", &mut out);
+        let Change::Insert(r) = &out[0] else { panic!() };
+        assert_eq!(r.values.len(), FLOW_COLUMNS.len());
+        assert_eq!(
+            out[1],
+            Change::Close {
+                host: "h".into(),
+                ct_id: 7
+            }
+        );
+    }
+}
