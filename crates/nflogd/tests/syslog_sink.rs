@@ -57,16 +57,7 @@ fn rsyslog_receives_udp_tcp_and_tls_in_order_with_escaped_sd() {
     let dir = std::env::temp_dir().join(format!("nflogd-sink-{}", lab::tag()));
     std::fs::create_dir_all(&dir).unwrap();
     let d = dir.display();
-    // A CA and a server certificate for localhost signed by it.
-    sh(&format!(
-        "cd {d} && openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=lab-ca -days 1 -keyout ca.key -out ca.pem 2>/dev/null && \
-         openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout srv.key -out srv.csr 2>/dev/null && \
-         printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' > ext && \
-         openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile ext -out srv.pem 2>/dev/null && \
-         openssl req -newkey rsa:2048 -nodes -subj /CN=fw-client -keyout cli.key -out cli.csr 2>/dev/null && \
-         printf 'basicConstraints=CA:FALSE\\nextendedKeyUsage=clientAuth\\n' > cext && \
-         openssl x509 -req -in cli.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile cext -out cli.pem 2>/dev/null"
-    ));
+    lab::certificates(&dir);
     let (pu, pt, ps, pm) = (free_port(), free_port(), free_port(), free_port());
     let conf = format!(
         r#"global(workDirectory="{d}" defaultNetstreamDriverCAFile="{d}/ca.pem" defaultNetstreamDriverCertFile="{d}/srv.pem" defaultNetstreamDriverKeyFile="{d}/srv.key")

@@ -12,6 +12,19 @@ use crossbeam_channel::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// A schema nflogd must not write into (someone else's, or a newer nflogd's): a start stops on
+/// it rather than retrying.
+#[derive(Debug)]
+pub struct SchemaError(pub String);
+
+impl std::fmt::Display for SchemaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SchemaError {}
+
 /// One database behind a sink.
 pub trait Store {
     /// (Re)connects and makes sure the schema is there and current.

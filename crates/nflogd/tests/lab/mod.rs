@@ -62,6 +62,21 @@ pub fn sh(cmd: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// In `dir`: a CA (ca.pem), a server certificate for localhost and 127.0.0.1 signed by it
+/// (srv.pem, srv.key) and a client certificate (cli.pem, cli.key).
+pub fn certificates(dir: &Path) {
+    sh(&format!(
+        "cd {} && openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=lab-ca -days 1 -keyout ca.key -out ca.pem 2>/dev/null && \
+         openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout srv.key -out srv.csr 2>/dev/null && \
+         printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' > ext && \
+         openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile ext -out srv.pem 2>/dev/null && \
+         openssl req -newkey rsa:2048 -nodes -subj /CN=fw-client -keyout cli.key -out cli.csr 2>/dev/null && \
+         printf 'basicConstraints=CA:FALSE\\nextendedKeyUsage=clientAuth\\n' > cext && \
+         openssl x509 -req -in cli.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile cext -out cli.pem 2>/dev/null",
+        dir.display()
+    ));
+}
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A unique short tag for names, prefixes and files of one test.

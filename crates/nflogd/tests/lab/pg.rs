@@ -52,11 +52,8 @@ impl Postgres {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let d = dir.display();
-        sh(&format!(
-            "cd {d} && openssl req -x509 -newkey rsa:2048 -nodes -keyout server.key -out server.crt \
-             -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -days 2 2>/dev/null \
-             && chmod 600 server.key && chown -R postgres {d}"
-        ));
+        super::certificates(&dir);
+        sh(&format!("chmod 600 {d}/srv.key && chown -R postgres {d}"));
         sh(&format!(
             "runuser -u postgres -- {}/initdb -D {d}/data -U postgres --auth=trust -E UTF8 >/dev/null",
             bin.display()
@@ -89,8 +86,8 @@ impl Postgres {
         let d = self.dir.display();
         sh(&format!(
             "runuser -u postgres -- {}/pg_ctl -D {d}/data -l {d}/server.log -w -t 30 start \
-             -o \"-p {} -k {d} -c listen_addresses=127.0.0.1 -c ssl=on -c ssl_cert_file={d}/server.crt \
-             -c ssl_key_file={d}/server.key -c max_connections=50\" >/dev/null",
+             -o \"-p {} -k {d} -c listen_addresses=127.0.0.1 -c ssl=on -c ssl_cert_file={d}/srv.pem \
+             -c ssl_key_file={d}/srv.key -c max_connections=50\" >/dev/null",
             self.bin.display(),
             self.port
         ));
@@ -107,7 +104,7 @@ impl Postgres {
     }
 
     pub fn ca_file(&self) -> PathBuf {
-        self.dir.join("server.crt")
+        self.dir.join("ca.pem")
     }
 
     /// A new database for one test.
@@ -125,6 +122,12 @@ impl Postgres {
 
     /// Runs SQL with psql; rows as lines, columns separated by `|`.
     pub fn psql(&self, db: &str, sql: &str) -> String {
+        self.try_psql(db, sql)
+            .unwrap_or_else(|e| panic!("psql `{sql}`: {e}"))
+    }
+
+    /// Like `psql`, with the error as a value (a table not made yet, say).
+    pub fn try_psql(&self, db: &str, sql: &str) -> Result<String, String> {
         let out = Command::new("psql")
             .args(["-X", "-q", "-At", "-F", "|", "-v", "ON_ERROR_STOP=1"])
             .args([
@@ -138,12 +141,10 @@ impl Postgres {
             .args(["-d", db, "-c", sql])
             .output()
             .expect("psql");
-        assert!(
-            out.status.success(),
-            "psql `{sql}`: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 }
 

@@ -5,7 +5,7 @@ mod config;
 mod store;
 mod tls;
 
-pub use config::{PostgresSinkConfig, TableSet};
+pub use config::PostgresSinkConfig;
 pub use store::connect;
 
 use crate::metrics::ComponentCounters;
@@ -22,10 +22,21 @@ pub fn spawn(
     counters: Arc<ComponentCounters>,
 ) -> anyhow::Result<JoinHandle<()>> {
     let spool = cfg.spool.open(name)?;
-    let store = store::PostgresStore::new(cfg.clone());
+    let mut store = store::PostgresStore::new(cfg.clone());
+    // A schema that is not ours stops the start; an unreachable server does not: events wait
+    // in the spool until it answers.
+    use crate::sinks::database::{SchemaError, Store};
+    match store.connect() {
+        Ok(()) => tracing::info!("sink `{name}`: connected to PostgreSQL"),
+        Err(e) => {
+            if e.downcast_ref::<SchemaError>().is_some() {
+                anyhow::bail!("sink `{name}`: {e:#}");
+            }
+            tracing::warn!("sink `{name}`: {e:#}; events wait in the spool until it answers");
+        }
+    }
     let mut sink = DatabaseSink::new(name, store, Buffer::Spool(spool), host, counters);
     sink.sync_interval = cfg.spool.sync_interval.0;
-    tracing::info!("sink `{name}`: PostgreSQL");
     Ok(std::thread::Builder::new()
         .name(format!("postgres:{name}"))
         .spawn(move || sink.run(queue))?)

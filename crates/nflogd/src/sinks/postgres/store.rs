@@ -3,10 +3,10 @@
 //! DESTROY inside the same transaction.
 
 use super::config::PostgresSinkConfig;
-use crate::sinks::database::Store;
+use crate::sinks::database::{SchemaError, Store};
 use crate::store::ddl::{self, Dialect, Found, SCHEMA_VERSION, VERSION_TABLE};
 use crate::store::rows::{Change, Kind, Row, Table, Value};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use bytes::{BufMut, BytesMut};
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{IsNull, ToSql, Type};
@@ -195,13 +195,19 @@ fn prepare_schema(c: &mut Client) -> Result<()> {
         None
     };
     match ddl::classify(version, &tables) {
-        Found::Foreign(t) => bail!(
-            "the table `{t}` exists but was not made by nflogd (no {VERSION_TABLE} table); \
+        Found::Foreign(t) => {
+            return Err(SchemaError(format!(
+                "the table `{t}` exists but was not made by nflogd (no {VERSION_TABLE} table); \
              use another database or schema (search_path)"
-        ),
-        Found::Version(v) if v > SCHEMA_VERSION => bail!(
+            ))
+            .into())
+        }
+        Found::Version(v) if v > SCHEMA_VERSION => {
+            return Err(SchemaError(format!(
             "schema version {v} is newer than this nflogd knows ({SCHEMA_VERSION}); upgrade nflogd"
-        ),
+        ))
+            .into())
+        }
         Found::Version(v) => {
             for (i, step) in ddl::migrations(Dialect::Postgres)
                 .iter()

@@ -1,10 +1,10 @@
 //! SQLite as the embedded store: one file in WAL mode, one transaction per batch, prepared
 //! statements, retention by age and by size.
 
-use crate::sinks::database::Store;
+use crate::sinks::database::{SchemaError, Store};
 use crate::store::ddl::{self, Dialect, Found, SCHEMA_VERSION, VERSION_TABLE};
 use crate::store::rows::{Change, Table, Value};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params_from_iter, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
@@ -120,13 +120,19 @@ fn prepare_schema(c: &Connection) -> Result<()> {
         None
     };
     match ddl::classify(version, &tables) {
-        Found::Foreign(t) => bail!(
-            "the table `{t}` exists but was not made by nflogd (no {VERSION_TABLE} table); \
+        Found::Foreign(t) => {
+            return Err(SchemaError(format!(
+                "the table `{t}` exists but was not made by nflogd (no {VERSION_TABLE} table); \
              use another file"
-        ),
-        Found::Version(v) if v > SCHEMA_VERSION => bail!(
+            ))
+            .into())
+        }
+        Found::Version(v) if v > SCHEMA_VERSION => {
+            return Err(SchemaError(format!(
             "schema version {v} is newer than this nflogd knows ({SCHEMA_VERSION}); upgrade nflogd"
-        ),
+        ))
+            .into())
+        }
         Found::Version(v) => {
             let steps = ddl::migrations(Dialect::Sqlite);
             for (i, step) in steps.iter().enumerate().skip((v - 1) as usize) {

@@ -1,0 +1,559 @@
+//! The database sinks against real databases: packets from the kernel lab and conntrack flows
+//! through a NAT router go into SQLite and a PostgreSQL server started here; what is read back
+//! equals what was logged, with the right types; the open-connections table follows NEW and
+//! DESTROY; `nflogd query` answers the NAT question; a database restart loses nothing.
+
+mod lab;
+
+use lab::nat::{masquerade, tcp_hello};
+use lab::pg::Postgres;
+use lab::{json_lines, sh, wait_lines, Lab};
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn nflogd_query(args: &[&str]) -> Vec<Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_nflogd"))
+        .arg("query")
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "nflogd query {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Polls until `f` is true (or panics after `secs`).
+fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn sqlite_count(db: &Path, sql: &str) -> u64 {
+    sh(&format!("sqlite3 {} \"{sql}\"", db.display()))
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+fn ecs_mac(v: &Value) -> String {
+    v.as_str().unwrap_or("").replace('-', ":").to_lowercase()
+}
+
+#[test]
+fn kernel_packets_are_stored_typed_and_equal_the_ecs_records() {
+    if !lab::available() || !lab::pg::available() {
+        return;
+    }
+    let pg = Postgres::shared();
+    let t = lab::tag();
+    let db = format!("pkts{t}");
+    let url = pg
+        .create_db(&db)
+        .replace("sslmode=disable", "sslmode=require");
+    let lab = Lab::new();
+    lab.nft(
+        &lab.b,
+        r#"table inet lab {
+  chain in {
+    type filter hook input priority 0;
+    iifname "vb" meta l4proto { tcp, udp, icmp, ipv6-icmp } log group 7 prefix "STORE: DROP "
+  }
+}"#,
+    );
+    let (ecs, sqlite) = (lab.path("ecs.json"), lab.path("store.db"));
+    let cfg = lab.path("c.toml");
+    // PostgreSQL over TLS, the server's certificate checked against the CA file.
+    std::fs::write(
+        &cfg,
+        format!(
+            "stats_interval = \"0s\"\n[sources.fw]\ntype = \"nflog\"\ngroups = [7]\nnetns = \"/run/netns/{}\"\n\
+             [sinks.e]\ntype = \"file\"\ninputs = [\"fw\"]\npath = \"{}\"\n\
+             [sinks.lite]\ntype = \"sqlite\"\ninputs = [\"fw\"]\npath = \"{}\"\n\
+             [sinks.pg]\ntype = \"postgres\"\ninputs = [\"fw\"]\nurl = \"{url}\"\nca_file = \"{}\"\nspool.dir = \"{}\"\n",
+            lab.b,
+            ecs.display(),
+            sqlite.display(),
+            pg.ca_file().display(),
+            lab.path("spool").display()
+        ),
+    )
+    .unwrap();
+    let d = lab::start_nflogd(None, &cfg, &lab.path("log"));
+    lab.traffic();
+    let recs = json_lines(&wait_lines(&ecs, 6, Duration::from_secs(5)));
+    wait_until(
+        10,
+        &format!("rows in PostgreSQL; log:\n{}", d.log_text()),
+        || {
+            pg.try_psql(&db, "SELECT count(*) FROM packets")
+                .is_ok_and(|n| n.trim() == recs.len().to_string())
+        },
+    );
+    wait_until(10, "rows in SQLite", || {
+        sqlite_count(&sqlite, "SELECT count(*) FROM packets") == recs.len() as u64
+    });
+    assert_eq!(
+        pg.psql(&db, "SELECT ssl FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE datname = current_database() AND pid <> pg_backend_pid()").trim(),
+        "t",
+        "nflogd's connection is TLS"
+    );
+    d.stop();
+
+    // Typed columns.
+    let types = pg.psql(
+        &db,
+        "SELECT column_name || ':' || data_type FROM information_schema.columns \
+         WHERE table_name = 'packets' AND column_name IN ('time', 'src_ip', 'mac_src', 'dst_port', 'protocol') ORDER BY 1",
+    );
+    assert_eq!(
+        types.lines().collect::<Vec<_>>(),
+        [
+            "dst_port:integer",
+            "mac_src:macaddr",
+            "protocol:smallint",
+            "src_ip:inet",
+            "time:timestamp with time zone"
+        ]
+    );
+    // Every record, read back from both stores through `nflogd query`, equals the ECS record.
+    let pg_rows = nflogd_query(&["--db", &pg.url(&db), "--limit", "1000"]);
+    let lite_rows = nflogd_query(&["--db", sqlite.to_str().unwrap(), "--limit", "1000"]);
+    assert_eq!(
+        pg_rows, lite_rows,
+        "SQLite and PostgreSQL hold the same rows"
+    );
+    assert_eq!(pg_rows.len(), recs.len());
+    let mut protocols = std::collections::BTreeSet::new();
+    for rec in &recs {
+        let ts = rec["@timestamp"].as_str().unwrap();
+        let row = pg_rows
+            .iter()
+            .find(|r| r["time"] == ts && r["src_ip"] == rec["source"]["ip"])
+            .unwrap_or_else(|| panic!("no row for {rec}\nrows: {pg_rows:#?}"));
+        let n = |v: &Value| {
+            v.as_str()
+                .and_then(|s| s.parse::<i64>().ok())
+                .or(v.as_i64())
+        };
+        assert_eq!(row["dst_ip"], rec["destination"]["ip"], "{rec}");
+        assert_eq!(
+            n(&row["protocol"]),
+            n(&rec["network"]["iana_number"]),
+            "{rec}"
+        );
+        assert_eq!(
+            row.get("src_port").and_then(Value::as_i64),
+            rec["source"]["port"].as_i64()
+        );
+        assert_eq!(
+            row.get("dst_port").and_then(Value::as_i64),
+            rec["destination"]["port"].as_i64()
+        );
+        assert_eq!(row["prefix"], "STORE: DROP");
+        assert_eq!(row["action"], "drop");
+        assert_eq!(row["hook"], "input");
+        assert_eq!(row["in_iface"], "vb");
+        assert_eq!(row["nflog_group"], 7);
+        assert_eq!(
+            row["mac_src"].as_str().unwrap(),
+            ecs_mac(&rec["source"]["mac"]),
+            "{rec}"
+        );
+        assert_eq!(
+            row["length"].as_i64(),
+            rec["network"]["bytes"].as_i64(),
+            "{rec}"
+        );
+        protocols.insert(row["protocol"].as_i64().unwrap());
+    }
+    assert_eq!(
+        protocols.into_iter().collect::<Vec<_>>(),
+        [1, 6, 17, 58],
+        "ICMP, TCP, UDP and ICMPv6 all stored"
+    );
+    // Filters: CIDR, port, protocol, action, prefix, and a summary.
+    let v6 = nflogd_query(&[
+        "--db",
+        &pg.url(&db),
+        "--src",
+        "fd00:200::/64",
+        "--proto",
+        "udp",
+    ]);
+    assert_eq!(v6.len(), 1, "{v6:?}");
+    assert_eq!(v6[0]["dst_port"], 5353);
+    let lite_v6 = nflogd_query(&[
+        "--db",
+        sqlite.to_str().unwrap(),
+        "--src",
+        "fd00:200::/64",
+        "--proto",
+        "udp",
+    ]);
+    assert_eq!(v6, lite_v6);
+    let top = nflogd_query(&["--db", &pg.url(&db), "--top", "sources"]);
+    let counts: Vec<u64> = top.iter().map(|r| r["packets"].as_u64().unwrap()).collect();
+    assert_eq!(counts.iter().sum::<u64>(), recs.len() as u64, "{top:?}");
+    assert!(counts.windows(2).all(|w| w[0] >= w[1]), "{top:?}");
+    for a in [lab::A4, lab::A6] {
+        let want = recs.iter().filter(|r| r["source"]["ip"] == a).count() as u64;
+        assert!(
+            top.iter().any(|r| r["src_ip"] == a && r["packets"] == want),
+            "{a}: {top:?}"
+        );
+    }
+    let ports = nflogd_query(&[
+        "--db",
+        sqlite.to_str().unwrap(),
+        "--top",
+        "dropped-ports",
+        "--prefix",
+        "store: drop",
+    ]);
+    assert!(
+        ports
+            .iter()
+            .any(|p| p["dst_port"] == 81 && p["protocol"] == 6),
+        "{ports:?}"
+    );
+}
+
+#[test]
+fn nat_flows_keep_open_connections_and_answer_the_nat_question() {
+    if !lab::available() || !lab::pg::available() {
+        return;
+    }
+    let pg = Postgres::shared();
+    let m = masquerade();
+    let db = format!("nat{}", m.t);
+    let url = pg.create_db(&db);
+    let dir = std::env::temp_dir().join(format!("nflogd-store-nat-{}", m.t));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sqlite = dir.join("store.db");
+    let cfg = dir.join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "stats_interval = \"0s\"\n[sources.ct]\ntype = \"conntrack\"\nnetns = \"/run/netns/{}\"\n\
+             [sinks.lite]\ntype = \"sqlite\"\ninputs = [\"ct\"]\npath = \"{}\"\n\
+             [sinks.pg]\ntype = \"postgres\"\ninputs = [\"ct\"]\nurl = \"{url}\"\nspool.dir = \"{}\"\n",
+            m.r,
+            sqlite.display(),
+            dir.join("spool").display()
+        ),
+    )
+    .unwrap();
+    let d = lab::start_nflogd(None, &cfg, &dir.join("log"));
+    let before = chrono::Utc::now();
+    std::thread::sleep(Duration::from_millis(1100));
+
+    // A connection held open for 3 s: its row is in open_flows meanwhile.
+    let open_sql =
+        "SELECT count(*) FROM open_flows WHERE src_ip = '10.210.1.2' AND dst_port = 8443";
+    let (during, open_pg, (peer, _, sport)) = std::thread::scope(|s| {
+        let conn = s.spawn(|| tcp_hello(&m, 8443, Duration::from_secs(3)));
+        wait_until(5, "the open connection in PostgreSQL", || {
+            pg.psql(&db, open_sql).trim() == "1"
+        });
+        wait_until(5, "the open connection in SQLite", || {
+            sqlite_count(&sqlite, open_sql) == 1
+        });
+        let during = chrono::Utc::now();
+        let open_pg = nflogd_query(&["--db", &pg.url(&db), "--table", "open-flows"]);
+        (during, open_pg, conn.join().unwrap())
+    });
+    assert_eq!(open_pg.len(), 1, "{open_pg:?}");
+    assert_eq!(open_pg[0]["nat_src_ip"], "10.210.2.1");
+    // End the connection's tracking: DESTROY.
+    sh(&format!("ip netns exec {} conntrack -F 2>/dev/null", m.r));
+    wait_until(5, "the DESTROY in PostgreSQL", || {
+        pg.psql(&db, open_sql).trim() == "0"
+            && pg
+                .psql(
+                    &db,
+                    "SELECT count(*) FROM flows WHERE event = 'destroy' AND dst_port = 8443",
+                )
+                .trim()
+                == "1"
+    });
+    wait_until(5, "the DESTROY in SQLite", || {
+        sqlite_count(&sqlite, open_sql) == 0
+    });
+    std::thread::sleep(Duration::from_millis(1100));
+    let after = chrono::Utc::now();
+    d.stop();
+
+    let nat = format!("10.210.2.1:{}", peer.port());
+    for store in [pg.url(&db), sqlite.display().to_string()] {
+        let at = during.to_rfc3339();
+        let who = nflogd_query(&["--db", &store, "--nat", &nat, "--at", &at]);
+        assert_eq!(who.len(), 1, "{store}: {who:?}");
+        assert_eq!(who[0]["src_ip"], "10.210.1.2", "the inside host");
+        assert_eq!(who[0]["src_port"], sport);
+        assert_eq!(who[0]["dst_ip"], "10.210.2.2");
+        assert_eq!(who[0]["dst_port"], 8443);
+        assert_eq!(who[0]["open"], false);
+        assert!(who[0]["flow_end"].is_string(), "{who:?}");
+        // Before the connection and after its end nobody was behind that port.
+        for t in [before, after] {
+            let none = nflogd_query(&["--db", &store, "--nat", &nat, "--at", &t.to_rfc3339()]);
+            assert!(none.is_empty(), "{store} at {t}: {none:?}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_database_restart_in_mid_stream_loses_nothing() {
+    if !lab::available() || !lab::pg::available() {
+        return;
+    }
+    // A server of this test's own: the others keep theirs running.
+    let pg = Postgres::start();
+    let url = pg.create_db("restart");
+    let lab = Lab::new();
+    lab.nft(
+        &lab.b,
+        r#"table inet lab {
+  chain in {
+    type filter hook input priority 0;
+    udp dport 7000 counter log group 8 prefix "RESTART "
+  }
+}"#,
+    );
+    let cfg = lab.path("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "stats_interval = \"0s\"\n[sources.fw]\ntype = \"nflog\"\ngroups = [8]\nnetns = \"/run/netns/{}\"\n\
+             [sinks.pg]\ntype = \"postgres\"\ninputs = [\"fw\"]\nurl = \"{url}\"\nspool.dir = \"{}\"\n",
+            lab.b,
+            lab.path("spool").display()
+        ),
+    )
+    .unwrap();
+    let d = lab::start_nflogd(None, &cfg, &lab.path("log"));
+    let mut sent = 0;
+    for round in 0..30 {
+        if round == 10 {
+            pg.down();
+        }
+        if round == 20 {
+            pg.up();
+        }
+        lab::udp_burst(&lab.a, lab::B4, 7000, 100);
+        sent += 100;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let counted = lab::nft_counter(&lab.b);
+    assert_eq!(counted, sent as u64);
+    wait_until(30, "every packet in PostgreSQL", || {
+        pg.psql("restart", "SELECT count(*) FROM packets").trim() == sent.to_string()
+    });
+    let log = d.stop();
+    assert!(
+        lab::stat(&log, "sink.pg", "errors") > 0,
+        "the outage was seen: {log}"
+    );
+    assert_eq!(lab::stat(&log, "sink.pg", "dropped"), 0, "{log}");
+    // In order and each once: the payload counter 0..99 of each burst.
+    assert_eq!(
+        pg.psql(
+            "restart",
+            "SELECT count(DISTINCT (time, src_port)) FROM packets"
+        )
+        .trim(),
+        sent.to_string()
+    );
+}
+
+#[test]
+fn a_foreign_schema_is_refused_and_values_that_do_not_fit_are_kept() {
+    if !lab::pg::available() {
+        return;
+    }
+    let pg = Postgres::shared();
+    let t = lab::tag();
+    let dir = std::env::temp_dir().join(format!("nflogd-store-bad-{t}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A database whose `flows` table is someone else's.
+    let db = format!("foreign{t}");
+    let url = pg.create_db(&db);
+    pg.psql(&db, "CREATE TABLE flows (id serial, note text)");
+    let cfg = dir.join("foreign.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[sources.in]\ntype = \"stdin\"\n[sinks.pg]\ntype = \"postgres\"\ninputs = [\"in\"]\nurl = \"{url}\"\nspool.dir = \"{}\"\n",
+            dir.join("spool1").display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_nflogd"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("the table `flows` exists but was not made by nflogd"),
+        "{err}"
+    );
+    assert_eq!(pg.psql(&db, "SELECT count(*) FROM flows").trim(), "0");
+
+    // A line with a NUL byte cannot be PostgreSQL text: it is kept with U+FFFD, and counted.
+    let db = format!("misfit{t}");
+    let url = pg.create_db(&db);
+    std::fs::write(
+        &cfg,
+        format!(
+            "stats_interval = \"0s\"\n[sources.in]\ntype = \"stdin\"\n[sinks.pg]\ntype = \"postgres\"\ninputs = [\"in\"]\nurl = \"{url}\"\nspool.dir = \"{}\"\n",
+            dir.join("spool2").display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nflogd"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(b"IN=eth0 OUT= MAC= SRC=10.0.0.1 DST=10.0.0.2 LEN=40 TOS=0x00 PREC=0x00 TTL=64 ID=1 PROTO=TCP SPT=1 DPT=2 WINDOW=0 RES=0x00 SYN URGP=0 \n\
+                         garbage\0 IN=x OUT= nope\n")
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert_eq!(lab::stat(&log, "sink.pg", "coerced"), 1, "{log}");
+    assert_eq!(pg.psql(&db, "SELECT count(*) FROM packets").trim(), "1");
+    assert_eq!(
+        pg.psql(&db, "SELECT line FROM raw_lines").trim(),
+        "garbage\u{FFFD} IN=x OUT= nope"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sqlite_retention_deletes_by_age_and_by_size() {
+    let dir = std::env::temp_dir().join(format!("nflogd-store-ret-{}", lab::tag()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("store.db");
+    let line = |when: &str, i: u32| {
+        format!("{when} fw kernel: [1.0] DROP IN=eth0 OUT= MAC= SRC=10.0.{}.{} DST=10.9.9.9 LEN=40 TOS=0x00 PREC=0x00 TTL=64 ID={i} PROTO=TCP SPT=1000 DPT=22 WINDOW=0 RES=0x00 SYN URGP=0 \n", i / 250, i % 250)
+    };
+    let old = chrono::Utc::now() - chrono::Duration::days(40);
+    let recent = chrono::Utc::now() - chrono::Duration::hours(1);
+    let mut input = String::new();
+    for i in 0..50 {
+        input.push_str(&line(&old.format("%Y-%m-%dT%H:%M:%S+00:00").to_string(), i));
+    }
+    for i in 0..50 {
+        input.push_str(&line(
+            &recent.format("%Y-%m-%dT%H:%M:%S+00:00").to_string(),
+            i,
+        ));
+    }
+    let run = |input: &str, extra: &str| {
+        let cfg = dir.join("c.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "stats_interval = \"0s\"\n[sources.in]\ntype = \"stdin\"\n[sinks.lite]\ntype = \"sqlite\"\ninputs = [\"in\"]\npath = \"{}\"\n{extra}",
+                db.display()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_nflogd"))
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    run(&input, "retention = \"0s\"\n");
+    assert_eq!(sqlite_count(&db, "SELECT count(*) FROM packets"), 100);
+    // The next start's upkeep removes the 40-day-old rows and keeps the recent ones.
+    let log = run("", "retention = \"30d\"\n");
+    assert!(
+        log.contains("retention deleted 50 rows from packets"),
+        "{log}"
+    );
+    assert_eq!(sqlite_count(&db, "SELECT count(*) FROM packets"), 50);
+    assert_eq!(
+        sqlite_count(
+            &db,
+            &format!(
+                "SELECT count(*) FROM packets WHERE time < '{}'",
+                (chrono::Utc::now() - chrono::Duration::days(2)).format("%Y-%m-%d")
+            )
+        ),
+        0
+    );
+    // Size: 20 000 more rows, then a cap far below what they take.
+    let mut big = String::new();
+    for i in 0..20_000 {
+        big.push_str(&line(
+            &recent.format("%Y-%m-%dT%H:%M:%S+00:00").to_string(),
+            i,
+        ));
+    }
+    run(&big, "retention = \"30d\"\n");
+    let all = sqlite_count(&db, "SELECT count(*) FROM packets");
+    assert_eq!(all, 20_050);
+    let log = run("", "max_size = \"1MiB\"\n");
+    assert!(log.contains("over max_size"), "{log}");
+    let left = sqlite_count(&db, "SELECT count(*) FROM packets");
+    let used = sqlite_count(
+        &db,
+        "SELECT (page_count - freelist_count) * page_size FROM pragma_page_count, pragma_freelist_count, pragma_page_size",
+    );
+    assert!(left > 0 && left < all, "{left} of {all} left");
+    assert!(used <= 1 << 20, "{used} bytes in use");
+    // What is left is the newest.
+    assert_eq!(
+        sqlite_count(
+            &db,
+            "SELECT count(*) FROM packets WHERE rowid > (SELECT max(rowid) FROM packets) - 10"
+        ),
+        10
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
