@@ -11,6 +11,7 @@ mod sinks;
 mod sources;
 mod spool;
 mod store;
+mod tls;
 mod topology;
 mod transforms;
 

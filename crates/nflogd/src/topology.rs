@@ -71,6 +71,15 @@ pub fn run(cfg: Config) -> Result<()> {
                     counters,
                 )?);
             }
+            SinkConfig::Clickhouse(c) => {
+                sink_threads.push(sinks::clickhouse::spawn(
+                    name,
+                    c,
+                    host.clone(),
+                    queue,
+                    counters,
+                )?);
+            }
             SinkConfig::Sqlite(c) => {
                 sink_threads.push(sinks::sqlite::spawn(
                     name,

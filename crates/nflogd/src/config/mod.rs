@@ -5,6 +5,7 @@ mod units;
 
 pub use units::{ByteSize, Duration};
 
+use crate::sinks::clickhouse::ClickHouseSinkConfig;
 use crate::sinks::file::FileSinkConfig;
 use crate::sinks::postgres::PostgresSinkConfig;
 use crate::sinks::sqlite::SqliteSinkConfig;
@@ -74,6 +75,7 @@ pub enum SinkConfig {
     Syslog(Box<SyslogSinkConfig>),
     Sqlite(SqliteSinkConfig),
     Postgres(Box<PostgresSinkConfig>),
+    Clickhouse(Box<ClickHouseSinkConfig>),
 }
 
 impl SinkConfig {
@@ -83,6 +85,7 @@ impl SinkConfig {
             SinkConfig::Syslog(s) => (s.queue_max_events, s.queue_max_bytes.0),
             SinkConfig::Sqlite(s) => (s.queue_max_events, s.queue_max_bytes.0),
             SinkConfig::Postgres(s) => (s.queue_max_events, s.queue_max_bytes.0),
+            SinkConfig::Clickhouse(s) => (s.queue_max_events, s.queue_max_bytes.0),
         };
         crate::pipeline::QueueLimits { events, bytes }
     }
@@ -93,6 +96,7 @@ impl SinkConfig {
             SinkConfig::Syslog(s) => &s.inputs,
             SinkConfig::Sqlite(s) => &s.inputs,
             SinkConfig::Postgres(s) => &s.inputs,
+            SinkConfig::Clickhouse(s) => &s.inputs,
         }
     }
 }
@@ -165,6 +169,9 @@ impl Config {
                 SinkConfig::Syslog(c) => c.validate().with_context(|| format!("[sinks.{name}]"))?,
                 SinkConfig::Sqlite(c) => c.validate().with_context(|| format!("[sinks.{name}]"))?,
                 SinkConfig::Postgres(c) => {
+                    c.validate().with_context(|| format!("[sinks.{name}]"))?
+                }
+                SinkConfig::Clickhouse(c) => {
                     c.validate().with_context(|| format!("[sinks.{name}]"))?
                 }
             }

@@ -1,5 +1,6 @@
 //! Sinks: where events go. Each runs on its own thread, reading its own queue.
 
+pub mod clickhouse;
 pub mod database;
 pub mod file;
 pub mod postgres;

@@ -3,7 +3,6 @@
 
 mod config;
 mod store;
-mod tls;
 
 pub use config::PostgresSinkConfig;
 pub use store::connect;

@@ -243,7 +243,21 @@ pub fn connect(cfg: &PostgresSinkConfig) -> Result<Client> {
     let pg: postgres::Config = cfg.url.parse().context("url")?;
     let client = match pg.get_ssl_mode() {
         postgres::config::SslMode::Disable => pg.connect(postgres::NoTls),
-        _ => pg.connect(super::tls::connector(cfg)?),
+        _ => {
+            let check = match &cfg.ca_file {
+                Some(ca) => crate::tls::ServerCheck::Ca(Some(ca)),
+                // As libpq with sslmode=require and no root certificate: encrypted, unchecked.
+                None => crate::tls::ServerCheck::EncryptOnly,
+            };
+            let tls = crate::tls::client_config(
+                check,
+                cfg.cert_file.as_deref(),
+                cfg.key_file.as_deref(),
+            )?;
+            pg.connect(tokio_postgres_rustls::MakeRustlsConnect::new(
+                (*tls).clone(),
+            ))
+        }
     };
     // The URL may carry a password: name only where it failed.
     let hosts = pg

@@ -63,33 +63,11 @@ impl Conn {
 }
 
 fn tls_config(cfg: &SyslogSinkConfig) -> Result<Arc<rustls::ClientConfig>> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let ca = cfg
-        .ca_file
-        .clone()
-        .unwrap_or_else(|| "/etc/ssl/certs/ca-certificates.crt".into());
-    let mut roots = rustls::RootCertStore::empty();
-    for c in
-        CertificateDer::pem_file_iter(&ca).with_context(|| format!("reading {}", ca.display()))?
-    {
-        let c = c.with_context(|| format!("parsing {}", ca.display()))?;
-        // A bundle may hold certificates rustls does not accept as roots; skip those.
-        let _ = roots.add(c);
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots);
-    let config = match (&cfg.cert_file, &cfg.key_file) {
-        (Some(c), Some(k)) => {
-            let chain = CertificateDer::pem_file_iter(c)?.collect::<Result<Vec<_>, _>>()?;
-            let key = PrivateKeyDer::from_pem_file(k)?;
-            builder.with_client_auth_cert(chain, key)?
-        }
-        _ => builder.with_no_client_auth(),
-    };
-    Ok(Arc::new(config))
+    crate::tls::client_config(
+        crate::tls::ServerCheck::Ca(cfg.ca_file.as_deref()),
+        cfg.cert_file.as_deref(),
+        cfg.key_file.as_deref(),
+    )
 }
 
 struct SyslogSink {

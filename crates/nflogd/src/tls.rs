@@ -1,14 +1,23 @@
-//! TLS for the PostgreSQL connection, with rustls like the syslog sink.
+//! TLS client settings the sinks share (syslog, PostgreSQL, ClickHouse), with rustls and ring.
 
-use super::config::PostgresSinkConfig;
 use anyhow::{Context, Result};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::PrivateKeyDer;
+use std::path::Path;
 use std::sync::Arc;
 
-/// Accepts any server certificate: `sslmode=require` without a CA file, as in libpq, encrypts
-/// the connection without authenticating the server.
+/// How the server's certificate is checked.
+pub enum ServerCheck<'a> {
+    /// Against this CA bundle, or the system's when None.
+    Ca(Option<&'a Path>),
+    /// Not at all: encryption only (libpq's `sslmode=require` without a root certificate).
+    EncryptOnly,
+}
+
+/// Accepts any server certificate: the connection is encrypted, the server not authenticated.
 #[derive(Debug)]
 struct EncryptOnly(Arc<rustls::crypto::CryptoProvider>);
 
@@ -44,32 +53,40 @@ impl ServerCertVerifier for EncryptOnly {
     }
 }
 
-pub fn connector(cfg: &PostgresSinkConfig) -> Result<tokio_postgres_rustls::MakeRustlsConnect> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::PrivateKeyDer;
+pub fn client_config(
+    check: ServerCheck,
+    cert_file: Option<&Path>,
+    key_file: Option<&Path>,
+) -> Result<Arc<rustls::ClientConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?;
-    let builder = match &cfg.ca_file {
-        Some(ca) => {
+    let builder = match check {
+        ServerCheck::Ca(ca) => {
+            let ca = ca.unwrap_or(Path::new("/etc/ssl/certs/ca-certificates.crt"));
             let mut roots = rustls::RootCertStore::empty();
             for c in CertificateDer::pem_file_iter(ca)
                 .with_context(|| format!("reading {}", ca.display()))?
             {
+                // A bundle may hold certificates rustls does not accept as roots; skip those.
                 let _ = roots.add(c.with_context(|| format!("parsing {}", ca.display()))?);
             }
             builder.with_root_certificates(roots)
         }
-        None => builder
+        ServerCheck::EncryptOnly => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider))),
     };
-    let config = match (&cfg.cert_file, &cfg.key_file) {
+    let config = match (cert_file, key_file) {
         (Some(c), Some(k)) => {
-            let chain = CertificateDer::pem_file_iter(c)?.collect::<Result<Vec<_>, _>>()?;
-            builder.with_client_auth_cert(chain, PrivateKeyDer::from_pem_file(k)?)?
+            let chain = CertificateDer::pem_file_iter(c)
+                .with_context(|| format!("reading {}", c.display()))?
+                .collect::<Result<Vec<_>, _>>()?;
+            let key = PrivateKeyDer::from_pem_file(k)
+                .with_context(|| format!("reading {}", k.display()))?;
+            builder.with_client_auth_cert(chain, key)?
         }
         _ => builder.with_no_client_auth(),
     };
-    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+    Ok(Arc::new(config))
 }
