@@ -5,6 +5,7 @@
 
 mod lab;
 
+use lab::clickhouse::ClickHouse;
 use lab::nat::{masquerade, tcp_hello};
 use lab::pg::Postgres;
 use lab::{json_lines, sh, wait_lines, Lab};
@@ -56,10 +57,11 @@ fn ecs_mac(v: &Value) -> String {
 
 #[test]
 fn kernel_packets_are_stored_typed_and_equal_the_ecs_records() {
-    if !lab::available() || !lab::pg::available() {
+    if !lab::available() || !lab::pg::available() || !lab::clickhouse::available() {
         return;
     }
     let pg = Postgres::shared();
+    let ch = ClickHouse::shared();
     let t = lab::tag();
     let db = format!("pkts{t}");
     let url = pg
@@ -84,12 +86,15 @@ fn kernel_packets_are_stored_typed_and_equal_the_ecs_records() {
             "stats_interval = \"0s\"\n[sources.fw]\ntype = \"nflog\"\ngroups = [7]\nnetns = \"/run/netns/{}\"\n\
              [sinks.e]\ntype = \"file\"\ninputs = [\"fw\"]\npath = \"{}\"\n\
              [sinks.lite]\ntype = \"sqlite\"\ninputs = [\"fw\"]\npath = \"{}\"\n\
-             [sinks.pg]\ntype = \"postgres\"\ninputs = [\"fw\"]\nurl = \"{url}\"\nca_file = \"{}\"\nspool.dir = \"{}\"\n",
+             [sinks.pg]\ntype = \"postgres\"\ninputs = [\"fw\"]\nurl = \"{url}\"\nca_file = \"{}\"\nspool.dir = \"{}\"\n\
+             [sinks.ch]\ntype = \"clickhouse\"\ninputs = [\"fw\"]\nurl = \"{}\"\ndatabase = \"{db}\"\nspool.dir = \"{}\"\n",
             lab.b,
             ecs.display(),
             sqlite.display(),
             pg.ca_file().display(),
-            lab.path("spool").display()
+            lab.path("spool").display(),
+            ch.url(),
+            lab.path("chspool").display()
         ),
     )
     .unwrap();
@@ -106,6 +111,10 @@ fn kernel_packets_are_stored_typed_and_equal_the_ecs_records() {
     );
     wait_until(10, "rows in SQLite", || {
         sqlite_count(&sqlite, "SELECT count(*) FROM packets") == recs.len() as u64
+    });
+    wait_until(10, "rows in ClickHouse", || {
+        ch.try_query(&format!("SELECT count() FROM {db}.packets"))
+            .is_ok_and(|n| n.trim() == recs.len().to_string())
     });
     assert_eq!(
         pg.psql(&db, "SELECT ssl FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE datname = current_database() AND pid <> pg_backend_pid()").trim(),
@@ -186,6 +195,45 @@ fn kernel_packets_are_stored_typed_and_equal_the_ecs_records() {
         [1, 6, 17, 58],
         "ICMP, TCP, UDP and ICMPv6 all stored"
     );
+    // ClickHouse holds the same rows (addresses as IPv4-mapped 16 bytes, time in µs).
+    let mut in_ch: Vec<String> = ch
+        .query(&format!(
+            "SELECT time, replaceOne(IPv6NumToString(src_ip), '::ffff:', ''), \
+             replaceOne(IPv6NumToString(dst_ip), '::ffff:', ''), protocol, src_port, dst_port, \
+             lower(MACNumToString(mac_src)), prefix, action, in_iface, nflog_group FROM {db}.packets"
+        ))
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let mut in_pg: Vec<String> = pg_rows
+        .iter()
+        .map(|r| {
+            let t = chrono::DateTime::parse_from_rfc3339(r["time"].as_str().unwrap()).unwrap();
+            let f = |k: &str| match &r[k] {
+                Value::Null => "\\N".to_string(),
+                Value::String(s) => s.clone(),
+                v => v.to_string(),
+            };
+            [
+                t.timestamp_micros().to_string(),
+                f("src_ip"),
+                f("dst_ip"),
+                f("protocol"),
+                f("src_port"),
+                f("dst_port"),
+                f("mac_src"),
+                f("prefix"),
+                f("action"),
+                f("in_iface"),
+                f("nflog_group"),
+            ]
+            .join("\t")
+        })
+        .collect();
+    in_ch.sort();
+    in_pg.sort();
+    assert_eq!(in_ch, in_pg);
+
     // Filters: CIDR, port, protocol, action, prefix, and a summary.
     let v6 = nflogd_query(&[
         "--db",
@@ -235,10 +283,11 @@ fn kernel_packets_are_stored_typed_and_equal_the_ecs_records() {
 
 #[test]
 fn nat_flows_keep_open_connections_and_answer_the_nat_question() {
-    if !lab::available() || !lab::pg::available() {
+    if !lab::available() || !lab::pg::available() || !lab::clickhouse::available() {
         return;
     }
     let pg = Postgres::shared();
+    let ch = ClickHouse::shared();
     let m = masquerade();
     let db = format!("nat{}", m.t);
     let url = pg.create_db(&db);
@@ -251,10 +300,13 @@ fn nat_flows_keep_open_connections_and_answer_the_nat_question() {
         format!(
             "stats_interval = \"0s\"\n[sources.ct]\ntype = \"conntrack\"\nnetns = \"/run/netns/{}\"\n\
              [sinks.lite]\ntype = \"sqlite\"\ninputs = [\"ct\"]\npath = \"{}\"\n\
-             [sinks.pg]\ntype = \"postgres\"\ninputs = [\"ct\"]\nurl = \"{url}\"\nspool.dir = \"{}\"\n",
+             [sinks.pg]\ntype = \"postgres\"\ninputs = [\"ct\"]\nurl = \"{url}\"\nspool.dir = \"{}\"\n\
+             [sinks.ch]\ntype = \"clickhouse\"\ninputs = [\"ct\"]\nurl = \"{}\"\ndatabase = \"{db}\"\nspool.dir = \"{}\"\n",
             m.r,
             sqlite.display(),
-            dir.join("spool").display()
+            dir.join("spool").display(),
+            ch.url(),
+            dir.join("chspool").display()
         ),
     )
     .unwrap();
@@ -323,8 +375,12 @@ fn a_database_restart_in_mid_stream_loses_nothing() {
     if !lab::available() || !lab::pg::available() {
         return;
     }
-    // A server of this test's own: the others keep theirs running.
+    if !lab::clickhouse::available() {
+        return;
+    }
+    // Servers of this test's own: the others keep theirs running.
     let pg = Postgres::start();
+    let ch = ClickHouse::start();
     let url = pg.create_db("restart");
     let lab = Lab::new();
     lab.nft(
@@ -341,9 +397,12 @@ fn a_database_restart_in_mid_stream_loses_nothing() {
         &cfg,
         format!(
             "stats_interval = \"0s\"\n[sources.fw]\ntype = \"nflog\"\ngroups = [8]\nnetns = \"/run/netns/{}\"\n\
-             [sinks.pg]\ntype = \"postgres\"\ninputs = [\"fw\"]\nurl = \"{url}\"\nspool.dir = \"{}\"\n",
+             [sinks.pg]\ntype = \"postgres\"\ninputs = [\"fw\"]\nurl = \"{url}\"\nspool.dir = \"{}\"\n\
+             [sinks.ch]\ntype = \"clickhouse\"\ninputs = [\"fw\"]\nurl = \"{}\"\nspool.dir = \"{}\"\n",
             lab.b,
-            lab.path("spool").display()
+            lab.path("spool").display(),
+            ch.url(),
+            lab.path("chspool").display()
         ),
     )
     .unwrap();
@@ -352,9 +411,11 @@ fn a_database_restart_in_mid_stream_loses_nothing() {
     for round in 0..30 {
         if round == 10 {
             pg.down();
+            ch.down();
         }
         if round == 20 {
             pg.up();
+            ch.up();
         }
         lab::udp_burst(&lab.a, lab::B4, 7000, 100);
         sent += 100;
