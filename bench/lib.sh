@@ -30,3 +30,19 @@ compare_with_ulogd() {
   }'
   echo "memory (VmRSS at the end): ulogd2 $(awk '/rss/{print $2}' "$ures") kB, nflogd $(awk '/rss/{print $2}' "$nres") kB"
 }
+
+# A PostgreSQL server of the benchmark's own in $1 on 127.0.0.1:$2 of namespace $3 (Debian's
+# binaries, trust authentication, fsync on as in production). pg_down stops it.
+pg_up() {
+  local dir=$1 port=$2 ns=$3 bin
+  bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  mkdir -p "$dir"; chown postgres "$dir"
+  runuser -u postgres -- "$bin/initdb" -D "$dir/data" -U postgres --auth=trust >/dev/null
+  ip netns exec "$ns" runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1" >/dev/null
+}
+pg_down() {
+  local bin
+  bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  runuser -u postgres -- "$bin/pg_ctl" -D "$1/data" -m fast -w stop >/dev/null 2>&1 || true
+}

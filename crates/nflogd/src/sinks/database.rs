@@ -25,6 +25,9 @@ impl std::fmt::Display for SchemaError {
 
 impl std::error::Error for SchemaError {}
 
+/// Most rows put into one unit (spool record, transaction) from what waits in the queue.
+const UNIT_ROWS: usize = 20_000;
+
 /// One database behind a sink.
 pub trait Store {
     /// (Re)connects and makes sure the schema is there and current.
@@ -86,73 +89,63 @@ impl<S: Store> DatabaseSink<S> {
         }
     }
 
-    fn changes(&self, b: &Batch) -> Vec<Change> {
-        let mut out = Vec::with_capacity(b.len() + b.len() / 4);
-        for ev in b.iter() {
+    fn changes(&self, batches: &[Batch]) -> Vec<Change> {
+        let n: usize = batches.iter().map(|b| b.len()).sum();
+        let mut out = Vec::with_capacity(n + n / 4);
+        for ev in batches.iter().flat_map(|b| b.iter()) {
             rows::rows(ev, &self.host, &mut out);
         }
         out
     }
 
-    /// Takes a batch in; false when there is no room (spool full with `block`, or a memory
-    /// batch still unwritten), and the caller keeps it.
-    fn accept(&mut self, b: &Batch) -> bool {
-        match &mut self.buffer {
-            Buffer::Memory(Some(_)) => false,
+    /// Takes batches in, as one unit the store will write in one transaction; false when there
+    /// is no room (spool full with `block`, or a memory unit still unwritten), and the caller
+    /// keeps them.
+    fn accept(&mut self, batches: &[Batch]) -> bool {
+        if matches!(self.buffer, Buffer::Memory(Some(_))) {
+            return false;
+        }
+        let changes = self.changes(batches);
+        let spool = match &mut self.buffer {
             Buffer::Memory(slot) => {
-                let changes = {
-                    let mut out = Vec::with_capacity(b.len());
-                    for ev in b.iter() {
-                        rows::rows(ev, &self.host, &mut out);
-                    }
-                    out
-                };
                 *slot = Some(changes);
+                return true;
+            }
+            Buffer::Spool(spool) => spool,
+        };
+        self.encoded.clear();
+        for c in &changes {
+            let mut v = Vec::with_capacity(160);
+            codec::encode(c, &mut v);
+            self.encoded.push(v);
+        }
+        let msgs: Vec<&[u8]> = self.encoded.iter().map(Vec::as_slice).collect();
+        let before = spool.stats.dropped_events;
+        let r = spool.append(&msgs);
+        let dropped = spool.stats.dropped_events - before;
+        if dropped > 0 {
+            ComponentCounters::add(&self.counters.dropped, dropped);
+            crate::rate_limited_warn!(
+                "sink `{}`: spool full, {dropped} oldest rows dropped",
+                self.name
+            );
+        }
+        match r {
+            Ok(Appended::Stored) => {
+                ComponentCounters::add(&self.counters.spooled, msgs.len() as u64);
                 true
             }
-            Buffer::Spool(_) => {
-                let changes = self.changes(b);
-                self.encoded.clear();
-                for c in &changes {
-                    let mut v = Vec::with_capacity(160);
-                    codec::encode(c, &mut v);
-                    self.encoded.push(v);
-                }
-                let Buffer::Spool(spool) = &mut self.buffer else {
-                    unreachable!()
-                };
-                let msgs: Vec<&[u8]> = self.encoded.iter().map(Vec::as_slice).collect();
-                let before = spool.stats.dropped_events;
-                let r = spool.append(&msgs);
-                let dropped = spool.stats.dropped_events - before;
-                if dropped > 0 {
-                    ComponentCounters::add(&self.counters.dropped, dropped);
-                    crate::rate_limited_warn!(
-                        "sink `{}`: spool full, {dropped} oldest rows dropped",
-                        self.name
-                    );
-                }
-                match r {
-                    Ok(Appended::Stored) => {
-                        ComponentCounters::add(&self.counters.spooled, msgs.len() as u64);
-                        true
-                    }
-                    Ok(Appended::Full) => {
-                        crate::rate_limited_warn!(
-                            "sink `{}`: spool full; holding new events back",
-                            self.name
-                        );
-                        false
-                    }
-                    Err(e) => {
-                        ComponentCounters::add(&self.counters.errors, 1);
-                        crate::rate_limited_warn!(
-                            "sink `{}`: cannot write the spool: {e}",
-                            self.name
-                        );
-                        false
-                    }
-                }
+            Ok(Appended::Full) => {
+                crate::rate_limited_warn!(
+                    "sink `{}`: spool full; holding new events back",
+                    self.name
+                );
+                false
+            }
+            Err(e) => {
+                ComponentCounters::add(&self.counters.errors, 1);
+                crate::rate_limited_warn!("sink `{}`: cannot write the spool: {e}", self.name);
+                false
             }
         }
     }
@@ -229,52 +222,51 @@ impl<S: Store> DatabaseSink<S> {
         }
     }
 
-    /// Writes what waits, oldest first, until done or the store fails.
-    fn deliver(&mut self) {
-        match &mut self.buffer {
-            Buffer::Memory(slot) => {
-                if let Some(changes) = slot.take() {
-                    if !self.write(&changes) {
+    /// Writes the oldest waiting unit; false when nothing was written (none waits, or the
+    /// store failed).
+    fn deliver_one(&mut self) -> bool {
+        let done = match &mut self.buffer {
+            Buffer::Memory(slot) => match slot.take() {
+                None => false,
+                Some(changes) => {
+                    let ok = self.write(&changes);
+                    if !ok {
                         if let Buffer::Memory(slot) = &mut self.buffer {
                             *slot = Some(changes);
                         }
                     }
-                }
-            }
-            Buffer::Spool(_) => loop {
-                let Buffer::Spool(spool) = &mut self.buffer else {
-                    unreachable!()
-                };
-                let msgs = match spool.peek() {
-                    Ok(Some(m)) => m,
-                    Ok(None) => break,
-                    Err(e) => {
-                        ComponentCounters::add(&self.counters.errors, 1);
-                        crate::rate_limited_warn!(
-                            "sink `{}`: cannot read the spool: {e}",
-                            self.name
-                        );
-                        break;
-                    }
-                };
-                let mut changes = Vec::with_capacity(msgs.len());
-                for m in &msgs {
-                    match codec::decode(m) {
-                        Some(c) => changes.push(c),
-                        None => ComponentCounters::add(&self.counters.malformed, 1),
-                    }
-                }
-                if !self.write(&changes) {
-                    break;
-                }
-                if let Buffer::Spool(spool) = &mut self.buffer {
-                    spool.ack();
+                    ok
                 }
             },
-        }
+            Buffer::Spool(spool) => match spool.peek() {
+                Ok(None) => false,
+                Err(e) => {
+                    ComponentCounters::add(&self.counters.errors, 1);
+                    crate::rate_limited_warn!("sink `{}`: cannot read the spool: {e}", self.name);
+                    false
+                }
+                Ok(Some(msgs)) => {
+                    let mut changes = Vec::with_capacity(msgs.len());
+                    for m in &msgs {
+                        match codec::decode(m) {
+                            Some(c) => changes.push(c),
+                            None => ComponentCounters::add(&self.counters.malformed, 1),
+                        }
+                    }
+                    let ok = self.write(&changes);
+                    if ok {
+                        if let Buffer::Spool(spool) = &mut self.buffer {
+                            spool.ack();
+                        }
+                    }
+                    ok
+                }
+            },
+        };
         let coerced = self.store.take_coerced();
         ComponentCounters::add(&self.counters.coerced, coerced);
         self.publish();
+        done
     }
 
     fn pending(&self) -> u64 {
@@ -297,38 +289,68 @@ impl<S: Store> DatabaseSink<S> {
     }
 
     pub fn run(mut self, q: SinkQueue) {
-        let mut held: Option<Batch> = None;
+        // Batches taken from the queue but not yet into the buffer (it was full).
+        let mut held: Vec<Batch> = Vec::new();
         let mut open = true;
         let mut last_sync = Instant::now();
         let mut last_maintain: Option<Instant> = None;
-        while open || held.is_some() {
-            if let Some(b) = held.take() {
-                if self.accept(&b) {
-                    q.taken(&b);
-                } else {
-                    held = Some(b);
+        while open || !held.is_empty() {
+            // Taking events comes first: everything waiting goes into the buffer, in units of
+            // up to UNIT_ROWS rows, before one unit is written. Under load the units grow (one
+            // transaction for many rows), idle they stay small (low latency), and the queue in
+            // front never fills while the store works: a backlog waits in the spool.
+            if !held.is_empty() {
+                if self.accept(&held) {
+                    for b in held.drain(..) {
+                        q.taken(&b);
+                    }
                 }
-            }
-            if held.is_none() && open {
+            } else if open {
                 let wait = if self.pending() > 0 {
-                    Duration::from_millis(20)
+                    Duration::ZERO
                 } else {
                     Duration::from_millis(200)
                 };
-                match q.rx.recv_timeout(wait) {
-                    Ok(b) => {
-                        ComponentCounters::add(&self.counters.received, b.len() as u64);
-                        if self.accept(&b) {
-                            q.taken(&b);
-                        } else {
-                            held = Some(b);
+                let mut rows = 0;
+                let mut next = Some(q.rx.recv_timeout(wait));
+                while let Some(r) = next.take() {
+                    match r {
+                        Ok(b) => {
+                            ComponentCounters::add(&self.counters.received, b.len() as u64);
+                            rows += b.len();
+                            held.push(b);
+                            if rows >= UNIT_ROWS {
+                                if !self.accept(&held) {
+                                    break;
+                                }
+                                for b in held.drain(..) {
+                                    q.taken(&b);
+                                }
+                                rows = 0;
+                            }
+                            next = Some(q.rx.try_recv().map_err(|e| match e {
+                                crossbeam_channel::TryRecvError::Empty => {
+                                    RecvTimeoutError::Timeout
+                                }
+                                crossbeam_channel::TryRecvError::Disconnected => {
+                                    RecvTimeoutError::Disconnected
+                                }
+                            }));
                         }
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => open = false,
                     }
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => open = false,
+                }
+                if !held.is_empty() && self.accept(&held) {
+                    for b in held.drain(..) {
+                        q.taken(&b);
+                    }
                 }
             }
-            self.deliver();
+            if !self.deliver_one() && self.pending() > 0 {
+                // The store is failing: do not spin while it backs off.
+                std::thread::sleep(Duration::from_millis(20));
+            }
             if self.store.connected()
                 && last_maintain.is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
             {
@@ -344,20 +366,19 @@ impl<S: Store> DatabaseSink<S> {
                     last_sync = Instant::now();
                 }
             }
-            if held.is_some() && crate::signals::shutdown_requested() {
-                let n = held.take().map_or(0, |b| {
+            if !held.is_empty() && crate::signals::shutdown_requested() {
+                let n: usize = held.iter().map(|b| b.len()).sum();
+                for b in held.drain(..) {
                     q.taken(&b);
-                    b.len() as u64
-                });
-                ComponentCounters::add(&self.counters.dropped, n);
+                }
+                ComponentCounters::add(&self.counters.dropped, n as u64);
             }
         }
         // Stopping: a last chance for the store; a spool keeps the rest for the next start.
         let deadline = Instant::now() + Duration::from_secs(2);
         while self.pending() > 0 && Instant::now() < deadline {
-            self.next_connect = Instant::now();
-            self.deliver();
-            if self.pending() > 0 {
+            self.next_connect = self.next_connect.min(Instant::now());
+            if !self.deliver_one() {
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
