@@ -46,3 +46,30 @@ pg_down() {
   bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
   runuser -u postgres -- "$bin/pg_ctl" -D "$1/data" -m fast -w stop >/dev/null 2>&1 || true
 }
+
+# A ClickHouse server of the benchmark's own in $1, HTTP on 127.0.0.1:$2 of namespace $3;
+# its PID in $1/pid. ch_down ends it.
+ch_up() {
+  local dir=$1 port=$2 ns=$3
+  mkdir -p "$dir"
+  cat >"$dir/users.xml" <<XML
+<?xml version="1.0"?>
+<yandex><profiles><default/></profiles><quotas><default/></quotas><users><default><password></password>
+<networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></default></users></yandex>
+XML
+  cat >"$dir/config.xml" <<XML
+<?xml version="1.0"?>
+<yandex><logger><level>warning</level><log>$dir/server.log</log><errorlog>$dir/error.log</errorlog><console>0</console></logger>
+<http_port>$port</http_port><tcp_port>$((port + 1))</tcp_port><listen_host>127.0.0.1</listen_host>
+<path>$dir/data/</path><tmp_path>$dir/tmp/</tmp_path><users_config>$dir/users.xml</users_config>
+<default_profile>default</default_profile><default_database>default</default_database><mark_cache_size>268435456</mark_cache_size></yandex>
+XML
+  ip netns exec "$ns" /usr/sbin/clickhouse-server --config-file="$dir/config.xml" >/dev/null 2>&1 &
+  echo $! >"$dir/pid"
+  for _ in $(seq 100); do
+    ip netns exec "$ns" curl -sf "http://127.0.0.1:$port/?query=SELECT%201" >/dev/null && return 0
+    sleep 0.2
+  done
+  echo "clickhouse-server did not start" >&2; return 1
+}
+ch_down() { [ -f "$1/pid" ] && kill "$(cat "$1/pid")" 2>/dev/null; sleep 1; }

@@ -294,6 +294,7 @@ impl<S: Store> DatabaseSink<S> {
         let mut open = true;
         let mut last_sync = Instant::now();
         let mut last_maintain: Option<Instant> = None;
+        let mut stopping: Option<Instant> = None;
         while open || !held.is_empty() {
             // Taking events comes first: everything waiting goes into the buffer, in units of
             // up to UNIT_ROWS rows, before one unit is written. Under load the units grow (one
@@ -329,9 +330,7 @@ impl<S: Store> DatabaseSink<S> {
                                 rows = 0;
                             }
                             next = Some(q.rx.try_recv().map_err(|e| match e {
-                                crossbeam_channel::TryRecvError::Empty => {
-                                    RecvTimeoutError::Timeout
-                                }
+                                crossbeam_channel::TryRecvError::Empty => RecvTimeoutError::Timeout,
                                 crossbeam_channel::TryRecvError::Disconnected => {
                                     RecvTimeoutError::Disconnected
                                 }
@@ -366,7 +365,14 @@ impl<S: Store> DatabaseSink<S> {
                     last_sync = Instant::now();
                 }
             }
-            if !held.is_empty() && crate::signals::shutdown_requested() {
+            if crate::signals::shutdown_requested() && stopping.is_none() {
+                stopping = Some(Instant::now());
+            }
+            // Stopping with events still held back: they are written while the store takes
+            // them, for up to 10 s; a store that is away or stuck loses them (counted).
+            let give_up = stopping
+                .is_some_and(|t| !self.store.connected() || t.elapsed() > Duration::from_secs(10));
+            if !held.is_empty() && give_up {
                 let n: usize = held.iter().map(|b| b.len()).sum();
                 for b in held.drain(..) {
                     q.taken(&b);

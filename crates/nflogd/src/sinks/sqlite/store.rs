@@ -71,6 +71,8 @@ pub fn open_for_query(path: &Path) -> Result<Connection> {
 }
 
 pub struct SqliteStore {
+    /// The INSERT of each table, by table code.
+    inserts: Vec<String>,
     path: PathBuf,
     conn: Option<Connection>,
     retention: std::time::Duration,
@@ -80,6 +82,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     pub fn new(path: PathBuf, retention: std::time::Duration, max_size: u64) -> Self {
         SqliteStore {
+            inserts: Table::ALL.iter().map(|t| insert_sql(*t)).collect(),
             path,
             conn: None,
             retention,
@@ -203,7 +206,7 @@ impl Store for SqliteStore {
         for ch in changes {
             match ch {
                 Change::Insert(r) => {
-                    let mut st = tx.prepare_cached(&insert_sql(r.table))?;
+                    let mut st = tx.prepare_cached(&self.inserts[r.table.code() as usize])?;
                     st.execute(params_from_iter(r.values.iter().map(Cell)))?;
                 }
                 Change::Close { host, ct_id } => {
