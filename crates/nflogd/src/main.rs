@@ -65,7 +65,7 @@ enum Command {
         files: Vec<PathBuf>,
     },
     /// Query the SQLite or PostgreSQL store: filters, the NAT question, top summaries.
-    Query(query_cmd::QueryArgs),
+    Query(Box<query_cmd::QueryArgs>),
     /// Print the database schema nflogd creates: sqlite, postgres or clickhouse.
     Schema {
         dialect: String,
@@ -93,7 +93,7 @@ fn main() -> ExitCode {
         Command::Parse { schema, files } => {
             parse_schema(&schema).and_then(|k| parse_cmd::run(k, topology::hostname(), &files))
         }
-        Command::Query(args) => query_cmd::run(args),
+        Command::Query(args) => query_cmd::run(*args),
         Command::Schema { dialect, database } => schema_script(&dialect, &database),
         Command::DefaultConfig => {
             print!("{}", config::DEFAULT_CONFIG);

@@ -5,7 +5,7 @@
 
 mod lab;
 
-use lab::{sh, wait_lines, Daemon};
+use lab::{wait_lines, Daemon};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 

@@ -53,8 +53,17 @@ pub enum Buffer {
     Memory(Option<Vec<Change>>),
 }
 
+/// Which tables events become rows of.
+pub enum Mapping {
+    /// nflogd's own (store::rows).
+    Own,
+    /// ulogd2's (store::ulogd_tables), through the `ulogd` schema's keys.
+    Ulogd(Box<crate::schema::Renderer>, Vec<u8>),
+}
+
 pub struct DatabaseSink<S: Store> {
     pub name: String,
+    pub mapping: Mapping,
     pub store: S,
     pub buffer: Buffer,
     pub host: String,
@@ -78,6 +87,7 @@ impl<S: Store> DatabaseSink<S> {
         }
         DatabaseSink {
             name: name.to_string(),
+            mapping: Mapping::Own,
             store,
             buffer,
             host,
@@ -89,11 +99,14 @@ impl<S: Store> DatabaseSink<S> {
         }
     }
 
-    fn changes(&self, batches: &[Batch]) -> Vec<Change> {
+    fn changes(&mut self, batches: &[Batch]) -> Vec<Change> {
         let n: usize = batches.iter().map(|b| b.len()).sum();
         let mut out = Vec::with_capacity(n + n / 4);
         for ev in batches.iter().flat_map(|b| b.iter()) {
-            rows::rows(ev, &self.host, &mut out);
+            match &mut self.mapping {
+                Mapping::Own => rows::rows(ev, &self.host, &mut out),
+                Mapping::Ulogd(r, buf) => crate::store::ulogd_tables::rows(ev, r, buf, &mut out),
+            }
         }
         out
     }

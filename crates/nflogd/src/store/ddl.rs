@@ -84,6 +84,8 @@ fn indexes(t: Table) -> &'static [(&'static str, &'static str)] {
         Table::OpenFlows => &[("src", "src_ip"), ("snat", "nat_src_ip, nat_src_port")],
         Table::Counters => &[("time", "time"), ("name", "name")],
         Table::RawLines => &[("time", "time")],
+        // ulogd2's tables come with their own indexes.
+        Table::UlogdPacket | Table::UlogdFlow | Table::UlogdCounter => &[],
     }
 }
 

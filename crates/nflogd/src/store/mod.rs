@@ -5,3 +5,4 @@ pub mod codec;
 pub mod ddl;
 pub mod query;
 pub mod rows;
+pub mod ulogd_tables;

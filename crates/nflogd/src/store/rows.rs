@@ -42,9 +42,14 @@ pub enum Table {
     OpenFlows,
     Counters,
     RawLines,
+    /// ulogd2's tables (store::ulogd_tables), for `tables = "ulogd"`.
+    UlogdPacket,
+    UlogdFlow,
+    UlogdCounter,
 }
 
 impl Table {
+    /// nflogd's own tables.
     pub const ALL: [Table; 5] = [
         Table::Packets,
         Table::Flows,
@@ -60,6 +65,9 @@ impl Table {
             Table::OpenFlows => "open_flows",
             Table::Counters => "counters",
             Table::RawLines => "raw_lines",
+            Table::UlogdPacket => "ulog2",
+            Table::UlogdFlow => "ulog2_ct",
+            Table::UlogdCounter => "nfacct",
         }
     }
 
@@ -71,6 +79,9 @@ impl Table {
             Table::OpenFlows => FLOW_COLUMNS,
             Table::Counters => COUNTER_COLUMNS,
             Table::RawLines => RAW_COLUMNS,
+            Table::UlogdPacket => super::ulogd_tables::PACKET_COLUMNS,
+            Table::UlogdFlow => super::ulogd_tables::FLOW_COLUMNS,
+            Table::UlogdCounter => super::ulogd_tables::COUNTER_COLUMNS,
         }
     }
 
@@ -79,7 +90,18 @@ impl Table {
     }
 
     pub fn from_code(c: u8) -> Option<Table> {
-        Table::ALL.get(c as usize).copied()
+        [
+            Table::Packets,
+            Table::Flows,
+            Table::OpenFlows,
+            Table::Counters,
+            Table::RawLines,
+            Table::UlogdPacket,
+            Table::UlogdFlow,
+            Table::UlogdCounter,
+        ]
+        .into_iter()
+        .find(|t| t.code() == c)
     }
 }
 

@@ -11,6 +11,8 @@ pub struct Postgres {
     pub dir: PathBuf,
     pub port: u16,
     bin: PathBuf,
+    /// The network namespace it listens in (its loopback), when not the test's own.
+    netns: Option<String>,
 }
 
 /// Debian's server binaries, if installed.
@@ -47,6 +49,11 @@ pub fn free_port() -> u16 {
 
 impl Postgres {
     pub fn start() -> Postgres {
+        Postgres::start_in(None)
+    }
+
+    /// A server on the loopback of namespace `netns`, for daemons that run inside it.
+    pub fn start_in(netns: Option<&str>) -> Postgres {
         let bin = bin_dir().expect("postgresql installed");
         let dir = std::env::temp_dir().join(format!("nflogd-pg-{}", super::tag()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -62,6 +69,7 @@ impl Postgres {
             dir,
             port: free_port(),
             bin,
+            netns: netns.map(str::to_string),
         };
         pg.up();
         pg
@@ -84,8 +92,12 @@ impl Postgres {
 
     pub fn up(&self) {
         let d = self.dir.display();
+        let ns = self
+            .netns
+            .as_ref()
+            .map_or(String::new(), |n| format!("ip netns exec {n} "));
         sh(&format!(
-            "runuser -u postgres -- {}/pg_ctl -D {d}/data -l {d}/server.log -w -t 30 start \
+            "{ns}runuser -u postgres -- {}/pg_ctl -D {d}/data -l {d}/server.log -w -t 30 start \
              -o \"-p {} -k {d} -c listen_addresses=127.0.0.1 -c ssl=on -c ssl_cert_file={d}/srv.pem \
              -c ssl_key_file={d}/srv.key -c max_connections=50\" >/dev/null",
             self.bin.display(),
@@ -128,7 +140,15 @@ impl Postgres {
 
     /// Like `psql`, with the error as a value (a table not made yet, say).
     pub fn try_psql(&self, db: &str, sql: &str) -> Result<String, String> {
-        let out = Command::new("psql")
+        let mut cmd = match &self.netns {
+            Some(n) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", n, "psql"]);
+                c
+            }
+            None => Command::new("psql"),
+        };
+        let out = cmd
             .args(["-X", "-q", "-At", "-F", "|", "-v", "ON_ERROR_STOP=1"])
             .args([
                 "-h",

@@ -9,7 +9,7 @@ pub use store::connect;
 
 use crate::metrics::ComponentCounters;
 use crate::pipeline::SinkQueue;
-use crate::sinks::database::{Buffer, DatabaseSink};
+use crate::sinks::database::{Buffer, DatabaseSink, Mapping};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -34,7 +34,17 @@ pub fn spawn(
             tracing::warn!("sink `{name}`: {e:#}; events wait in the spool until it answers");
         }
     }
-    let mut sink = DatabaseSink::new(name, store, Buffer::Spool(spool), host, counters);
+    let mut sink = DatabaseSink::new(name, store, Buffer::Spool(spool), host.clone(), counters);
+    if cfg.tables == config::TableSet::Ulogd {
+        let opts = crate::schema::SchemaOptions {
+            kind: crate::schema::SchemaKind::Ulogd,
+            device: "Netfilter".into(),
+            boolean_label: false,
+            log_flags: logline::LogFlags::default(),
+            hostname: host,
+        };
+        sink.mapping = Mapping::Ulogd(Box::new(crate::schema::Renderer::new(opts)), Vec::new());
+    }
     sink.sync_interval = cfg.spool.sync_interval.0;
     Ok(std::thread::Builder::new()
         .name(format!("postgres:{name}"))

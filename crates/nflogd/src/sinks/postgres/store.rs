@@ -2,7 +2,7 @@
 //! flows go to daily partitions, which retention drops whole; `open_flows` follows NEW and
 //! DESTROY inside the same transaction.
 
-use super::config::PostgresSinkConfig;
+use super::config::{PostgresSinkConfig, TableSet};
 use crate::sinks::database::{SchemaError, Store};
 use crate::store::ddl::{self, Dialect, Found, SCHEMA_VERSION, VERSION_TABLE};
 use crate::store::rows::{Change, Kind, Row, Table, Value};
@@ -145,31 +145,235 @@ impl PostgresStore {
     }
 
     fn copy(tx: &mut Transaction, t: Table, rows: &[&Row], coerced: &mut u64) -> Result<()> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let cols = t.columns();
-        let names: Vec<_> = cols.iter().map(|c| c.name).collect();
-        let types: Vec<Type> = cols.iter().map(|c| pg_type(c.kind)).collect();
-        let w = tx.copy_in(&format!(
-            "COPY {} ({}) FROM STDIN (FORMAT binary)",
-            t.name(),
-            names.join(", ")
-        ))?;
-        let mut w = BinaryCopyInWriter::new(w, &types);
-        for r in rows {
-            *coerced += r
-                .values
-                .iter()
-                .zip(cols)
-                .filter(|(v, c)| misfit(v, c.kind))
-                .count() as u64;
-            w.write_raw(r.values.iter().zip(cols).map(|(v, c)| Cell(v, c.kind)))
-                .with_context(|| format!("COPY {}", t.name()))?;
-        }
-        w.finish().with_context(|| format!("COPY {}", t.name()))?;
-        Ok(())
+        let cols: Vec<(&str, Kind)> = t.columns().iter().map(|c| (c.name, c.kind)).collect();
+        let rows: Vec<&[Value]> = rows.iter().map(|r| r.values.as_slice()).collect();
+        copy_values(tx, t.name(), &cols, &rows, coerced)
     }
+}
+
+/// COPY of `rows` (values in the order of `cols`) into table `name`, in binary.
+fn copy_values(
+    tx: &mut Transaction,
+    name: &str,
+    cols: &[(&str, Kind)],
+    rows: &[&[Value]],
+    coerced: &mut u64,
+) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<_> = cols.iter().map(|c| c.0).collect();
+    let types: Vec<Type> = cols.iter().map(|c| pg_type(c.1)).collect();
+    let w = tx.copy_in(&format!(
+        "COPY {name} ({}) FROM STDIN (FORMAT binary)",
+        names.join(", ")
+    ))?;
+    let mut w = BinaryCopyInWriter::new(w, &types);
+    for r in rows {
+        *coerced += r.iter().zip(cols).filter(|(v, c)| misfit(v, c.1)).count() as u64;
+        w.write_raw(r.iter().zip(cols).map(|(v, c)| Cell(v, c.1)))
+            .with_context(|| format!("COPY {name}"))?;
+    }
+    w.finish().with_context(|| format!("COPY {name}"))?;
+    Ok(())
+}
+
+/// ulogd2's schema must be there already: nflogd writes into it and never changes it.
+fn check_ulogd_schema(c: &mut Client) -> Result<()> {
+    let missing: Vec<String> = c
+        .query(
+            "SELECT t FROM unnest(ARRAY['ulog2', 'tcp', 'udp', 'icmp', 'icmpv6', 'sctp', 'mac', 'hwhdr', 'ulog2_ct', 'nfacct']) AS t \
+             WHERE to_regclass(t) IS NULL",
+            &[],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if !missing.is_empty() {
+        return Err(SchemaError(format!(
+            "tables = \"ulogd\" writes into ulogd2's tables, and {} are missing: load ulogd2's \
+             pgsql-ulogd2.sql into this database first",
+            missing.join(", ")
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// A batch into ulogd2's tables, as its INSERT_PACKET_FULL, INSERT_CT and INSERT_NFACCT would
+/// write it, but by COPY: packet ids are taken from ulog2's sequence for the whole batch, MAC
+/// rows are shared (deduplicated) as INSERT_OR_SELECT_MAC does.
+fn write_ulogd(tx: &mut Transaction, changes: &[Change], coerced: &mut u64) -> Result<()> {
+    use crate::store::ulogd_tables::{
+        COUNTER_COLUMNS, FLOW_COLUMNS, PACKET_COLUMNS, PACKET_TABLES,
+    };
+    let of = |t: Table| -> Vec<&[Value]> {
+        changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Insert(r) if r.table == t => Some(r.values.as_slice()),
+                _ => None,
+            })
+            .collect()
+    };
+    let cols = |c: &[crate::store::rows::Column]| -> Vec<(&'static str, Kind)> {
+        c.iter().map(|c| (c.name, c.kind)).collect()
+    };
+    let packets = of(Table::UlogdPacket);
+    if !packets.is_empty() {
+        let ix = |name: &str| {
+            PACKET_COLUMNS
+                .iter()
+                .position(|c| c.name == name)
+                .unwrap_or(0)
+        };
+        let (raw_type, raw_header) = (ix("raw_type"), ix("raw_header"));
+        let (mac_s, mac_d, mac_p) = (ix("mac_saddr"), ix("mac_daddr"), ix("mac_protocol"));
+        let ids: Vec<i64> = tx
+            .query(
+                "SELECT nextval('ulog2__id_seq') FROM generate_series(1, $1::bigint)",
+                &[&(packets.len() as i64)],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let text = |v: &Value| match v {
+            Value::Mac(m) => Some(crate::sinks::sqlite::mac_text(m)),
+            _ => None,
+        };
+        let int = |v: &Value| match v {
+            Value::Int(i) => Some(*i as i32),
+            _ => None,
+        };
+        let is_ether = |p: &[Value]| p[raw_type] == Value::Int(1) && text(&p[mac_s]).is_some();
+        // The MAC rows this batch needs, made if missing, and their ids.
+        let mut macs: Vec<(String, Option<String>, Option<i32>)> = packets
+            .iter()
+            .filter(|p| is_ether(p))
+            .map(|p| {
+                (
+                    text(&p[mac_s]).unwrap_or_default(),
+                    text(&p[mac_d]),
+                    int(&p[mac_p]),
+                )
+            })
+            .collect();
+        macs.sort();
+        macs.dedup();
+        let mut mac_ids = HashMap::new();
+        if !macs.is_empty() {
+            let s: Vec<&str> = macs.iter().map(|m| m.0.as_str()).collect();
+            let d: Vec<Option<&str>> = macs.iter().map(|m| m.1.as_deref()).collect();
+            let p: Vec<Option<i32>> = macs.iter().map(|m| m.2).collect();
+            let keys = "unnest($1::text[], $2::text[], $3::int[]) AS k(s, d, p)";
+            let same =
+                "m.mac_saddr = k.s::macaddr AND m.mac_daddr IS NOT DISTINCT FROM k.d::macaddr \
+                        AND m.mac_protocol IS NOT DISTINCT FROM k.p";
+            tx.execute(
+                &format!(
+                    "INSERT INTO mac (mac_saddr, mac_daddr, mac_protocol) SELECT k.s::macaddr, k.d::macaddr, k.p \
+                     FROM {keys} WHERE NOT EXISTS (SELECT 1 FROM mac m WHERE {same})"
+                ),
+                &[&s, &d, &p],
+            )?;
+            for r in tx.query(
+                &format!(
+                    "SELECT m._mac_id, m.mac_saddr::text, m.mac_daddr::text, m.mac_protocol FROM mac m JOIN {keys} ON {same}"
+                ),
+                &[&s, &d, &p],
+            )? {
+                let key: (String, Option<String>, Option<i32>) = (r.get(1), r.get(2), r.get(3));
+                mac_ids.insert(key, r.get::<_, i64>(0));
+            }
+        }
+        // ulog2, with its id and mac_id.
+        let mut ulog2_cols = vec![("_id", Kind::I64)];
+        ulog2_cols.extend(cols(
+            &PACKET_COLUMNS[PACKET_TABLES[0].2..PACKET_TABLES[0].3],
+        ));
+        ulog2_cols.push(("mac_id", Kind::I64));
+        let rows: Vec<Vec<Value>> = packets
+            .iter()
+            .zip(&ids)
+            .map(|(p, id)| {
+                let mut v = vec![Value::Int(*id)];
+                v.extend_from_slice(&p[PACKET_TABLES[0].2..PACKET_TABLES[0].3]);
+                let mac = is_ether(p)
+                    .then(|| {
+                        let key = (
+                            text(&p[mac_s]).unwrap_or_default(),
+                            text(&p[mac_d]),
+                            int(&p[mac_p]),
+                        );
+                        mac_ids.get(&key).copied()
+                    })
+                    .flatten();
+                v.push(mac.map_or(Value::Null, Value::Int));
+                v
+            })
+            .collect();
+        let refs: Vec<&[Value]> = rows.iter().map(Vec::as_slice).collect();
+        copy_values(tx, "ulog2", &ulog2_cols, &refs, coerced)?;
+        // The protocol tables, chosen by ip_protocol as INSERT_PACKET_FULL does.
+        let proto_ix = ix("ip_protocol");
+        for (table, id_col, a, b) in &PACKET_TABLES[1..] {
+            let want = match *table {
+                "tcp" => 6,
+                "udp" => 17,
+                "icmp" => 1,
+                "icmpv6" => 58,
+                _ => 132,
+            };
+            let mut tcols = vec![(*id_col, Kind::I64)];
+            tcols.extend(cols(&PACKET_COLUMNS[*a..*b]));
+            let rows: Vec<Vec<Value>> = packets
+                .iter()
+                .zip(&ids)
+                .filter(|(p, _)| p[proto_ix] == Value::Int(want))
+                .map(|(p, id)| {
+                    let mut v = vec![Value::Int(*id)];
+                    v.extend_from_slice(&p[*a..*b]);
+                    v
+                })
+                .collect();
+            let refs: Vec<&[Value]> = rows.iter().map(Vec::as_slice).collect();
+            copy_values(tx, table, &tcols, &refs, coerced)?;
+        }
+        // Other link layers: their type in hwhdr.
+        let rows: Vec<Vec<Value>> = packets
+            .iter()
+            .zip(&ids)
+            .filter(|(p, _)| !is_ether(p))
+            .map(|(p, id)| vec![Value::Int(*id), p[raw_type].clone(), p[raw_header].clone()])
+            .collect();
+        let refs: Vec<&[Value]> = rows.iter().map(Vec::as_slice).collect();
+        copy_values(
+            tx,
+            "hwhdr",
+            &[
+                ("_hw_id", Kind::I64),
+                ("raw_type", Kind::I32),
+                ("raw_header", Kind::Text),
+            ],
+            &refs,
+            coerced,
+        )?;
+    }
+    copy_values(
+        tx,
+        "ulog2_ct",
+        &cols(FLOW_COLUMNS),
+        &of(Table::UlogdFlow),
+        coerced,
+    )?;
+    copy_values(
+        tx,
+        "nfacct",
+        &cols(COUNTER_COLUMNS),
+        &of(Table::UlogdCounter),
+        coerced,
+    )?;
+    Ok(())
 }
 
 fn prepare_schema(c: &mut Client) -> Result<()> {
@@ -275,6 +479,11 @@ pub fn connect(cfg: &PostgresSinkConfig) -> Result<Client> {
 impl Store for PostgresStore {
     fn connect(&mut self) -> Result<()> {
         let mut c = connect(&self.cfg)?;
+        if self.cfg.tables == TableSet::Ulogd {
+            check_ulogd_schema(&mut c)?;
+            self.client = Some(c);
+            return Ok(());
+        }
         prepare_schema(&mut c)?;
         self.client = Some(c);
         self.partitions.clear();
@@ -293,6 +502,13 @@ impl Store for PostgresStore {
     }
 
     fn write(&mut self, changes: &[Change]) -> Result<()> {
+        if self.cfg.tables == TableSet::Ulogd {
+            let client = self.client.as_mut().context("not connected")?;
+            let mut tx = client.transaction()?;
+            write_ulogd(&mut tx, changes, &mut self.coerced)?;
+            tx.commit()?;
+            return Ok(());
+        }
         let mut days = BTreeSet::new();
         for ch in changes {
             if let Change::Insert(r) = ch {
@@ -365,6 +581,10 @@ impl Store for PostgresStore {
     }
 
     fn maintain(&mut self) -> Result<()> {
+        if self.cfg.tables == TableSet::Ulogd {
+            // ulogd2's tables are the user's: no partitions, no retention.
+            return Ok(());
+        }
         let today = day_of(event::Timestamp::now());
         self.ensure_partitions(today);
         self.ensure_partitions(today + 1);
