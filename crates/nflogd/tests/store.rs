@@ -291,6 +291,10 @@ fn nat_flows_keep_open_connections_and_answer_the_nat_question() {
     let m = masquerade();
     let db = format!("nat{}", m.t);
     let url = pg.create_db(&db);
+    // A second database with ulogd2's schema, for a sink with `tables = "ulogd"`.
+    let ulogd_db = format!("natulogd{}", m.t);
+    let ulogd_url = pg.create_db(&ulogd_db);
+    pg.psql(&ulogd_db, &sh("zcat /usr/share/doc/ulogd2/pgsql-ulogd2.sql.gz"));
     let dir = std::env::temp_dir().join(format!("nflogd-store-nat-{}", m.t));
     std::fs::create_dir_all(&dir).unwrap();
     let sqlite = dir.join("store.db");
@@ -301,12 +305,14 @@ fn nat_flows_keep_open_connections_and_answer_the_nat_question() {
             "stats_interval = \"0s\"\n[sources.ct]\ntype = \"conntrack\"\nnetns = \"/run/netns/{}\"\n\
              [sinks.lite]\ntype = \"sqlite\"\ninputs = [\"ct\"]\npath = \"{}\"\n\
              [sinks.pg]\ntype = \"postgres\"\ninputs = [\"ct\"]\nurl = \"{url}\"\nspool.dir = \"{}\"\n\
-             [sinks.ch]\ntype = \"clickhouse\"\ninputs = [\"ct\"]\nurl = \"{}\"\ndatabase = \"{db}\"\nspool.dir = \"{}\"\n",
+             [sinks.ch]\ntype = \"clickhouse\"\ninputs = [\"ct\"]\nurl = \"{}\"\ndatabase = \"{db}\"\nspool.dir = \"{}\"\n\
+             [sinks.ulogd]\ntype = \"postgres\"\ninputs = [\"ct\"]\nurl = \"{ulogd_url}\"\ntables = \"ulogd\"\nspool.dir = \"{}\"\n",
             m.r,
             sqlite.display(),
             dir.join("spool").display(),
             ch.url(),
-            dir.join("chspool").display()
+            dir.join("chspool").display(),
+            dir.join("ulogdspool").display()
         ),
     )
     .unwrap();
@@ -346,6 +352,19 @@ fn nat_flows_keep_open_connections_and_answer_the_nat_question() {
     wait_until(5, "the DESTROY in SQLite", || {
         sqlite_count(&sqlite, open_sql) == 0
     });
+    // ulogd2's ulog2_ct: the NEW and the DESTROY, NAT in the reply tuple, as INSERT_CT writes.
+    let ct_sql = "SELECT ct_event, host(orig_ip_saddr_str), orig_l4_sport, host(reply_ip_daddr_str), reply_l4_dport, \
+                  orig_raw_pktcount > 0 FROM ulog2_ct WHERE orig_l4_dport = 8443 ORDER BY ct_event";
+    wait_until(5, "the flow in ulog2_ct", || {
+        pg.psql(&ulogd_db, ct_sql).lines().count() == 2
+    });
+    assert_eq!(
+        pg.psql(&ulogd_db, ct_sql).lines().collect::<Vec<_>>(),
+        [
+            format!("1|10.210.1.2|{sport}|10.210.2.1|{}|f", peer.port()),
+            format!("4|10.210.1.2|{sport}|10.210.2.1|{}|t", peer.port())
+        ]
+    );
     std::thread::sleep(Duration::from_millis(1100));
     let after = chrono::Utc::now();
     d.stop();
