@@ -294,7 +294,10 @@ fn nat_flows_keep_open_connections_and_answer_the_nat_question() {
     // A second database with ulogd2's schema, for a sink with `tables = "ulogd"`.
     let ulogd_db = format!("natulogd{}", m.t);
     let ulogd_url = pg.create_db(&ulogd_db);
-    pg.psql(&ulogd_db, &sh("zcat /usr/share/doc/ulogd2/pgsql-ulogd2.sql.gz"));
+    pg.psql(
+        &ulogd_db,
+        &sh("zcat /usr/share/doc/ulogd2/pgsql-ulogd2.sql.gz"),
+    );
     let dir = std::env::temp_dir().join(format!("nflogd-store-nat-{}", m.t));
     std::fs::create_dir_all(&dir).unwrap();
     let sqlite = dir.join("store.db");
@@ -760,4 +763,94 @@ fn ulogd_tables_hold_what_ulogd2_itself_writes() {
         pg.psql("by_nflogd", "SELECT count(*) FROM mac").trim(),
         pg.psql("by_ulogd", "SELECT count(*) FROM mac").trim()
     );
+}
+
+#[test]
+fn a_refused_row_is_counted_and_a_stalled_database_only_delays() {
+    if !lab::pg::available() {
+        return;
+    }
+    let pg = Postgres::shared();
+    let t = lab::tag();
+    let dir = std::env::temp_dir().join(format!("nflogd-store-stall-{t}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = format!("stall{t}");
+    let url = pg.create_db(&db);
+    let input = dir.join("kern.log");
+    std::fs::write(&input, "").unwrap();
+    let cfg = dir.join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "stats_interval = \"0s\"\n[sources.f]\ntype = \"file\"\npath = \"{}\"\nstart = \"beginning\"\nstate_file = \"{}\"\npoll_interval = \"50ms\"\n\
+             [sinks.pg]\ntype = \"postgres\"\ninputs = [\"f\"]\nurl = \"{url}\"\nspool.dir = \"{}\"\n",
+            input.display(),
+            dir.join("pos").display(),
+            dir.join("spool").display()
+        ),
+    )
+    .unwrap();
+    let d = lab::start_nflogd(None, &cfg, &dir.join("log"));
+    // The user's own rule on the table: no packets to port 9.
+    pg.psql(
+        &db,
+        "ALTER TABLE packets ADD CONSTRAINT no_discard CHECK (dst_port <> 9)",
+    );
+    let line = |port: u16, id: u32| {
+        format!("IN=eth0 OUT= MAC= SRC=10.0.0.1 DST=10.0.0.2 LEN=40 TOS=0x00 PREC=0x00 TTL=64 ID={id} PROTO=TCP SPT=1000 DPT={port} WINDOW=0 RES=0x00 SYN URGP=0 \n")
+    };
+    let append = |text: &str| {
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&input)
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    };
+    let batch: String = (0..20)
+        .map(|i| line(if i == 7 { 9 } else { 22 }, i))
+        .collect();
+    append(&batch);
+    wait_until(10, "the 19 acceptable rows", || {
+        pg.psql(&db, "SELECT count(*) FROM packets").trim() == "19"
+    });
+    assert_eq!(
+        pg.psql(&db, "SELECT count(*) FROM packets WHERE dst_port = 9")
+            .trim(),
+        "0"
+    );
+    // A stalled database: the table locked for 3 s while 50 more lines arrive.
+    let locker = {
+        let port = pg.port;
+        std::thread::spawn(move || {
+            Command::new("psql")
+                .args(["-X", "-q", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
+                .args(["-d", &format!("stall{t}")])
+                .args(["-c", "BEGIN; LOCK TABLE packets IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3); COMMIT;"])
+                .output()
+                .unwrap()
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let more: String = (100..150).map(|i| line(22, i)).collect();
+    append(&more);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        pg.psql(&db, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'").trim(),
+        "1",
+        "nflogd's COPY waits on the lock"
+    );
+    assert!(locker.join().unwrap().status.success());
+    wait_until(10, "the rows written once the lock is gone", || {
+        pg.psql(&db, "SELECT count(*) FROM packets").trim() == "69"
+    });
+    let log = d.stop();
+    assert_eq!(
+        lab::stat(&log, "sink.pg", "dropped"),
+        1,
+        "the refused row: {log}"
+    );
+    assert!(log.contains("row refused"), "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
