@@ -385,6 +385,19 @@ fn nat_flows_keep_open_connections_and_answer_the_nat_question() {
     let after = chrono::Utc::now();
     d.stop();
 
+    // The talkers summary: bytes of ended connections by source.
+    let talkers = nflogd_query(&["--db", &pg.url(&db), "--top", "talkers"]);
+    let bytes: i64 = pg
+        .psql(
+            &db,
+            "SELECT sum(orig_bytes + reply_bytes) FROM flows WHERE event = 'destroy' AND src_ip = '10.210.1.2'",
+        )
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(talkers[0]["src_ip"], "10.210.1.2", "{talkers:?}");
+    assert_eq!(talkers[0]["bytes"], bytes, "{talkers:?}");
+    assert!(bytes > 5, "{talkers:?}");
     let nat = format!("10.210.2.1:{}", peer.port());
     for store in [pg.url(&db), sqlite.display().to_string()] {
         let at = during.to_rfc3339();
@@ -870,5 +883,92 @@ fn a_refused_row_is_counted_and_a_stalled_database_only_delays() {
         "the refused row: {log}"
     );
     assert!(log.contains("row refused"), "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn postgres_retention_drops_old_days() {
+    if !lab::pg::available() {
+        return;
+    }
+    let pg = Postgres::shared();
+    let t = lab::tag();
+    let dir = std::env::temp_dir().join(format!("nflogd-store-pgret-{t}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = format!("ret{t}");
+    let url = pg.create_db(&db);
+    let at = |ago: chrono::Duration| {
+        (chrono::Utc::now() - ago)
+            .format("%Y-%m-%dT%H:%M:%S+00:00")
+            .to_string()
+    };
+    let line = |when: &str| {
+        format!("{when} fw kernel: [1.0] DROP IN=eth0 OUT= MAC= SRC=10.0.0.1 DST=10.0.0.2 LEN=40 TOS=0x00 PREC=0x00 TTL=64 ID=1 PROTO=TCP SPT=1 DPT=22 WINDOW=0 RES=0x00 SYN URGP=0 \n")
+    };
+    // Rows of now, of three days ago (a partition of their own) and of a year ago (outside the
+    // days that get partitions: the default partition).
+    let input: String = [
+        at(chrono::Duration::zero()),
+        at(chrono::Duration::days(3)),
+        at(chrono::Duration::days(365)),
+    ]
+    .iter()
+    .map(|w| line(w))
+    .collect();
+    let run = |input: &str, retention: &str| {
+        let cfg = dir.join("c.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "stats_interval = \"0s\"\n[sources.in]\ntype = \"stdin\"\n[sinks.pg]\ntype = \"postgres\"\ninputs = [\"in\"]\nurl = \"{url}\"\nretention = \"{retention}\"\nspool.dir = \"{}\"\n",
+                dir.join("spool").display()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_nflogd"))
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{log}");
+        log
+    };
+    run(&input, "0s");
+    let per_partition = "SELECT tableoid::regclass::text FROM packets ORDER BY time";
+    let parts = pg.psql(&db, per_partition);
+    let parts: Vec<&str> = parts.lines().collect();
+    assert_eq!(parts.len(), 3, "{parts:?}");
+    assert_eq!(parts[0], "packets_default", "a year ago: {parts:?}");
+    assert!(
+        parts[1].starts_with("packets_p") && parts[2].starts_with("packets_p"),
+        "{parts:?}"
+    );
+    let old_partition = parts[1].to_string();
+    // Kept two days: the next start drops the three-day-old partition and deletes the old row.
+    let log = run("", "2d");
+    assert!(
+        log.contains(&format!("retention dropped partition {old_partition}")),
+        "{log}"
+    );
+    assert_eq!(pg.psql(&db, "SELECT count(*) FROM packets").trim(), "1");
+    assert_eq!(
+        pg.psql(
+            &db,
+            &format!("SELECT to_regclass('{old_partition}') IS NULL")
+        )
+        .trim(),
+        "t"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
