@@ -32,6 +32,47 @@ fn nflogd_query(args: &[&str]) -> Vec<Value> {
         .collect()
 }
 
+/// nflogd with a `stdin` source named `in` and the sink(s) `sinks` (TOML), fed `input` until it
+/// ends; returns whether it exited well and its log.
+fn nflogd_stdin(dir: &Path, sinks: &str, input: &[u8]) -> (bool, String) {
+    use std::io::Write;
+    let cfg = dir.join("stdin.toml");
+    std::fs::write(
+        &cfg,
+        format!("stats_interval = \"0s\"\n[sources.in]\ntype = \"stdin\"\n{sinks}"),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nflogd"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A start that fails has closed its end: the write may fail then.
+    let _ = child.stdin.take().unwrap().write_all(input);
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// For a test of the shared PostgreSQL server: a database (name, URL) and a directory of its
+/// own; None when the test is skipped.
+fn pg_fixture(what: &str) -> Option<(&'static Postgres, std::path::PathBuf, String, String)> {
+    if !lab::pg::available() {
+        return None;
+    }
+    let pg = Postgres::shared();
+    let t = lab::tag();
+    let dir = std::env::temp_dir().join(format!("nflogd-store-{what}-{t}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = format!("{what}{t}");
+    let url = pg.create_db(&db);
+    Some((pg, dir, db, url))
+}
+
 /// Polls until `f` is true (or panics after `secs`).
 fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -493,34 +534,20 @@ fn a_database_restart_in_mid_stream_loses_nothing() {
 
 #[test]
 fn a_foreign_schema_is_refused_and_values_that_do_not_fit_are_kept() {
-    if !lab::pg::available() {
-        return;
-    }
-    let pg = Postgres::shared();
-    let t = lab::tag();
-    let dir = std::env::temp_dir().join(format!("nflogd-store-bad-{t}"));
-    std::fs::create_dir_all(&dir).unwrap();
     // A database whose `flows` table is someone else's.
-    let db = format!("foreign{t}");
-    let url = pg.create_db(&db);
+    let Some((pg, dir, db, url)) = pg_fixture("foreign") else {
+        return;
+    };
     pg.psql(&db, "CREATE TABLE flows (id serial, note text)");
-    let cfg = dir.join("foreign.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[sources.in]\ntype = \"stdin\"\n[sinks.pg]\ntype = \"postgres\"\ninputs = [\"in\"]\nurl = \"{url}\"\nspool.dir = \"{}\"\n",
+    let (ok, err) = nflogd_stdin(
+        &dir,
+        &format!(
+            "[sinks.pg]\ntype = \"postgres\"\ninputs = [\"in\"]\nurl = \"{url}\"\nspool.dir = \"{}\"\n",
             dir.join("spool1").display()
         ),
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_nflogd"))
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
+        b"",
+    );
+    assert!(!ok, "{err}");
     assert!(
         err.contains("the table `flows` exists but was not made by nflogd"),
         "{err}"
@@ -528,34 +555,18 @@ fn a_foreign_schema_is_refused_and_values_that_do_not_fit_are_kept() {
     assert_eq!(pg.psql(&db, "SELECT count(*) FROM flows").trim(), "0");
 
     // A line with a NUL byte cannot be PostgreSQL text: it is kept with U+FFFD, and counted.
-    let db = format!("misfit{t}");
+    let db = format!("{db}_misfit");
     let url = pg.create_db(&db);
-    std::fs::write(
-        &cfg,
-        format!(
-            "stats_interval = \"0s\"\n[sources.in]\ntype = \"stdin\"\n[sinks.pg]\ntype = \"postgres\"\ninputs = [\"in\"]\nurl = \"{url}\"\nspool.dir = \"{}\"\n",
+    let (ok, log) = nflogd_stdin(
+        &dir,
+        &format!(
+            "[sinks.pg]\ntype = \"postgres\"\ninputs = [\"in\"]\nurl = \"{url}\"\nspool.dir = \"{}\"\n",
             dir.join("spool2").display()
         ),
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nflogd"))
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin
-            .write_all(b"IN=eth0 OUT= MAC= SRC=10.0.0.1 DST=10.0.0.2 LEN=40 TOS=0x00 PREC=0x00 TTL=64 ID=1 PROTO=TCP SPT=1 DPT=2 WINDOW=0 RES=0x00 SYN URGP=0 \n\
-                         garbage\0 IN=x OUT= nope\n")
-            .unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{log}");
+        b"IN=eth0 OUT= MAC= SRC=10.0.0.1 DST=10.0.0.2 LEN=40 TOS=0x00 PREC=0x00 TTL=64 ID=1 PROTO=TCP SPT=1 DPT=2 WINDOW=0 RES=0x00 SYN URGP=0 \n\
+          garbage\0 IN=x OUT= nope\n",
+    );
+    assert!(ok, "{log}");
     assert_eq!(lab::stat(&log, "sink.pg", "coerced"), 1, "{log}");
     assert_eq!(pg.psql(&db, "SELECT count(*) FROM packets").trim(), "1");
     assert_eq!(
@@ -586,36 +597,16 @@ fn sqlite_retention_deletes_by_age_and_by_size() {
         ));
     }
     let run = |input: &str, extra: &str| {
-        let cfg = dir.join("c.toml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "stats_interval = \"0s\"\n[sources.in]\ntype = \"stdin\"\n[sinks.lite]\ntype = \"sqlite\"\ninputs = [\"in\"]\npath = \"{}\"\n{extra}",
+        let (ok, log) = nflogd_stdin(
+            &dir,
+            &format!(
+                "[sinks.lite]\ntype = \"sqlite\"\ninputs = [\"in\"]\npath = \"{}\"\n{extra}",
                 db.display()
             ),
-        )
-        .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_nflogd"))
-            .args(["run", "--config"])
-            .arg(&cfg)
-            .stdin(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+            input.as_bytes(),
         );
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        assert!(ok, "{log}");
+        log
     };
     run(&input, "retention = \"0s\"\n");
     assert_eq!(sqlite_count(&db, "SELECT count(*) FROM packets"), 100);
@@ -798,15 +789,9 @@ fn ulogd_tables_hold_what_ulogd2_itself_writes() {
 
 #[test]
 fn a_refused_row_is_counted_and_a_stalled_database_only_delays() {
-    if !lab::pg::available() {
+    let Some((pg, dir, db, url)) = pg_fixture("stall") else {
         return;
-    }
-    let pg = Postgres::shared();
-    let t = lab::tag();
-    let dir = std::env::temp_dir().join(format!("nflogd-store-stall-{t}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let db = format!("stall{t}");
-    let url = pg.create_db(&db);
+    };
     let input = dir.join("kern.log");
     std::fs::write(&input, "").unwrap();
     let cfg = dir.join("c.toml");
@@ -854,10 +839,11 @@ fn a_refused_row_is_counted_and_a_stalled_database_only_delays() {
     // A stalled database: the table locked for 3 s while 50 more lines arrive.
     let locker = {
         let port = pg.port;
+        let locked_db = db.clone();
         std::thread::spawn(move || {
             Command::new("psql")
                 .args(["-X", "-q", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
-                .args(["-d", &format!("stall{t}")])
+                .args(["-d", &locked_db])
                 .args(["-c", "BEGIN; LOCK TABLE packets IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3); COMMIT;"])
                 .output()
                 .unwrap()
@@ -888,15 +874,9 @@ fn a_refused_row_is_counted_and_a_stalled_database_only_delays() {
 
 #[test]
 fn postgres_retention_drops_old_days() {
-    if !lab::pg::available() {
+    let Some((pg, dir, db, url)) = pg_fixture("retention") else {
         return;
-    }
-    let pg = Postgres::shared();
-    let t = lab::tag();
-    let dir = std::env::temp_dir().join(format!("nflogd-store-pgret-{t}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let db = format!("ret{t}");
-    let url = pg.create_db(&db);
+    };
     let at = |ago: chrono::Duration| {
         (chrono::Utc::now() - ago)
             .format("%Y-%m-%dT%H:%M:%S+00:00")
@@ -916,32 +896,15 @@ fn postgres_retention_drops_old_days() {
     .map(|w| line(w))
     .collect();
     let run = |input: &str, retention: &str| {
-        let cfg = dir.join("c.toml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "stats_interval = \"0s\"\n[sources.in]\ntype = \"stdin\"\n[sinks.pg]\ntype = \"postgres\"\ninputs = [\"in\"]\nurl = \"{url}\"\nretention = \"{retention}\"\nspool.dir = \"{}\"\n",
+        let (ok, log) = nflogd_stdin(
+            &dir,
+            &format!(
+                "[sinks.pg]\ntype = \"postgres\"\ninputs = [\"in\"]\nurl = \"{url}\"\nretention = \"{retention}\"\nspool.dir = \"{}\"\n",
                 dir.join("spool").display()
             ),
-        )
-        .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_nflogd"))
-            .args(["run", "--config"])
-            .arg(&cfg)
-            .stdin(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        let log = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "{log}");
+            input.as_bytes(),
+        );
+        assert!(ok, "{log}");
         log
     };
     run(&input, "0s");

@@ -5,25 +5,14 @@
 
 use crate::metrics::ComponentCounters;
 use crate::pipeline::{Batch, SinkQueue};
-use crate::spool::{Appended, Spool};
+use crate::spool::Spool;
 use crate::store::codec;
 use crate::store::rows::{self, Change};
 use crossbeam_channel::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A schema nflogd must not write into (someone else's, or a newer nflogd's): a start stops on
-/// it rather than retrying.
-#[derive(Debug)]
-pub struct SchemaError(pub String);
-
-impl std::fmt::Display for SchemaError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for SchemaError {}
+pub use crate::store::ddl::SchemaError;
 
 /// Most rows put into one unit (spool record, transaction) from what waits in the queue.
 const UNIT_ROWS: usize = 20_000;
@@ -133,34 +122,7 @@ impl<S: Store> DatabaseSink<S> {
             self.encoded.push(v);
         }
         let msgs: Vec<&[u8]> = self.encoded.iter().map(Vec::as_slice).collect();
-        let before = spool.stats.dropped_events;
-        let r = spool.append(&msgs);
-        let dropped = spool.stats.dropped_events - before;
-        if dropped > 0 {
-            ComponentCounters::add(&self.counters.dropped, dropped);
-            crate::rate_limited_warn!(
-                "sink `{}`: spool full, {dropped} oldest rows dropped",
-                self.name
-            );
-        }
-        match r {
-            Ok(Appended::Stored) => {
-                ComponentCounters::add(&self.counters.spooled, msgs.len() as u64);
-                true
-            }
-            Ok(Appended::Full) => {
-                crate::rate_limited_warn!(
-                    "sink `{}`: spool full; holding new events back",
-                    self.name
-                );
-                false
-            }
-            Err(e) => {
-                ComponentCounters::add(&self.counters.errors, 1);
-                crate::rate_limited_warn!("sink `{}`: cannot write the spool: {e}", self.name);
-                false
-            }
-        }
+        spool.append_counted(&self.name, &msgs, &self.counters)
     }
 
     fn ensure_connected(&mut self) -> bool {

@@ -260,6 +260,43 @@ impl Spool {
         Ok(self.writer.as_mut().expect("writer just opened"))
     }
 
+    /// Appends for sink `sink`, counting in its counters what happens: `spooled` when stored,
+    /// `dropped` for what `drop-oldest` deleted, `errors` for a failed write. False when the
+    /// batch was not taken (full with `block`, or a write error): the caller holds and retries.
+    pub fn append_counted(
+        &mut self,
+        sink: &str,
+        messages: &[&[u8]],
+        counters: &crate::metrics::ComponentCounters,
+    ) -> bool {
+        use crate::metrics::ComponentCounters as C;
+        let before = self.stats.dropped_events;
+        let r = self.append(messages);
+        let dropped = self.stats.dropped_events - before;
+        if dropped > 0 {
+            C::add(&counters.dropped, dropped);
+            crate::rate_limited_warn!(
+                "sink `{sink}`: spool full, {dropped} oldest records dropped"
+            );
+        }
+        match r {
+            Ok(Appended::Stored) => {
+                C::add(&counters.spooled, messages.len() as u64);
+                true
+            }
+            Ok(Appended::Full) => {
+                crate::rate_limited_warn!("sink `{sink}`: spool full; holding new events back");
+                false
+            }
+            Err(e) => {
+                // A full disk or an I/O error: the batch stays held and is retried.
+                C::add(&counters.errors, 1);
+                crate::rate_limited_warn!("sink `{sink}`: cannot write the spool: {e}");
+                false
+            }
+        }
+    }
+
     /// Appends one batch: its messages, each written as `[len u32][bytes]`.
     pub fn append(&mut self, messages: &[&[u8]]) -> std::io::Result<Appended> {
         let mut payload = Vec::with_capacity(messages.iter().map(|m| m.len() + 4).sum());

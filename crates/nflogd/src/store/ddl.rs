@@ -190,29 +190,53 @@ pub fn script(d: Dialect, clickhouse_database: &str) -> String {
     s
 }
 
-/// What a start finds, and what it does about it.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Found {
-    /// No nflogd tables: create them.
-    Empty,
-    /// Our schema at this version, or an older one to migrate from.
-    Version(i64),
-    /// A table with one of our names that nflogd did not make.
-    Foreign(String),
+/// A schema nflogd must not write into (someone else's, or a newer nflogd's): a start stops on
+/// it rather than retrying.
+#[derive(Debug)]
+pub struct SchemaError(pub String);
+
+impl std::fmt::Display for SchemaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
-/// Decides from the version table's content (None: no such table) and the names of the tables
-/// present; the error for a foreign or newer schema is the caller's to give.
-pub fn classify(version: Option<i64>, tables_present: &[String]) -> Found {
-    if let Some(v) = version {
-        return Found::Version(v);
-    }
-    for t in Table::ALL {
-        if tables_present.iter().any(|p| p == t.name()) {
-            return Found::Foreign(t.name().to_string());
+impl std::error::Error for SchemaError {}
+
+/// What a start does with the database it finds, given the version table's content (None: no
+/// such table) and the tables present: the groups of statements to run, each with the version
+/// it reaches (to record). `elsewhere` says where else to go when the tables are not ours.
+pub fn steps(
+    d: Dialect,
+    version: Option<i64>,
+    tables_present: &[String],
+    clickhouse_database: &str,
+    elsewhere: &str,
+) -> Result<Vec<(Vec<String>, i64)>, SchemaError> {
+    match version {
+        Some(v) if v > SCHEMA_VERSION => Err(SchemaError(format!(
+            "schema version {v} is newer than this nflogd knows ({SCHEMA_VERSION}); upgrade nflogd"
+        ))),
+        // Ours: the migrations from its version on, one step (and one version row) each.
+        Some(v) => Ok(migrations(d)
+            .iter()
+            .enumerate()
+            .skip((v.max(1) - 1) as usize)
+            .map(|(i, step)| (step.iter().map(|s| s.to_string()).collect(), i as i64 + 2))
+            .collect()),
+        None => {
+            if let Some(t) = Table::ALL
+                .iter()
+                .find(|t| tables_present.iter().any(|p| p == t.name()))
+            {
+                return Err(SchemaError(format!(
+                    "the table `{}` exists but was not made by nflogd (no {VERSION_TABLE} table); {elsewhere}",
+                    t.name()
+                )));
+            }
+            Ok(vec![(create(d, clickhouse_database), SCHEMA_VERSION)])
         }
     }
-    Found::Empty
 }
 
 #[cfg(test)]
@@ -235,12 +259,22 @@ mod tests {
     }
 
     #[test]
-    fn a_foreign_table_is_recognised() {
-        assert_eq!(classify(None, &[]), Found::Empty);
-        assert_eq!(
-            classify(None, &["other".into(), "flows".into()]),
-            Found::Foreign("flows".into())
+    fn what_a_start_does_with_what_it_finds() {
+        let d = Dialect::Sqlite;
+        let create = steps(d, None, &["other".into()], "", "").unwrap();
+        assert_eq!(create.len(), 1);
+        assert_eq!(create[0].1, SCHEMA_VERSION);
+        let e = steps(
+            d,
+            None,
+            &["other".into(), "flows".into()],
+            "",
+            "use another file",
         );
-        assert_eq!(classify(Some(1), &["flows".into()]), Found::Version(1));
+        assert!(e.unwrap_err().0.contains("`flows` exists"));
+        assert!(steps(d, Some(SCHEMA_VERSION), &["flows".into()], "", "")
+            .unwrap()
+            .is_empty());
+        assert!(steps(d, Some(SCHEMA_VERSION + 1), &[], "", "").is_err());
     }
 }

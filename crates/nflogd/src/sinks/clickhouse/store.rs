@@ -7,8 +7,8 @@
 
 use super::config::ClickHouseSinkConfig;
 use super::http::{Client, Endpoint, Unreachable};
-use crate::sinks::database::{SchemaError, Store};
-use crate::store::ddl::{self, Dialect, Found, SCHEMA_VERSION, VERSION_TABLE};
+use crate::sinks::database::Store;
+use crate::store::ddl::{self, Dialect, VERSION_TABLE};
 use crate::store::rows::{Change, Kind, Row, Table, Value};
 use anyhow::Result;
 use std::net::IpAddr;
@@ -133,29 +133,20 @@ impl ClickHouseStore {
         } else {
             None
         };
-        match ddl::classify(version, &tables) {
-            Found::Foreign(t) => {
-                return Err(SchemaError(format!(
-                    "the table `{db}.{t}` exists but was not made by nflogd (no {VERSION_TABLE} table); use another database"
-                ))
-                .into())
+        for (statements, reached) in ddl::steps(
+            Dialect::ClickHouse,
+            version,
+            &tables,
+            db,
+            "use another database",
+        )? {
+            for s in &statements {
+                self.client.query(s)?;
             }
-            Found::Version(v) if v > SCHEMA_VERSION => {
-                return Err(SchemaError(format!(
-                    "schema version {v} is newer than this nflogd knows ({SCHEMA_VERSION}); upgrade nflogd"
-                ))
-                .into())
-            }
-            Found::Version(_) => {}
-            Found::Empty => {
-                for s in ddl::create(Dialect::ClickHouse, db) {
-                    self.client.query(&s)?;
-                }
-                self.client.query(&format!(
-                    "INSERT INTO {db}.{VERSION_TABLE} VALUES ({SCHEMA_VERSION}, now())"
-                ))?;
-                tracing::info!("clickhouse: schema version {SCHEMA_VERSION} created in {db}");
-            }
+            self.client.query(&format!(
+                "INSERT INTO {db}.{VERSION_TABLE} VALUES ({reached}, now())"
+            ))?;
+            tracing::info!("clickhouse: schema in {db} at version {reached}");
         }
         Ok(())
     }

@@ -4,7 +4,7 @@
 
 use super::config::{PostgresSinkConfig, TableSet};
 use crate::sinks::database::{SchemaError, Store};
-use crate::store::ddl::{self, Dialect, Found, SCHEMA_VERSION, VERSION_TABLE};
+use crate::store::ddl::{self, Dialect, VERSION_TABLE};
 use crate::store::rows::{Change, Kind, Row, Table, Value};
 use anyhow::{Context, Result};
 use bytes::{BufMut, BytesMut};
@@ -398,46 +398,21 @@ fn prepare_schema(c: &mut Client) -> Result<()> {
     } else {
         None
     };
-    match ddl::classify(version, &tables) {
-        Found::Foreign(t) => {
-            return Err(SchemaError(format!(
-                "the table `{t}` exists but was not made by nflogd (no {VERSION_TABLE} table); \
-             use another database or schema (search_path)"
-            ))
-            .into())
+    for (statements, reached) in ddl::steps(
+        Dialect::Postgres,
+        version,
+        &tables,
+        "",
+        "use another database or schema (search_path)",
+    )? {
+        for s in &statements {
+            tx.batch_execute(s)?;
         }
-        Found::Version(v) if v > SCHEMA_VERSION => {
-            return Err(SchemaError(format!(
-            "schema version {v} is newer than this nflogd knows ({SCHEMA_VERSION}); upgrade nflogd"
-        ))
-            .into())
-        }
-        Found::Version(v) => {
-            for (i, step) in ddl::migrations(Dialect::Postgres)
-                .iter()
-                .enumerate()
-                .skip((v - 1) as usize)
-            {
-                for s in *step {
-                    tx.batch_execute(s)?;
-                }
-                tx.execute(
-                    &format!("INSERT INTO {VERSION_TABLE} (version) VALUES ($1)"),
-                    &[&(i as i32 + 2)],
-                )?;
-                tracing::info!("postgres: schema migrated to version {}", i + 2);
-            }
-        }
-        Found::Empty => {
-            for s in ddl::create(Dialect::Postgres, "") {
-                tx.batch_execute(&s)?;
-            }
-            tx.execute(
-                &format!("INSERT INTO {VERSION_TABLE} (version) VALUES ($1)"),
-                &[&(SCHEMA_VERSION as i32)],
-            )?;
-            tracing::info!("postgres: schema version {SCHEMA_VERSION} created");
-        }
+        tx.execute(
+            &format!("INSERT INTO {VERSION_TABLE} (version) VALUES ($1)"),
+            &[&(reached as i32)],
+        )?;
+        tracing::info!("postgres: schema at version {reached}");
     }
     tx.commit()?;
     Ok(())

@@ -1,8 +1,8 @@
 //! SQLite as the embedded store: one file in WAL mode, one transaction per batch, prepared
 //! statements, retention by age and by size.
 
-use crate::sinks::database::{SchemaError, Store};
-use crate::store::ddl::{self, Dialect, Found, SCHEMA_VERSION, VERSION_TABLE};
+use crate::sinks::database::Store;
+use crate::store::ddl::{self, Dialect, VERSION_TABLE};
 use crate::store::rows::{Change, Table, Value};
 use anyhow::{Context, Result};
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -122,46 +122,19 @@ fn prepare_schema(c: &Connection) -> Result<()> {
     } else {
         None
     };
-    match ddl::classify(version, &tables) {
-        Found::Foreign(t) => {
-            return Err(SchemaError(format!(
-                "the table `{t}` exists but was not made by nflogd (no {VERSION_TABLE} table); \
-             use another file"
-            ))
-            .into())
+    for (statements, reached) in
+        ddl::steps(Dialect::Sqlite, version, &tables, "", "use another file")?
+    {
+        let tx = c.unchecked_transaction()?;
+        for s in &statements {
+            tx.execute_batch(s)?;
         }
-        Found::Version(v) if v > SCHEMA_VERSION => {
-            return Err(SchemaError(format!(
-            "schema version {v} is newer than this nflogd knows ({SCHEMA_VERSION}); upgrade nflogd"
-        ))
-            .into())
-        }
-        Found::Version(v) => {
-            let steps = ddl::migrations(Dialect::Sqlite);
-            for (i, step) in steps.iter().enumerate().skip((v - 1) as usize) {
-                let tx = c.unchecked_transaction()?;
-                for s in *step {
-                    tx.execute_batch(s)?;
-                }
-                tx.execute(
-                    &format!("INSERT INTO {VERSION_TABLE} VALUES (?1, datetime('now'))"),
-                    [i as i64 + 2],
-                )?;
-                tx.commit()?;
-                tracing::info!("sqlite: schema migrated to version {}", i + 2);
-            }
-        }
-        Found::Empty => {
-            let tx = c.unchecked_transaction()?;
-            for s in ddl::create(Dialect::Sqlite, "") {
-                tx.execute_batch(&s)?;
-            }
-            tx.execute(
-                &format!("INSERT INTO {VERSION_TABLE} VALUES (?1, datetime('now'))"),
-                [SCHEMA_VERSION],
-            )?;
-            tx.commit()?;
-        }
+        tx.execute(
+            &format!("INSERT INTO {VERSION_TABLE} VALUES (?1, datetime('now'))"),
+            [reached],
+        )?;
+        tx.commit()?;
+        tracing::info!("sqlite: schema at version {reached}");
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use super::format::{self, Header};
 use crate::metrics::ComponentCounters;
 use crate::pipeline::{Batch, SinkQueue};
 use crate::schema::{Renderer, SchemaOptions};
-use crate::spool::{Appended, Spool};
+use crate::spool::Spool;
 use anyhow::{anyhow, Context, Result};
 use crossbeam_channel::RecvTimeoutError;
 use std::io::{Read, Write};
@@ -199,35 +199,7 @@ impl SyslogSink {
             msgs.push(&self.body[start..end]);
             start = end;
         }
-        let before = self.spool.stats.dropped_events;
-        let r = self.spool.append(&msgs);
-        let dropped = self.spool.stats.dropped_events - before;
-        if dropped > 0 {
-            ComponentCounters::add(&self.counters.dropped, dropped);
-            crate::rate_limited_warn!(
-                "sink `{}`: spool full, {dropped} oldest events dropped",
-                self.name
-            );
-        }
-        match r {
-            Ok(Appended::Stored) => {
-                ComponentCounters::add(&self.counters.spooled, b.len() as u64);
-                true
-            }
-            Ok(Appended::Full) => {
-                crate::rate_limited_warn!(
-                    "sink `{}`: spool full; holding new events back",
-                    self.name
-                );
-                false
-            }
-            Err(e) => {
-                // A full disk or an I/O error: the batch stays held and is retried.
-                ComponentCounters::add(&self.counters.errors, 1);
-                crate::rate_limited_warn!("sink `{}`: cannot write the spool: {e}", self.name);
-                false
-            }
-        }
+        self.spool.append_counted(&self.name, &msgs, &self.counters)
     }
 
     /// Sends what the spool holds, oldest first, each batch acknowledged once written; stops at
