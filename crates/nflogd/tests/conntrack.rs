@@ -61,19 +61,23 @@ fn masqueraded_flows_carry_tuples_nat_counters_and_times() {
     let dir = std::env::temp_dir().join(format!("nflogd-ct-{t}"));
     std::fs::create_dir_all(&dir).unwrap();
     let (ecs, text) = (dir.join("flows.json"), dir.join("flows.txt"));
-    let web = dir.join("web.json");
+    let (web, v6_out) = (dir.join("web.json"), dir.join("v6.json"));
     let cfg = dir.join("c.toml");
-    // A second source keeps only TCP to port 8080 from the client's network.
+    // A second source keeps only TCP to port 8080 from the client's network; a third only UDP
+    // to the server's IPv6 network.
     std::fs::write(
         &cfg,
         format!(
             "stats_interval = \"0s\"\n[sources.ct]\ntype = \"conntrack\"\nevents = [\"new\", \"destroy\"]\n\
              [sources.web]\ntype = \"conntrack\"\naccept_src = [\"10.210.1.0/24\"]\naccept_protocols = [\"tcp\"]\naccept_ports = [8080]\n\
              [sinks.e]\ntype = \"file\"\ninputs = [\"ct\"]\npath = \"{}\"\n[sinks.t]\ntype = \"file\"\ninputs = [\"ct\"]\npath = \"{}\"\nschema = \"text\"\n\
-             [sinks.w]\ntype = \"file\"\ninputs = [\"web\"]\npath = \"{}\"\n",
+             [sinks.w]\ntype = \"file\"\ninputs = [\"web\"]\npath = \"{}\"\n\
+             [sources.v6]\ntype = \"conntrack\"\naccept_dst = [\"fd10:210:2::/64\"]\naccept_protocols = [\"udp\"]\n\
+             [sinks.v6]\ntype = \"file\"\ninputs = [\"v6\"]\npath = \"{}\"\n",
             ecs.display(),
             text.display(),
-            web.display()
+            web.display(),
+            v6_out.display()
         ),
     )
     .unwrap();
@@ -104,7 +108,7 @@ fn masqueraded_flows_carry_tuples_nat_counters_and_times() {
     sh(&format!("ip netns exec {r} conntrack -F 2>/dev/null"));
     let recs = json_lines(&wait_lines(&ecs, 10, Duration::from_secs(5)));
     let lines = std::fs::read_to_string(&text).unwrap();
-    d.stop();
+    let log = d.stop();
 
     let find = |kind: &str, transport: &str| -> &Value {
         recs.iter()
@@ -200,6 +204,34 @@ fn masqueraded_flows_carry_tuples_nat_counters_and_times() {
         .collect();
     assert_eq!(kinds, [("new", "tcp"), ("destroy", "tcp")], "{web:#?}");
     assert_eq!(web[1]["destination"]["port"], 8080);
+    // Its filters ran in the kernel: the other flows' events never reached it.
+    assert!(
+        log.contains("source `web`: filters applied in the kernel"),
+        "{log}"
+    );
+    assert_eq!(lab::stat(&log, "source.web", "received"), 2, "{log}");
+    assert_eq!(lab::stat(&log, "source.web", "ignored"), 0, "{log}");
+    assert!(lab::stat(&log, "source.ct", "received") >= 10, "{log}");
+    let v6: Vec<Value> = complete_records(&v6_out);
+    let kinds: Vec<(&str, &str, &str)> = v6
+        .iter()
+        .map(|r| {
+            (
+                r["netfilter"]["ct"]["event"].as_str().unwrap(),
+                r["network"]["transport"].as_str().unwrap(),
+                r["destination"]["ip"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("new", "udp", "fd10:210:2::2"),
+            ("destroy", "udp", "fd10:210:2::2")
+        ],
+        "{v6:#?}"
+    );
+    assert_eq!(lab::stat(&log, "source.v6", "ignored"), 0, "{log}");
     assert_eq!(
         web[1]["netfilter"]["ct"]["id"],
         tcp_end["netfilter"]["ct"]["id"]

@@ -5,6 +5,7 @@
 //! never panic on malformed input (a bad length is an error value). No async, no policy.
 
 pub mod attr;
+pub mod ctfilter;
 pub mod ctnetlink;
 pub mod message;
 pub mod nfacct;

@@ -140,6 +140,15 @@ impl NetlinkSocket {
     }
 
     /// Tells the kernel not to report overruns (only sensible with sequence-gap accounting).
+    /// Attaches a classic BPF program (SO_ATTACH_FILTER); the kernel checks it.
+    pub fn attach_filter(&self, program: &[crate::ctfilter::SockFilter]) -> io::Result<()> {
+        let prog = libc::sock_fprog {
+            len: program.len() as u16,
+            filter: program.as_ptr() as *mut libc::sock_filter,
+        };
+        self.setsockopt(libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, prog)
+    }
+
     pub fn set_no_enobufs(&self, on: bool) -> io::Result<()> {
         self.setsockopt(SOL_NETLINK, NETLINK_NO_ENOBUFS, on as libc::c_int)
     }

@@ -46,6 +46,17 @@ impl FlowFilter {
         })
     }
 
+    /// The same lists for the kernel's socket filter (nfnetlink::ctfilter).
+    pub fn for_kernel(&self) -> nfnetlink::ctfilter::Accept {
+        let nets = |v: &[IpNet]| v.iter().map(|n| (n.network(), n.prefix_len())).collect();
+        nfnetlink::ctfilter::Accept {
+            src: nets(&self.src),
+            dst: nets(&self.dst),
+            protocols: self.protocols.clone(),
+            dst_ports: self.ports.clone(),
+        }
+    }
+
     pub fn accepts(&self, ct: &Conntrack) -> bool {
         let o = &ct.orig;
         let net_ok = |nets: &[IpNet], ip: Option<std::net::IpAddr>| {

@@ -171,6 +171,22 @@ impl Reader {
             })
             .context("joining the conntrack event groups (is nf_conntrack_netlink available?)")?;
         }
+        let filter = cfg.filter()?;
+        // Events of flows the filters reject are dropped in the kernel when the filters fit a
+        // socket filter; the userspace check stays (for dumps, and as the reference).
+        if !groups.is_empty() {
+            if let Some(prog) = nfnetlink::ctfilter::program(&filter.for_kernel()) {
+                match sock.attach_filter(&prog) {
+                    Ok(()) => tracing::info!(
+                        "source `{name}`: filters applied in the kernel ({} BPF instructions)",
+                        prog.len()
+                    ),
+                    Err(e) => tracing::warn!(
+                        "source `{name}`: the kernel refused the event filter ({e}); filtering in nflogd"
+                    ),
+                }
+            }
+        }
         let mut reader = Reader {
             name: name.to_string(),
             events: cfg.events.clone(),
@@ -178,7 +194,7 @@ impl Reader {
             sock,
             dump_sock: None,
             table: None,
-            filter: cfg.filter()?,
+            filter,
             buf: vec![0u8; 256 * 1024],
             batch: Vec::with_capacity(256),
         };
