@@ -207,6 +207,21 @@ impl Value {
     }
 }
 
+/// A time as text: RFC 3339 UTC with microseconds (how SQLite keeps it; sortable).
+pub fn time_text(t: event::Timestamp) -> String {
+    let mut v = Vec::with_capacity(27);
+    t.write_rfc3339_utc(&mut v);
+    String::from_utf8(v).unwrap_or_default()
+}
+
+/// A MAC as text: `aa:bb:cc:dd:ee:ff`.
+pub fn mac_text(m: &[u8; 6]) -> String {
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
     pub table: Table,

@@ -238,7 +238,7 @@ fn write_ulogd(tx: &mut Transaction, changes: &[Change], coerced: &mut u64) -> R
             .map(|r| r.get(0))
             .collect();
         let text = |v: &Value| match v {
-            Value::Mac(m) => Some(crate::sinks::sqlite::mac_text(m)),
+            Value::Mac(m) => Some(crate::store::rows::mac_text(m)),
             _ => None,
         };
         let int = |v: &Value| match v {

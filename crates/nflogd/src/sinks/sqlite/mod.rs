@@ -4,7 +4,7 @@ mod config;
 mod store;
 
 pub use config::SqliteSinkConfig;
-pub use store::{mac_text, open_for_query};
+pub use store::open_for_query;
 
 use crate::metrics::ComponentCounters;
 use crate::pipeline::SinkQueue;

@@ -3,24 +3,11 @@
 
 use crate::sinks::database::Store;
 use crate::store::ddl::{self, Dialect, VERSION_TABLE};
-use crate::store::rows::{Change, Table, Value};
+use crate::store::rows::{mac_text, time_text, Change, Table, Value};
 use anyhow::{Context, Result};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params_from_iter, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
-
-pub fn time_text(t: event::Timestamp) -> String {
-    let mut v = Vec::with_capacity(27);
-    t.write_rfc3339_utc(&mut v);
-    String::from_utf8(v).unwrap_or_default()
-}
-
-pub fn mac_text(m: &[u8; 6]) -> String {
-    format!(
-        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        m[0], m[1], m[2], m[3], m[4], m[5]
-    )
-}
 
 /// A row value as SQLite stores it.
 struct Cell<'a>(&'a Value);
