@@ -539,3 +539,89 @@ fn poll_mode_records_flows_from_dumps() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn sctp_udplite_gre_and_other_flows_are_recorded() {
+    if !lab::available() {
+        return;
+    }
+    let lab = lab::Lab::new();
+    // Conntrack runs in `b` once a rule uses it.
+    lab.nft(
+        &lab.b,
+        "table inet lab {\n chain in {\n type filter hook input priority 0;\n ct state new counter\n }\n}\n",
+    );
+    let out = lab.path("flows.json");
+    let d = lab::start_nflogd(
+        None,
+        &{
+            let cfg = lab.path("c.toml");
+            std::fs::write(
+                &cfg,
+                format!(
+                    "stats_interval = \"0s\"\n[sources.ct]\ntype = \"conntrack\"\nnetns = \"/run/netns/{}\"\n\
+                     [sinks.e]\ntype = \"file\"\ninputs = [\"ct\"]\npath = \"{}\"\n",
+                    lab.b,
+                    out.display()
+                ),
+            )
+            .unwrap();
+            cfg
+        },
+        &lab.path("log"),
+    );
+    lab.exec(&lab.a, &format!("ping -c1 -W1 {} >/dev/null", lab::B4));
+    lab.exec(
+        &lab.a,
+        &format!(
+            "/usr/bin/python3 -c '
+from scapy.all import *
+conf.verb = 0
+dst = \"{}\"
+send(IP(dst=dst)/SCTP(sport=5000, dport=6000)/SCTPChunkInit(init_tag=1, n_in_streams=1, n_out_streams=1, a_rwnd=1500), iface=\"va\")
+send(IP(dst=dst, proto=136)/UDP(sport=7000, dport=8000)/b\"x\", iface=\"va\")
+send(IP(dst=dst)/GRE()/IP(dst=\"192.0.2.1\")/ICMP(), iface=\"va\")
+send(IP(dst=dst, proto=33)/bytes(16), iface=\"va\")
+'",
+            lab::B4
+        ),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    sh(&format!("ip netns exec {} conntrack -F 2>/dev/null", lab.b));
+    let recs = json_lines(&wait_lines(&out, 10, Duration::from_secs(5)));
+    d.stop();
+    let find = |event: &str, transport: &str| -> &Value {
+        recs.iter()
+            .find(|r| {
+                r["netfilter"]["ct"]["event"] == event && r["network"]["transport"] == transport
+            })
+            .unwrap_or_else(|| panic!("no {event} {transport} record in {recs:#?}"))
+    };
+    // Any other protocol: its number (DCCP here, as a protocol nflogd does not decode).
+    for event in ["new", "destroy"] {
+        assert_eq!(find(event, "dccp")["network"]["iana_number"], "33");
+    }
+    for (transport, number, ports) in [
+        ("sctp", "132", Some((5000, 6000))),
+        ("udplite", "136", Some((7000, 8000))),
+        ("gre", "47", None),
+    ] {
+        for event in ["new", "destroy"] {
+            let r = find(event, transport);
+            assert_eq!(r["network"]["iana_number"], number, "{r}");
+            assert_eq!(r["source"]["ip"], lab::A4, "{r}");
+            assert_eq!(r["destination"]["ip"], lab::B4, "{r}");
+            match ports {
+                Some((s, d)) => {
+                    assert_eq!(r["source"]["port"], s, "{r}");
+                    assert_eq!(r["destination"]["port"], d, "{r}");
+                }
+                // GRE has keys, not ports.
+                None => {
+                    assert!(r["source"]["port"].is_null(), "{r}");
+                    assert_eq!(r["netfilter"]["ct"]["gre_keys"], serde_json::json!([0, 0]));
+                }
+            }
+        }
+    }
+}

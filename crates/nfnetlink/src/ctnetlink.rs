@@ -63,6 +63,9 @@ pub struct Tuple {
     pub icmp_type: Option<u8>,
     pub icmp_code: Option<u8>,
     pub icmp_id: Option<u16>,
+    /// GRE: the source and destination keys (PPTP call ids), which ctnetlink carries in the
+    /// port attributes; GRE has no ports.
+    pub gre_keys: Option<(u16, u16)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -142,8 +145,13 @@ fn tuple(attrs: Attrs) -> Result<Tuple> {
             _ => {}
         }
     }
+    if t.protocol == GRE {
+        t.gre_keys = Some((t.sport.take().unwrap_or(0), t.dport.take().unwrap_or(0)));
+    }
     Ok(t)
 }
+
+const GRE: u8 = 47;
 
 fn counters(attrs: Attrs) -> Result<Counters> {
     let mut c = Counters::default();

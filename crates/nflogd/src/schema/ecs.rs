@@ -650,6 +650,15 @@ pub fn flow(f: &event::FlowEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
             if let (Some(t), Some(co)) = (orig.icmp_type, orig.icmp_code) {
                 c.num("icmp_type", t).num("icmp_code", co);
             }
+            if let Some((src, dst)) = orig.gre_keys {
+                c.raw("gre_keys", |out| {
+                    out.push(b'[');
+                    out.extend_from_slice(itoa::Buffer::new().format(src).as_bytes());
+                    out.push(b',');
+                    out.extend_from_slice(itoa::Buffer::new().format(dst).as_bytes());
+                    out.push(b']');
+                });
+            }
             if let Some(r) = reply.src {
                 c.raw("reply_src", |out| super::ip_string(r, out));
             }
