@@ -82,6 +82,21 @@ fn masqueraded_flows_carry_tuples_nat_counters_and_times() {
     )
     .unwrap();
     let d = lab::start_nflogd(Some(&r), &cfg, &dir.join("log"));
+    // conntrack-tools watching the same events, for comparison.
+    let events_seen = dir.join("conntrack-E.txt");
+    let watcher = lab::Daemon {
+        child: Some(
+            std::process::Command::new("ip")
+                .args(["netns", "exec", &r, "stdbuf", "-oL"])
+                .args(["conntrack", "-E", "-o", "extended,id"])
+                .stdout(std::fs::File::create(&events_seen).unwrap())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        ),
+        log: events_seen.clone(),
+    };
+    std::thread::sleep(Duration::from_millis(300));
 
     // A TCP connection, UDP and a ping.
     let (peer, got, _) = tcp_hello(&m, 8080, Duration::ZERO);
@@ -109,6 +124,9 @@ fn masqueraded_flows_carry_tuples_nat_counters_and_times() {
     let recs = json_lines(&wait_lines(&ecs, 10, Duration::from_secs(5)));
     let lines = std::fs::read_to_string(&text).unwrap();
     let log = d.stop();
+    std::thread::sleep(Duration::from_millis(200));
+    drop(watcher);
+    agree_with_conntrack_tool(&recs, &std::fs::read_to_string(&events_seen).unwrap());
 
     let find = |kind: &str, transport: &str| -> &Value {
         recs.iter()
@@ -327,6 +345,81 @@ fn overruns_are_counted_and_resynced_so_no_open_flow_is_missed() {
 }
 
 /// The records of a file being written, without a last line still cut short.
+/// Every event `conntrack -E -o extended,id` printed has a record of the same event and id with
+/// the same original tuple, the NAT address and port of the reply tuple, and (on DESTROY) the
+/// same packet and byte counters per direction.
+fn agree_with_conntrack_tool(recs: &[Value], tool: &str) {
+    let records = by_id_and_event(recs);
+    let mut checked = 0;
+    for line in tool
+        .lines()
+        .filter(|l| l.contains("src=10.210.1.2 ") || l.contains("src=fd10:210:1::2 "))
+    {
+        let event = if line.contains("[NEW]") {
+            "new"
+        } else if line.contains("[DESTROY]") {
+            "destroy"
+        } else {
+            continue;
+        };
+        let words: Vec<&str> = line.split_whitespace().collect();
+        // Values of `key=` in the order printed: the original tuple's first, the reply's second.
+        let values =
+            |key: &str| -> Vec<&str> { words.iter().filter_map(|w| w.strip_prefix(key)).collect() };
+        let id: u64 = values("id=").last().unwrap().parse().unwrap();
+        let r = records
+            .get(&(id, event.to_string()))
+            .unwrap_or_else(|| panic!("no {event} record for id {id}: {line}"));
+        let (src, dst) = (values("src="), values("dst="));
+        assert_eq!(r["source"]["ip"], src[0], "{line}\n{r}");
+        assert_eq!(r["destination"]["ip"], dst[0], "{line}\n{r}");
+        let (sport, dport) = (values("sport="), values("dport="));
+        if !sport.is_empty() {
+            assert_eq!(r["source"]["port"].to_string(), sport[0], "{line}\n{r}");
+            assert_eq!(
+                r["destination"]["port"].to_string(),
+                dport[0],
+                "{line}\n{r}"
+            );
+        }
+        // Masquerade: the reply goes to the router's address (and port).
+        if dst[1] != src[0] {
+            assert_eq!(r["source"]["nat"]["ip"], dst[1], "{line}\n{r}");
+            if dport.len() > 1 && dport[1] != sport[0] {
+                assert_eq!(
+                    r["source"]["nat"]["port"].to_string(),
+                    dport[1],
+                    "{line}\n{r}"
+                );
+            }
+        }
+        let (packets, bytes) = (values("packets="), values("bytes="));
+        if event == "destroy" && packets.len() == 2 {
+            assert_eq!(
+                r["source"]["packets"].to_string(),
+                packets[0],
+                "{line}\n{r}"
+            );
+            assert_eq!(r["source"]["bytes"].to_string(), bytes[0], "{line}\n{r}");
+            assert_eq!(
+                r["destination"]["packets"].to_string(),
+                packets[1],
+                "{line}\n{r}"
+            );
+            assert_eq!(
+                r["destination"]["bytes"].to_string(),
+                bytes[1],
+                "{line}\n{r}"
+            );
+        }
+        checked += 1;
+    }
+    assert!(
+        checked >= 8,
+        "only {checked} events from conntrack -E:\n{tool}"
+    );
+}
+
 fn complete_records(path: &std::path::Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
