@@ -69,8 +69,9 @@ pub struct ConntrackConfig {
 
 /// How long events gather in the socket between drains while they come steadily. ctnetlink
 /// sends one event per datagram, and a thread wakeup per event costs more than the event:
-/// gathering cut nflogd's CPU per event from 6.0 to 3.3 µs at 25 000 flows/s (bench/conntrack.sh).
-const GATHER: Duration = Duration::from_millis(5);
+/// gathering cut nflogd's CPU per event from 6.0 to about 3.5 µs at 25 000 flows/s
+/// (bench/conntrack.sh); 10 ms did a little better than 5 ms at 10 000 flows/s.
+const GATHER: Duration = Duration::from_millis(10);
 
 fn default_table_size() -> usize {
     262_144
