@@ -73,3 +73,25 @@ XML
   echo "clickhouse-server did not start" >&2; return 1
 }
 ch_down() { [ -f "$1/pid" ] && kill "$(cat "$1/pid")" 2>/dev/null; sleep 1; }
+
+# The common start of a kernel-lab benchmark: builds nflogd and loadgen (BIN), makes a directory
+# (DIR), names two namespaces after $1 (A, B), and on exit ends the processes in PIDS, runs the
+# script's own `bench_cleanup` if it has one, and removes the namespaces and DIR.
+bench_begin() {
+  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
+  cargo build --release -q -p nflogd -p loadgen
+  BIN=$CARGO_TARGET_DIR/release
+  PLUG=/usr/lib/x86_64-linux-gnu/ulogd
+  A=$1$$a B=$1$$b
+  DIR=$(mktemp -d /var/tmp/nflogd-bench.XXXXXX)
+  PIDS=()
+  trap bench_end EXIT INT TERM
+}
+bench_end() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  if declare -F bench_cleanup >/dev/null; then bench_cleanup; fi
+  wait 2>/dev/null || true
+  ip netns del "$A" 2>/dev/null || true
+  ip netns del "$B" 2>/dev/null || true
+  rm -rf "$DIR"
+}

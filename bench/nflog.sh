@@ -16,21 +16,7 @@ cd "$(dirname "$0")/.."
 RATES=("${@:-25000 50000 100000 150000 250000}")
 read -r -a RATES <<<"${RATES[*]}"
 SECONDS_PER_RATE=${SECONDS_PER_RATE:-2}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
-cargo build --release -q -p nflogd -p loadgen
-BIN=$CARGO_TARGET_DIR/release
-PLUG=/usr/lib/x86_64-linux-gnu/ulogd
-A=nflbench$$a B=nflbench$$b
-DIR=$(mktemp -d /var/tmp/nflogd-bench.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  ip netns del "$A" 2>/dev/null || true
-  ip netns del "$B" 2>/dev/null || true
-  rm -rf "$DIR"
-}
-trap cleanup EXIT INT TERM
+bench_begin nflbench
 veth_pair "$A" "$B" 10.201.0
 ip netns exec "$B" nft -f - <<NFT
 table inet bench {

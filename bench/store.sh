@@ -17,25 +17,13 @@ cd "$(dirname "$0")/.."
 . bench/lib.sh
 RATE=${1:-200000}
 COUNT=${2:-600000}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
-cargo build --release -q -p nflogd -p loadgen
-BIN=$CARGO_TARGET_DIR/release
-PLUG=/usr/lib/x86_64-linux-gnu/ulogd
-A=nflpgb$$a B=nflpgb$$b
-DIR=$(mktemp -d /var/tmp/nflogd-bench.XXXXXX)
+bench_begin nflpgb
 chmod 755 "$DIR" # the server runs as postgres
 PORT=$((20000 + $$ % 10000))
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+bench_cleanup() {
   pg_down "$DIR/pg"
   ch_down "$DIR/ch"
-  wait 2>/dev/null || true
-  ip netns del "$A" 2>/dev/null || true
-  ip netns del "$B" 2>/dev/null || true
-  rm -rf "$DIR"
 }
-trap cleanup EXIT INT TERM
 # Say why, when a daemon wrote nothing.
 logs() { tail -5 "$DIR/ulogd.log" "$DIR"/*.toml.log 2>/dev/null || true; }
 veth_pair "$A" "$B" 10.203.0
