@@ -16,6 +16,17 @@ const SOL_NETLINK: i32 = 270;
 const NETLINK_ADD_MEMBERSHIP: i32 = 1;
 const NETLINK_NO_ENOBUFS: i32 = 5;
 
+/// What `recv_many` got.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RecvMany {
+    /// This many datagrams.
+    Data(usize),
+    /// ENOBUFS: the kernel dropped messages for this socket.
+    Overrun,
+    /// Nothing within the receive timeout (or nothing waiting, when nonblocking).
+    Timeout,
+}
+
 /// What one receive returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recv {
@@ -225,6 +236,61 @@ impl NetlinkSocket {
                 Some(libc::EINTR) => continue,
                 Some(libc::ENOBUFS) => return Ok(Recv::Overrun),
                 Some(libc::EAGAIN) => return Ok(Recv::Timeout),
+                _ => return Err(e),
+            }
+        }
+    }
+
+    /// Receives up to `lens.len()` datagrams with one system call (recvmmsg): datagram `i` lands
+    /// in `buf[i * slot..]` and its length in `lens[i]`. Waits for the first unless
+    /// `nonblocking`; returns how many came (a datagram longer than `slot` is cut to it).
+    pub fn recv_many(
+        &self,
+        buf: &mut [u8],
+        slot: usize,
+        lens: &mut [usize],
+        nonblocking: bool,
+    ) -> io::Result<RecvMany> {
+        let n = lens.len().min(buf.len() / slot.max(1));
+        let mut iovs: Vec<libc::iovec> = (0..n)
+            .map(|i| libc::iovec {
+                iov_base: buf[i * slot..].as_mut_ptr() as *mut libc::c_void,
+                iov_len: slot,
+            })
+            .collect();
+        // SAFETY: zeroed mmsghdr is a valid "no name, no control" header.
+        let mut hdrs: Vec<libc::mmsghdr> = (0..n)
+            .map(|i| {
+                let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                h.msg_hdr.msg_iov = &mut iovs[i];
+                h.msg_hdr.msg_iovlen = 1;
+                h
+            })
+            .collect();
+        let flags = if nonblocking { libc::MSG_DONTWAIT } else { 0 };
+        loop {
+            // SAFETY: the headers point at iovecs that point into buf, all alive for the call.
+            let got = unsafe {
+                libc::recvmmsg(
+                    self.fd.as_raw_fd(),
+                    hdrs.as_mut_ptr(),
+                    n as libc::c_uint,
+                    flags,
+                    std::ptr::null_mut(),
+                )
+            };
+            if got >= 0 {
+                let got = got as usize;
+                for (l, h) in lens.iter_mut().zip(&hdrs).take(got) {
+                    *l = (h.msg_len as usize).min(slot);
+                }
+                return Ok(RecvMany::Data(got));
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::ENOBUFS) => return Ok(RecvMany::Overrun),
+                Some(libc::EAGAIN) => return Ok(RecvMany::Timeout),
                 _ => return Err(e),
             }
         }
