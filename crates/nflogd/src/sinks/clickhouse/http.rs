@@ -144,6 +144,8 @@ impl Client {
                 }
             }
         }
+        // An answer is a status or a few rows; a length beyond this is a broken peer, not data.
+        const MAX_ANSWER: usize = 64 << 20;
         let mut answer = Vec::new();
         if chunked {
             loop {
@@ -154,6 +156,9 @@ impl Client {
                 if n == 0 {
                     break;
                 }
+                if answer.len() + n > MAX_ANSWER {
+                    bail!("answer larger than {MAX_ANSWER} bytes");
+                }
                 let start = answer.len();
                 answer.resize(start + n, 0);
                 r.read_exact(&mut answer[start..])?;
@@ -161,10 +166,13 @@ impl Client {
                 r.read_exact(&mut crlf)?;
             }
         } else if let Some(n) = length {
+            if n > MAX_ANSWER {
+                bail!("answer larger than {MAX_ANSWER} bytes");
+            }
             answer.resize(n, 0);
             r.read_exact(&mut answer)?;
         } else {
-            r.read_to_end(&mut answer)?;
+            r.take(MAX_ANSWER as u64).read_to_end(&mut answer)?;
         }
         if code != 200 {
             bail!(
@@ -199,6 +207,39 @@ mod tests {
         let e = Endpoint::parse("http://[::1]:8123").unwrap();
         assert_eq!((e.host.as_str(), e.port), ("::1", 8123));
         assert!(Endpoint::parse("ch:8123").is_err());
+    }
+
+    /// A peer that answers `reply` to one request.
+    fn answering(reply: &'static [u8]) -> Client {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut b = [0u8; 4096];
+            let _ = c.read(&mut b);
+            let _ = c.write_all(reply);
+        });
+        Client {
+            endpoint: Endpoint::parse(&format!("http://127.0.0.1:{port}")).unwrap(),
+            auth: None,
+            tls: None,
+        }
+    }
+
+    #[test]
+    fn broken_answers_are_errors() {
+        for reply in [
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffff\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            b"garbage\r\n\r\n",
+            b"HTTP/1.1 500 Internal\r\nContent-Length: 5\r\n\r\nnope!",
+            b"",
+        ] {
+            assert!(answering(reply).post("SELECT 1", b"").is_err(), "{reply:?}");
+        }
+        let ok = answering(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n1\n");
+        assert_eq!(ok.post("SELECT 1", b"").unwrap(), b"1\n");
     }
 
     #[test]
