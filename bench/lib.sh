@@ -95,3 +95,26 @@ bench_end() {
   ip netns del "$B" 2>/dev/null || true
   rm -rf "$DIR"
 }
+
+# ulogd2's configuration for an NFLOG stack (NFLOG→BASE→IFINDEX→IP2STR→HWHDR→$1) reading group
+# $2, its log in $DIR; the caller appends the output plugin's section.
+ulogd_nflog_conf() {
+  local out=$1 group=$2 lower
+  lower=$(echo "$out" | tr '[:upper:]' '[:lower:]')
+  cat <<CONF
+[global]
+logfile="$DIR/ulogd.log"
+loglevel=5
+plugin="$PLUG/ulogd_inppkt_NFLOG.so"
+plugin="$PLUG/ulogd_raw2packet_BASE.so"
+plugin="$PLUG/ulogd_filter_IFINDEX.so"
+plugin="$PLUG/ulogd_filter_IP2STR.so"
+plugin="$PLUG/ulogd_filter_HWHDR.so"
+plugin="$PLUG/ulogd_output_$out.so"
+stack=log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,mac2str1:HWHDR,${lower}1:$out
+[log1]
+group=$group
+netlink_socket_buffer_size=8388608
+netlink_socket_buffer_maxsize=67108864
+CONF
+}

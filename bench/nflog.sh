@@ -29,26 +29,15 @@ NFT
 # Warm ARP so no packet waits for resolution.
 ip netns exec "$A" ping -c1 -W1 10.201.0.2 >/dev/null 2>&1 || true
 
-cat >"$DIR/ulogd.conf" <<CONF
-[global]
-logfile="$DIR/ulogd.log"
-loglevel=5
-plugin="$PLUG/ulogd_inppkt_NFLOG.so"
-plugin="$PLUG/ulogd_raw2packet_BASE.so"
-plugin="$PLUG/ulogd_filter_IFINDEX.so"
-plugin="$PLUG/ulogd_filter_IP2STR.so"
-plugin="$PLUG/ulogd_filter_HWHDR.so"
-plugin="$PLUG/ulogd_output_JSON.so"
-stack=log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,mac2str1:HWHDR,json1:JSON
-[log1]
-group=22
-netlink_socket_buffer_size=8388608
-netlink_socket_buffer_maxsize=67108864
+{
+  ulogd_nflog_conf JSON 22
+  cat <<CONF
 netlink_qthreshold=64
 netlink_qtimeout=1
 [json1]
 file="$DIR/ulogd.json"
 CONF
+} >"$DIR/ulogd.conf"
 cat >"$DIR/nflogd.toml" <<CONF
 stats_interval = "0s"
 [sources.fw]

@@ -43,21 +43,9 @@ table inet bench {
 NFT
 ip netns exec "$A" ping -c1 -W1 10.203.0.2 >/dev/null 2>&1 || true
 
-cat >"$DIR/ulogd.conf" <<CONF
-[global]
-logfile="$DIR/ulogd.log"
-loglevel=5
-plugin="$PLUG/ulogd_inppkt_NFLOG.so"
-plugin="$PLUG/ulogd_raw2packet_BASE.so"
-plugin="$PLUG/ulogd_filter_IFINDEX.so"
-plugin="$PLUG/ulogd_filter_IP2STR.so"
-plugin="$PLUG/ulogd_filter_HWHDR.so"
-plugin="$PLUG/ulogd_output_PGSQL.so"
-stack=log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,mac2str1:HWHDR,pgsql1:PGSQL
-[log1]
-group=32
-netlink_socket_buffer_size=8388608
-netlink_socket_buffer_maxsize=67108864
+{
+  ulogd_nflog_conf PGSQL 32
+  cat <<CONF
 [pgsql1]
 db="ulogd"
 host="127.0.0.1"
@@ -67,6 +55,7 @@ pass=""
 table="ulog"
 procedure="INSERT_PACKET_FULL"
 CONF
+} >"$DIR/ulogd.conf"
 # nflogd with one store sink: $1 is its type and settings.
 nflogd_conf() {
   printf 'stats_interval = "0s"\n[sources.fw]\ntype = "nflog"\ngroups = [31]\n[sinks.db]\ninputs = ["fw"]\n%s\n' "$1"

@@ -133,24 +133,17 @@ pub fn summary() -> String {
 pub fn prometheus() -> String {
     let mut out = String::new();
     let Ok(r) = registry().lock() else { return out };
-    for (name, f) in FIELDS {
-        let _ = writeln!(out, "# TYPE nflogd_{name}_total counter");
+    // Counters are totals (`_total`), gauges current values.
+    let kinds = FIELDS
+        .iter()
+        .map(|f| (f, "_total", "counter"))
+        .chain(GAUGES.iter().map(|f| (f, "", "gauge")));
+    for ((name, f), suffix, kind) in kinds {
+        let _ = writeln!(out, "# TYPE nflogd_{name}{suffix} {kind}");
         for e in r.iter() {
             let _ = writeln!(
                 out,
-                "nflogd_{name}_total{{component_kind=\"{}\",component=\"{}\"}} {}",
-                e.kind,
-                e.name,
-                f(&e.counters).load(Relaxed)
-            );
-        }
-    }
-    for (name, f) in GAUGES {
-        let _ = writeln!(out, "# TYPE nflogd_{name} gauge");
-        for e in r.iter() {
-            let _ = writeln!(
-                out,
-                "nflogd_{name}{{component_kind=\"{}\",component=\"{}\"}} {}",
+                "nflogd_{name}{suffix}{{component_kind=\"{}\",component=\"{}\"}} {}",
                 e.kind,
                 e.name,
                 f(&e.counters).load(Relaxed)
