@@ -16,11 +16,8 @@ fn text_schema_equals_kernel_log_lines() {
     let lab = Lab::new();
     let t = lab::tag();
     let (pa, pn) = (format!("KA{t} "), format!("KN{t} "));
-    // Let LOG lines from a non-initial namespace reach the kernel log.
-    let before = lab::sh("sysctl -n net.netfilter.nf_log_all_netns")
-        .trim()
-        .to_string();
-    lab::sh("sysctl -qw net.netfilter.nf_log_all_netns=1");
+    // Let LOG lines from the lab's namespace reach the kernel log.
+    let _netns_log = lab::kernel_log_from_netns();
     lab.nft(
         &lab.b,
         &format!(
@@ -87,9 +84,6 @@ schema = "text"
     let n_all = wait_lines(&fa, k_all.len(), Duration::from_secs(5));
     let n_none = wait_lines(&fnn, k_none.len(), Duration::from_secs(5));
     d.stop();
-    lab::sh(&format!(
-        "sysctl -qw net.netfilter.nf_log_all_netns={before}"
-    ));
     assert!(
         k_all.len() >= 60,
         "too few kernel lines ({}): {k_all:#?}",
@@ -195,10 +189,8 @@ table inet lab {{
         ),
     )
     .unwrap();
-    let before = lab::sh("sysctl -n net.netfilter.nf_log_all_netns")
-        .trim()
-        .to_string();
-    lab::sh("sysctl -qw net.netfilter.nf_log_all_netns=1");
+    // Let LOG lines from the lab's namespace reach the kernel log.
+    let _netns_log = lab::kernel_log_from_netns();
     let child = std::process::Command::new("ip")
         .args([
             "netns",
@@ -237,9 +229,6 @@ table inet lab {{
     let n_br = wait_lines(&fb, k_br.len(), Duration::from_secs(5));
     let n_in = wait_lines(&fi, k_in.len(), Duration::from_secs(5));
     d.stop();
-    lab::sh(&format!(
-        "sysctl -qw net.netfilter.nf_log_all_netns={before}"
-    ));
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_file(&f);
     assert!(

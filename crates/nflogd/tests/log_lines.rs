@@ -40,10 +40,8 @@ fn kmsg_lines_give_the_same_records_as_nflog() {
     let lab = Lab::new();
     let t = lab::tag();
     let p = format!("KL{t} ");
-    let before = lab::sh("sysctl -n net.netfilter.nf_log_all_netns")
-        .trim()
-        .to_string();
-    lab::sh("sysctl -qw net.netfilter.nf_log_all_netns=1");
+    // Let LOG lines from the lab's namespace reach the kernel log.
+    let _netns_log = lab::kernel_log_from_netns();
     lab.nft(
         &lab.b,
         &format!(
@@ -101,9 +99,6 @@ fn kmsg_lines_give_the_same_records_as_nflog() {
     .filter(|r| r["netfilter"]["prefix"] == p.as_str())
     .collect();
     d.stop();
-    lab::sh(&format!(
-        "sysctl -qw net.netfilter.nf_log_all_netns={before}"
-    ));
 
     assert!(kernel.len() >= 50, "only {} kernel lines", kernel.len());
     // Read from /dev/kmsg, parsed and rendered again: the kernel's own lines.

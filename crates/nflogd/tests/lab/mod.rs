@@ -78,6 +78,37 @@ pub fn certificates(dir: &Path) {
     ));
 }
 
+/// While held, LOG lines from the lab's namespaces reach the kernel log
+/// (`net.netfilter.nf_log_all_netns=1`). The first holder sets it, the last one to drop puts
+/// back what it was, so tests running side by side do not undo each other.
+pub struct KernelLogFromNetns;
+
+static NETNS_LOG: std::sync::Mutex<(u32, String)> = std::sync::Mutex::new((0, String::new()));
+
+pub fn kernel_log_from_netns() -> KernelLogFromNetns {
+    let mut g = NETNS_LOG.lock().unwrap_or_else(|e| e.into_inner());
+    if g.0 == 0 {
+        g.1 = sh("sysctl -n net.netfilter.nf_log_all_netns")
+            .trim()
+            .to_string();
+        sh("sysctl -qw net.netfilter.nf_log_all_netns=1");
+    }
+    g.0 += 1;
+    KernelLogFromNetns
+}
+
+impl Drop for KernelLogFromNetns {
+    fn drop(&mut self) {
+        let mut g = NETNS_LOG.lock().unwrap_or_else(|e| e.into_inner());
+        g.0 -= 1;
+        if g.0 == 0 {
+            let _ = Command::new("sysctl")
+                .args(["-qw", &format!("net.netfilter.nf_log_all_netns={}", g.1)])
+                .status();
+        }
+    }
+}
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A unique short tag for names, prefixes and files of one test.
