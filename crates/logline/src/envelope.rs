@@ -32,20 +32,14 @@ fn pri(s: &str) -> Option<(u16, &str)> {
 
 /// `[  883.782525] ` printk time.
 fn printk_time(s: &str) -> &str {
-    if let Some(r) = s.strip_prefix('[') {
-        if let Some(end) = r
-            .as_bytes()
-            .iter()
-            .take(24)
-            .position(|&b| b == b']')
-            .filter(|&e| r[e..].starts_with("] "))
-        {
-            if r[..end]
-                .trim()
-                .chars()
-                .all(|c| c.is_ascii_digit() || c == '.')
+    let b = s.as_bytes();
+    if b.first() == Some(&b'[') {
+        if let Some(end) = b.iter().take(25).position(|&c| c == b']') {
+            let digits = b[1..end].trim_ascii();
+            if b.get(end + 1) == Some(&b' ')
+                && digits.iter().all(|&c| c.is_ascii_digit() || c == b'.')
             {
-                return &r[end + 2..];
+                return &s[end + 2..];
             }
         }
     }

@@ -51,12 +51,17 @@ impl<'a> Cur<'a> {
         })
     }
     fn at_end(&self) -> bool {
-        self.rest().trim_end().is_empty()
+        self.tail().iter().all(u8::is_ascii_whitespace)
     }
     // Always inlined: the literal's length becomes a constant and the compare needs no call.
+    /// The bytes left: no character-boundary check, as `rest` has.
+    #[inline(always)]
+    fn tail(&self) -> &'a [u8] {
+        self.s.as_bytes().get(self.pos..).unwrap_or_default()
+    }
     #[inline(always)]
     fn peek(&self, lit: &str) -> bool {
-        self.rest().starts_with(lit)
+        self.tail().starts_with(lit.as_bytes())
     }
     #[inline(always)]
     fn eat(&mut self, lit: &str) -> bool {
@@ -76,18 +81,20 @@ impl<'a> Cur<'a> {
         }
     }
     /// The text up to the next space (or `]`), then one space if there is one.
+    #[inline]
     fn word(&mut self) -> &'a str {
-        let r = self.rest();
+        let r = self.tail();
         let end = r
-            .bytes()
-            .position(|b| b == b' ' || b == b']')
+            .iter()
+            .position(|&b| b == b' ' || b == b']')
             .unwrap_or(r.len());
+        let start = self.pos;
         self.pos += end;
-        if r.as_bytes().get(end) == Some(&b' ') {
+        if r.get(end) == Some(&b' ') {
             self.pos += 1;
         }
         // The scan stops at ASCII bytes only, so `end` is a character boundary.
-        &r[..end]
+        &self.s[start..start + end]
     }
     /// `KEY=value ` → value.
     #[inline(always)]
@@ -95,37 +102,149 @@ impl<'a> Cur<'a> {
         self.expect(key)?;
         Ok(self.word())
     }
+    /// Ends a value read in place: it must stop where `word` would, and the space after it is
+    /// taken as `word` takes it.
+    #[inline(always)]
+    fn end_value(&mut self, end: usize) -> bool {
+        match self.s.as_bytes().get(end) {
+            None | Some(b']') => {
+                self.pos = end;
+                true
+            }
+            Some(b' ') => {
+                self.pos = end + 1;
+                true
+            }
+            _ => false,
+        }
+    }
+    /// Decimal digits read in place: one pass over the bytes, no word slicing first (this and
+    /// the other in-place readers are the parser's hot path; see bench/lineparse).
+    #[inline(always)]
+    fn decimal_here(&mut self) -> Option<u64> {
+        let b = self.s.as_bytes();
+        let start = self.pos;
+        let mut i = start;
+        let mut n: u64 = 0;
+        while let Some(&d) = b.get(i) {
+            let v = d.wrapping_sub(b'0');
+            if v > 9 {
+                break;
+            }
+            n = n.checked_mul(10)?.checked_add(v as u64)?;
+            i += 1;
+        }
+        (i > start && self.end_value(i)).then_some(n)
+    }
     #[inline(always)]
     fn num<T: TryFrom<u64>>(&mut self, key: &'static str) -> R<T> {
         let at = self.pos;
-        let v = self.field(key)?;
-        decimal(v)
+        self.expect(key)?;
+        self.decimal_here()
             .and_then(|n| T::try_from(n).ok())
             .ok_or(ParseError {
                 offset: at,
                 reason: key,
             })
     }
-    fn hex<T: TryFrom<u64>>(&mut self, key: &'static str, prefix: &str) -> R<T> {
+    /// `KEY=<prefix>hex` (the kernel prints hex without a sign; at most 16 digits fit).
+    #[inline(always)]
+    fn hex<T: TryFrom<u64>>(&mut self, key: &'static str, prefix: &'static str) -> R<T> {
         let at = self.pos;
-        let v = self.field(key)?;
-        let v = v.strip_prefix(prefix).unwrap_or(v);
-        u64::from_str_radix(v, 16)
-            .ok()
-            .and_then(|n| T::try_from(n).ok())
-            .ok_or(ParseError {
-                offset: at,
-                reason: key,
-            })
+        let bad = ParseError {
+            offset: at,
+            reason: key,
+        };
+        self.expect(key)?;
+        self.eat(prefix);
+        let b = self.s.as_bytes();
+        let start = self.pos;
+        let mut i = start;
+        let mut n: u64 = 0;
+        while let Some(d) = b.get(i).and_then(|&d| hex_digit(d)) {
+            if i - start == 16 {
+                return Err(bad);
+            }
+            n = n << 4 | d as u64;
+            i += 1;
+        }
+        if i == start || !self.end_value(i) {
+            return Err(bad);
+        }
+        T::try_from(n).map_err(|_| bad)
     }
+    /// `KEY=a.b.c.d` read in place.
+    #[inline(always)]
+    fn ipv4_addr(&mut self, key: &'static str) -> R<Ipv4Addr> {
+        let at = self.pos;
+        let bad = ParseError {
+            offset: at,
+            reason: key,
+        };
+        self.expect(key)?;
+        let b = self.s.as_bytes();
+        let mut i = self.pos;
+        let mut o = [0u8; 4];
+        for (k, x) in o.iter_mut().enumerate() {
+            if k > 0 {
+                if b.get(i) != Some(&b'.') {
+                    return Err(bad);
+                }
+                i += 1;
+            }
+            let start = i;
+            let mut n = 0u32;
+            while let Some(&d) = b.get(i) {
+                let v = d.wrapping_sub(b'0');
+                if v > 9 || i - start == 3 {
+                    break;
+                }
+                n = n * 10 + v as u32;
+                i += 1;
+            }
+            if i == start || n > 255 {
+                return Err(bad);
+            }
+            *x = n as u8;
+        }
+        if !self.end_value(i) {
+            return Err(bad);
+        }
+        Ok(Ipv4Addr::from(o))
+    }
+    /// `KEY=` an IPv6 address, read in place.
+    #[inline(always)]
+    fn ipv6_addr(&mut self, key: &'static str) -> R<Ipv6Addr> {
+        let at = self.pos;
+        let bad = ParseError {
+            offset: at,
+            reason: key,
+        };
+        self.expect(key)?;
+        match ipv6_prefix(self.tail()) {
+            Some((a, n)) if self.end_value(self.pos + n) => Ok(a),
+            _ => ipv6_addr(self.word()).ok_or(bad),
+        }
+    }
+
     /// Bare flag words (`DF `, `SYN `…), in the table's order, OR-ed together.
-    fn flag_words(&mut self, table: &[(&str, u16)]) -> u16 {
+    fn flag_words(&mut self, table: &[(u32, u16)]) -> u16 {
         let mut bits = 0;
-        for &(w, bit) in table {
-            let r = self.rest().as_bytes();
-            if r.len() > w.len() && r[w.len()] == b' ' && &r[..w.len()] == w.as_bytes() {
-                self.pos += w.len() + 1;
-                bits |= bit;
+        let mut from = 0;
+        loop {
+            let r = self.tail();
+            // Every flag word has at most three letters and a space after it.
+            let Some(n) = r.iter().take(4).position(|&b| b == b' ') else {
+                break;
+            };
+            let key = word_key(&r[..n]);
+            match table[from..].iter().position(|&(k, _)| k == key) {
+                Some(j) if n > 0 => {
+                    bits |= table[from + j].1;
+                    from += j + 1;
+                    self.pos += n + 1;
+                }
+                _ => break,
             }
         }
         bits
@@ -180,37 +299,116 @@ impl<'a> Cur<'a> {
     }
 }
 
-/// A plain decimal number (the kernel prints no signs or spaces), without the UTF-8 and
-/// radix machinery of `str::parse`.
-fn decimal(s: &str) -> Option<u64> {
-    let b = s.as_bytes();
-    if b.is_empty() || b.len() > 19 {
+/// The `MAC=` dump: bytes in hex joined by `:`, none for an empty header. Bytes past the
+/// room of the link header are dropped, as the NFLOG side keeps no more either.
+fn mac_dump<const N: usize>(v: &str) -> Option<ArrayVec<u8, N>> {
+    let mut out = ArrayVec::new();
+    let b = v.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if i > 0 {
+            if b[i] != b':' {
+                return None;
+            }
+            i += 1;
+        }
+        let hi = hex_digit(*b.get(i)?)?;
+        i += 1;
+        let byte = match b.get(i).and_then(|&d| hex_digit(d)) {
+            Some(lo) => {
+                i += 1;
+                hi << 4 | lo
+            }
+            None => hi,
+        };
+        let _ = out.try_push(byte);
+    }
+    Some(out)
+}
+
+/// A word of up to four bytes as one number, so that flag words compare without a call.
+const fn word_key(w: &[u8]) -> u32 {
+    let mut k = 0u32;
+    let mut i = 0;
+    while i < w.len() && i < 4 {
+        k |= (w[i] as u32) << (8 * i);
+        i += 1;
+    }
+    k
+}
+
+/// An IPv6 address in any of its text forms, standing alone.
+fn ipv6_addr(s: &str) -> Option<Ipv6Addr> {
+    match ipv6_prefix(s.as_bytes()) {
+        Some((a, n)) if n == s.len() => Some(a),
+        _ if s.contains('.') => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// The IPv6 address at the start of `b`, read in one pass, and its length in bytes. The kernel
+/// prints the compressed form (`%pI6c`); any form is read. A dotted IPv4 tail (`::ffff:1.2.3.4`)
+/// is left to the standard parser: the caller sees the `.` after the length returned. A test
+/// holds this equal to the standard parser.
+fn ipv6_prefix(b: &[u8]) -> Option<(Ipv6Addr, usize)> {
+    let mut head = [0u16; 8];
+    let mut tail = [0u16; 8];
+    let (mut nh, mut nt) = (0, 0);
+    let mut gap = false;
+    let mut i = 0;
+    if b.starts_with(b"::") {
+        gap = true;
+        i = 2;
+    }
+    loop {
+        let start = i;
+        let mut v = 0u16;
+        while let Some(d) = b.get(i).and_then(|&d| hex_digit(d)) {
+            if i - start == 4 {
+                return None;
+            }
+            v = v << 4 | d as u16;
+            i += 1;
+        }
+        if i == start {
+            // Only `::` may stand without a group after it.
+            if gap && i == 2 && nh == 0 {
+                break;
+            }
+            return None;
+        }
+        let (groups, n) = if gap {
+            (&mut tail, &mut nt)
+        } else {
+            (&mut head, &mut nh)
+        };
+        *groups.get_mut(*n)? = v;
+        *n += 1;
+        if b.get(i) != Some(&b':') {
+            break;
+        }
+        i += 1;
+        if b.get(i) == Some(&b':') {
+            if gap {
+                return None;
+            }
+            gap = true;
+            i += 1;
+            if b.get(i).is_none_or(|&d| hex_digit(d).is_none()) {
+                break;
+            }
+        }
+    }
+    if (gap && nh + nt > 7) || (!gap && nh != 8) {
         return None;
     }
-    let mut n: u64 = 0;
-    for &d in b {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        n = n * 10 + (d - b'0') as u64;
-    }
-    Some(n)
+    let mut g = [0u16; 8];
+    g[..nh].copy_from_slice(&head[..nh]);
+    g[8 - nt..].copy_from_slice(&tail[..nt]);
+    Some((Ipv6Addr::from(g), i))
 }
 
-/// A dotted quad, as the kernel prints it (`%pI4`).
-fn ipv4_addr(s: &str) -> Option<Ipv4Addr> {
-    let mut o = [0u8; 4];
-    let mut parts = s.split('.');
-    for x in o.iter_mut() {
-        let p = parts.next()?;
-        if p.len() > 3 {
-            return None;
-        }
-        *x = u8::try_from(decimal(p)?).ok()?;
-    }
-    parts.next().is_none().then_some(Ipv4Addr::from(o))
-}
-
+#[inline]
 fn hex_digit(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
@@ -254,20 +452,30 @@ pub fn split_prefix(line: &str) -> Option<usize> {
     found
 }
 
-/// Prefixes and interface names repeat from line to line: keep the last few as shared strings.
+/// Prefixes and interface names repeat from line to line: keep them as shared strings in a
+/// small direct-mapped cache, so that a line costs a hash and one compare per name, not an
+/// allocation.
 fn shared_str(n: &str) -> Arc<str> {
+    const SLOTS: usize = 64;
     thread_local! {
-        static LAST: std::cell::RefCell<[Option<Arc<str>>; 8]> = const { std::cell::RefCell::new([None, None, None, None, None, None, None, None]) };
+        static CACHE: std::cell::RefCell<[Option<Arc<str>>; SLOTS]> =
+            const { std::cell::RefCell::new([const { None }; SLOTS]) };
     }
-    LAST.with(|c| {
+    // FNV-1a over the bytes: names are short.
+    let h = n.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ b as u32).wrapping_mul(0x0100_0193)
+    });
+    let slot = (h ^ h >> 16) as usize % SLOTS;
+    CACHE.with(|c| {
         let mut c = c.borrow_mut();
-        if let Some(a) = c.iter().flatten().find(|a| &***a == n) {
-            return a.clone();
+        match &c[slot] {
+            Some(a) if **a == *n => a.clone(),
+            _ => {
+                let a: Arc<str> = Arc::from(n);
+                c[slot] = Some(a.clone());
+                a
+            }
         }
-        let a: Arc<str> = Arc::from(n);
-        c.rotate_right(1);
-        c[0] = Some(a.clone());
-        a
     })
 }
 
@@ -306,17 +514,11 @@ pub fn parse(line: &str) -> Result<Parsed, ParseError> {
     }
     let mut macproto = None;
     if c.peek("MAC=") {
-        let v = c.field("MAC=")?;
-        let mut header = ArrayVec::new();
-        if !v.is_empty() {
-            for b in v.split(':') {
-                let x = u8::from_str_radix(b, 16).map_err(|_| ParseError {
-                    offset: c.pos,
-                    reason: "MAC=",
-                })?;
-                let _ = header.try_push(x);
-            }
-        }
+        let at = c.pos;
+        let header = mac_dump(c.field("MAC=")?).ok_or(ParseError {
+            offset: at,
+            reason: "MAC=",
+        })?;
         let mut hwtype = None;
         if header.len() >= 14 {
             macproto = Some(u16::from_be_bytes([header[12], header[13]]));
@@ -342,7 +544,7 @@ pub fn parse(line: &str) -> Result<Parsed, ParseError> {
             truncated: false,
         };
     } else if c.peek("SRC=") {
-        let v6 = c.rest().as_bytes()[4..]
+        let v6 = c.tail()[4..]
             .iter()
             .take_while(|&&b| b != b' ')
             .any(|&b| b == b':');
@@ -481,9 +683,9 @@ fn arp(c: &mut Cur) -> R<Arp> {
             reason: "ARP addresses",
         };
         let sender_mac = mac(c.field("MACSRC=")?).ok_or_else(bad)?;
-        let sender_ip: Ipv4Addr = ipv4_addr(c.field("IPSRC=")?).ok_or_else(bad)?;
+        let sender_ip = c.ipv4_addr("IPSRC=")?;
         let target_mac = mac(c.field("MACDST=")?).ok_or_else(bad)?;
-        let target_ip: Ipv4Addr = ipv4_addr(c.field("IPDST=")?).ok_or_else(bad)?;
+        let target_ip = c.ipv4_addr("IPDST=")?;
         a.addrs = Some(ArpAddrs {
             sender_mac,
             sender_ip,
@@ -517,23 +719,19 @@ fn trailer(c: &mut Cur, ev: &mut PacketEvent) -> R<()> {
 /// An IPv4 header and what follows; returns the header, its LEN, and whether a trailer may
 /// follow (false where the kernel ends the line early).
 fn ipv4(c: &mut Cur, nested: bool) -> R<(Ipv4, u32, bool)> {
-    let at = c.pos;
-    let src: Ipv4Addr = ipv4_addr(c.field("SRC=")?).ok_or(ParseError {
-        offset: at,
-        reason: "SRC=",
-    })?;
-    let at = c.pos;
-    let dst: Ipv4Addr = ipv4_addr(c.field("DST=")?).ok_or(ParseError {
-        offset: at,
-        reason: "DST=",
-    })?;
+    let src = c.ipv4_addr("SRC=")?;
+    let dst = c.ipv4_addr("DST=")?;
     let len: u32 = c.num("LEN=")?;
     let tos: u8 = c.hex("TOS=", "0x")?;
     let prec: u8 = c.hex("PREC=", "0x")?;
     let ttl: u8 = c.num("TTL=")?;
     let id: u16 = c.num("ID=")?;
     let mut frag_field = 0u16;
-    frag_field |= c.flag_words(&[("CE", 0x8000), ("DF", 0x4000), ("MF", 0x2000)]);
+    frag_field |= c.flag_words(&[
+        (word_key(b"CE"), 0x8000),
+        (word_key(b"DF"), 0x4000),
+        (word_key(b"MF"), 0x2000),
+    ]);
     if c.peek("FRAG:") {
         let at = c.pos;
         let v = c.field("FRAG:")?;
@@ -672,15 +870,15 @@ fn tcp(c: &mut Cur, fragment: bool, out: &mut Transport) -> R<bool> {
         };
     use packet::tcp::flag::*;
     flags |= c.flag_words(&[
-        ("AE", AE),
-        ("CWR", CWR),
-        ("ECE", ECE),
-        ("URG", URG),
-        ("ACK", ACK),
-        ("PSH", PSH),
-        ("RST", RST),
-        ("SYN", SYN),
-        ("FIN", FIN),
+        (word_key(b"AE"), AE),
+        (word_key(b"CWR"), CWR),
+        (word_key(b"ECE"), ECE),
+        (word_key(b"URG"), URG),
+        (word_key(b"ACK"), ACK),
+        (word_key(b"PSH"), PSH),
+        (word_key(b"RST"), RST),
+        (word_key(b"SYN"), SYN),
+        (word_key(b"FIN"), FIN),
     ]);
 
     let urgent: u16 = c.num("URGP=")?;
@@ -755,11 +953,7 @@ fn icmp4(c: &mut Cur, nested: bool, avail: u32) -> R<Transport> {
         packet::icmp::PARAMETER_PROBLEM => m.rest[0] = c.num("PARAMETER=")?,
         3 | 4 | 5 | 11 => {
             if m.icmp_type == packet::icmp::REDIRECT {
-                let at = c.pos;
-                let gw: Ipv4Addr = ipv4_addr(c.field("GATEWAY=")?).ok_or(ParseError {
-                    offset: at,
-                    reason: "GATEWAY=",
-                })?;
+                let gw = c.ipv4_addr("GATEWAY=")?;
                 m.rest = gw.octets();
             }
             if !nested && c.eat("[") {
@@ -781,16 +975,8 @@ fn icmp4(c: &mut Cur, nested: bool, avail: u32) -> R<Transport> {
 
 /// An IPv6 header and what follows; the bool says whether a trailer may follow.
 fn ipv6(c: &mut Cur, nested: bool) -> R<(Ipv6, bool)> {
-    let at = c.pos;
-    let src: Ipv6Addr = c.field("SRC=")?.parse().map_err(|_| ParseError {
-        offset: at,
-        reason: "SRC=",
-    })?;
-    let at = c.pos;
-    let dst: Ipv6Addr = c.field("DST=")?.parse().map_err(|_| ParseError {
-        offset: at,
-        reason: "DST=",
-    })?;
+    let src = c.ipv6_addr("SRC=")?;
+    let dst = c.ipv6_addr("DST=")?;
     let len: u32 = c.num("LEN=")?;
     let mut ip = Ipv6 {
         src,
@@ -1014,4 +1200,104 @@ fn icmp6(c: &mut Cur, nested: bool) -> R<Transport> {
         _ => {}
     }
     Ok(Transport::Icmpv6(m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic pseudo-random strings (xorshift) over an alphabet.
+    fn strings(alphabet: &[u8], count: usize, max_len: u64) -> Vec<String> {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        (0..count)
+            .map(|_| {
+                let n = next() % max_len;
+                (0..n)
+                    .map(|_| alphabet[(next() % alphabet.len() as u64) as usize] as char)
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn ipv6_reader_agrees_with_std() {
+        let mut cases = strings(b"0123456789abcdefABCDEF::::gx", 200_000, 42);
+        cases.extend(strings(b"0f::::", 200_000, 20));
+        let mut x = 1u64;
+        for _ in 0..50_000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            // Addresses with runs of zero groups, so that both printed forms get `::`.
+            let g: [u16; 8] = std::array::from_fn(|i| {
+                if (x >> (i * 3)) & 3 == 0 {
+                    (x >> (i * 7)) as u16
+                } else {
+                    0
+                }
+            });
+            let a = Ipv6Addr::from(g);
+            cases.push(a.to_string());
+            cases.push(format!(
+                "{:x}:{:x}:{:x}:{:x}:{:x}:{:x}:{:x}:{:x}",
+                g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7]
+            ));
+        }
+        let mut parsed = 0;
+        for s in &cases {
+            let std: Option<Ipv6Addr> = s.parse().ok();
+            assert_eq!(ipv6_addr(s), std, "{s:?}");
+            parsed += std.is_some() as usize;
+        }
+        assert!(parsed > 100_000, "only {parsed} valid cases");
+    }
+
+    #[test]
+    fn in_place_numbers_and_addresses() {
+        let c = |s: &'static str| Cur {
+            s,
+            pos: 0,
+            flags: LogFlags::default(),
+        };
+        assert_eq!(c("K=18446744073709551615 ").num::<u64>("K="), Ok(u64::MAX));
+        assert!(c("K=18446744073709551616 ").num::<u64>("K=").is_err());
+        assert!(c("K=65536 ").num::<u16>("K=").is_err());
+        assert!(c("K= ").num::<u16>("K=").is_err());
+        assert!(c("K=12x ").num::<u16>("K=").is_err());
+        let mut n = c("K=7]X");
+        assert_eq!(n.num::<u8>("K="), Ok(7));
+        assert_eq!(n.rest(), "]X");
+        assert_eq!(c("K=0xffffffff").hex::<u32>("K=", "0x"), Ok(u32::MAX));
+        assert!(c("K=0x1ffffffff").hex::<u32>("K=", "0x").is_err());
+        assert!(c("K=0x").hex::<u32>("K=", "0x").is_err());
+        assert_eq!(c("K=86DD ").hex::<u16>("K=", ""), Ok(0x86dd));
+        assert_eq!(
+            c("A=10.0.255.1 ").ipv4_addr("A="),
+            Ok(Ipv4Addr::new(10, 0, 255, 1))
+        );
+        for bad in [
+            "A=10.0.256.1",
+            "A=10.0.0",
+            "A=10.0.0.1.2",
+            "A=1000.0.0.1",
+            "A=10..0.1",
+            "A=10.0.0.1x",
+        ] {
+            assert!(c(bad).ipv4_addr("A=").is_err(), "{bad}");
+        }
+        assert_eq!(
+            mac_dump::<24>("00:1b:21:0a:ff:10:08:00").map(|v| v.to_vec()),
+            Some(vec![0, 0x1b, 0x21, 0x0a, 0xff, 0x10, 8, 0])
+        );
+        assert_eq!(mac_dump::<24>("").map(|v| v.len()), Some(0));
+        for bad in ["00:", ":00", "00::11", "0g", "001:22"] {
+            assert!(mac_dump::<24>(bad).is_none(), "{bad}");
+        }
+    }
 }
