@@ -25,6 +25,15 @@ pub struct ParseError {
     pub reason: &'static str,
 }
 
+const NO_FIELDS: &str = "no IN=… OUT= fields";
+
+impl ParseError {
+    /// The line has no `IN=… OUT=` fields at all: not a netfilter line, rather than a broken one.
+    pub fn is_not_netfilter(&self) -> bool {
+        self.reason == NO_FIELDS
+    }
+}
+
 /// A parsed line: the packet record and the log flags the line shows were set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Parsed {
@@ -436,20 +445,25 @@ fn mac(s: &str) -> Option<[u8; 6]> {
 }
 
 /// Where the kernel's fields start: the `IN=` of the last `IN=<name> OUT=` (an interface name
-/// has no space; a prefix may be glued to `IN=` or contain `IN=` itself).
+/// has no space; a prefix may be glued to `IN=` or contain `IN=` itself). A prefix has at most
+/// 127 bytes (NF_LOG_PREFIXLEN) and a name 15, so the kernel's ` OUT=` lies in the head of the
+/// line, and no field after it contains that text: the search looks there only, from its end.
 pub fn split_prefix(line: &str) -> Option<usize> {
-    static OUT: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b" OUT="));
+    const HEAD: usize = 127 + "IN=".len() + 15 + " OUT=".len() + 16;
     let b = line.as_bytes();
-    let mut found = None;
-    for out in OUT.find_iter(b) {
-        let tok = memchr::memrchr(b' ', &b[..out]).map_or(0, |i| i + 1);
-        // The token before ` OUT=` is short: a plain scan finds its `IN=`.
-        if let Some(i) = b[tok..out].windows(3).position(|w| w == b"IN=") {
-            found = Some(tok + i);
-        }
-    }
-    found
+    let head = &b[..b.len().min(HEAD)];
+    // `O` is rare in the head: a vector scan for it beats a general substring search.
+    memchr::memrchr_iter(b'O', head)
+        .filter(|&o| o > 0 && b[o - 1] == b' ' && b[o..].starts_with(b"OUT="))
+        .find_map(|o| {
+            let out = o - 1;
+            let tok = memchr::memrchr(b' ', &b[..out]).map_or(0, |i| i + 1);
+            // The token before ` OUT=` is short: a plain scan finds its `IN=`.
+            b[tok..out]
+                .windows(3)
+                .position(|w| w == b"IN=")
+                .map(|i| tok + i)
+        })
 }
 
 /// Prefixes and interface names repeat from line to line: keep them as shared strings in a
@@ -484,7 +498,7 @@ pub fn parse(line: &str) -> Result<Parsed, ParseError> {
     let line = line.strip_suffix('\n').unwrap_or(line);
     let start = split_prefix(line).ok_or(ParseError {
         offset: 0,
-        reason: "no IN=… OUT= fields",
+        reason: NO_FIELDS,
     })?;
     let mut c = Cur {
         s: line,

@@ -4,9 +4,9 @@
 
 use super::json::Obj;
 use super::SchemaOptions;
+use crate::obj_key as k;
 use event::{Action, PacketEvent, RawLine, ARPHRD_ETHER};
 use packet::{proto, Network, Transport};
-use std::io::Write;
 use std::net::IpAddr;
 
 /// ECS writes MACs as `AA-BB-CC-DD-EE-FF` (a JSON string, quotes included).
@@ -62,46 +62,46 @@ pub fn packet(p: &PacketEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
         .filter(|l| l.hwtype == Some(ARPHRD_ETHER))
         .and_then(|l| packet::ethernet::parse(&l.header));
     let hook = p.hook.map(|h| event::hook_name(p.family, h));
-    let mut o = Obj::open(out, false);
-    o.raw("@timestamp", |out| {
+    let mut o = Obj::open(out);
+    o.raw(k!("@timestamp"), |out| {
         out.push(b'"');
         p.time.write_rfc3339_utc(out);
         out.push(b'"');
     });
-    o.obj("event", |e| {
-        e.str("kind", "event").strs("category", ["network"]);
+    o.obj(k!("event"), |e| {
+        e.lit(k!("kind"), "event").strs(k!("category"), ["network"]);
         let verdict = match p.action {
             Some(Action::Accept) => Some("allowed"),
             Some(Action::Drop | Action::Reject) => Some("denied"),
             None => None,
         };
         match verdict {
-            Some(v) => e.strs("type", ["connection", v]),
-            None => e.strs("type", ["connection"]),
+            Some(v) => e.strs(k!("type"), ["connection", v]),
+            None => e.strs(k!("type"), ["connection"]),
         };
         if let Some(a) = p.action {
-            e.str("action", a.as_str());
+            e.str(k!("action"), a.as_str());
         }
         e.str(
-            "outcome",
+            k!("outcome"),
             match p.action {
                 Some(Action::Accept) => "success",
                 Some(_) => "failure",
                 None => "unknown",
             },
         );
-        e.str("module", "netfilter")
-            .str("dataset", "netfilter.packet");
+        e.lit(k!("module"), "netfilter")
+            .lit(k!("dataset"), "netfilter.packet");
     });
-    o.obj("observer", |ob| {
+    o.obj(k!("observer"), |ob| {
         firewall_observer(ob, p.host.as_deref().unwrap_or(&opts.hostname));
-        for (key, dev) in [("ingress", &p.indev), ("egress", &p.outdev)] {
+        for (key, dev) in [(k!("ingress"), &p.indev), (k!("egress"), &p.outdev)] {
             if let Some(d) = dev.as_ref().filter(|d| !d.name.is_empty()) {
                 ob.obj(key, |x| {
-                    x.obj("interface", |i| {
-                        i.str("name", &d.name);
+                    x.obj(k!("interface"), |i| {
+                        i.str(k!("name"), &d.name);
                         if let Some(ix) = d.index {
-                            i.num_str("id", ix);
+                            i.num_str(k!("id"), ix);
                         }
                     });
                 });
@@ -110,49 +110,54 @@ pub fn packet(p: &PacketEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
     });
     let rule = p.prefix.trim();
     if !rule.is_empty() {
-        o.obj("rule", |r| {
-            r.str("name", rule);
+        o.obj(k!("rule"), |r| {
+            r.str(k!("name"), rule);
         });
     }
-    o.obj("network", |n| {
+    o.obj(k!("network"), |n| {
         match &p.headers.network {
             Network::Ipv4(_) => {
-                n.str("type", "ipv4");
+                n.lit(k!("type"), "ipv4");
             }
             Network::Ipv6(_) => {
-                n.str("type", "ipv6");
+                n.lit(k!("type"), "ipv6");
             }
             Network::Arp(_) => {
-                n.str("type", "arp");
+                n.lit(k!("type"), "arp");
             }
             _ => {}
         }
         if let Some(pr) = p.headers.protocol() {
             if let Some(name) = proto::name(pr) {
-                n.str("transport", name);
+                n.str(k!("transport"), name);
             }
-            n.num_str("iana_number", pr);
+            n.num_str(k!("iana_number"), pr);
         }
         let bytes = match &p.headers.network {
             Network::Ipv4(ip) if ip.total_len != 0 => ip.total_len as u32,
             Network::Ipv6(ip) => ip.payload_len as u32 + 40,
             _ => p.payload_len,
         };
-        n.num("bytes", bytes).num("packets", 1u8);
+        n.num(k!("bytes"), bytes).num(k!("packets"), 1u8);
         match hook {
             Some("input" | "prerouting" | "ingress") => {
-                n.str("direction", "ingress");
+                n.lit(k!("direction"), "ingress");
             }
             Some("output" | "postrouting" | "egress") => {
-                n.str("direction", "egress");
+                n.lit(k!("direction"), "egress");
             }
             _ => {}
         }
     });
     for (key, ip, port, mac) in [
-        ("source", ep.src, ep.ports.map(|p| p.0), eth.map(|e| e.src)),
         (
-            "destination",
+            k!("source"),
+            ep.src,
+            ep.ports.map(|p| p.0),
+            eth.map(|e| e.src),
+        ),
+        (
+            k!("destination"),
             ep.dst,
             ep.ports.map(|p| p.1),
             eth.map(|e| e.dst),
@@ -163,19 +168,19 @@ pub fn packet(p: &PacketEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
         }
         o.obj(key, |s| {
             if let Some(ip) = ip {
-                s.raw("ip", |out| super::ip_string(ip, out));
+                s.raw(k!("ip"), |out| super::ip_string(ip, out));
             }
             if let Some(port) = port {
-                s.num("port", port);
+                s.num(k!("port"), port);
             }
             if let Some(m) = mac {
-                s.raw("mac", |out| ecs_mac(&m, out));
+                s.raw(k!("mac"), |out| ecs_mac(&m, out));
             }
         });
     }
     if let (Some(s), Some(d)) = (ep.src, ep.dst) {
-        o.obj("related", |r| {
-            r.raw("ip", |out| {
+        o.obj(k!("related"), |r| {
+            r.raw(k!("ip"), |out| {
                 out.push(b'[');
                 super::ip_string(s, out);
                 if s != d {
@@ -187,33 +192,33 @@ pub fn packet(p: &PacketEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
         });
     }
     if let Some(u) = p.uid {
-        o.obj("user", |x| {
-            x.num_str("id", u);
+        o.obj(k!("user"), |x| {
+            x.num_str(k!("id"), u);
         });
     }
     if let Some(g) = p.gid {
-        o.obj("group", |x| {
-            x.num_str("id", g);
+        o.obj(k!("group"), |x| {
+            x.num_str(k!("id"), g);
         });
     }
     if let Some(l) = p.level {
-        o.obj("log", |x| {
-            x.obj("syslog", |s| {
-                s.obj("severity", |v| {
-                    v.num("code", l);
+        o.obj(k!("log"), |x| {
+            x.obj(k!("syslog"), |s| {
+                s.obj(k!("severity"), |v| {
+                    v.num(k!("code"), l);
                 });
             });
         });
     }
-    o.obj("iptables", |t| iptables(p, t));
-    o.obj("netfilter", |nf| {
-        nf.str("prefix", &p.prefix);
+    o.obj(k!("iptables"), |t| iptables(p, t));
+    o.obj(k!("netfilter"), |nf| {
+        nf.str(k!("prefix"), &p.prefix);
         prefix_kind(&p.prefix, nf);
         if let Some(h) = hook {
-            nf.str("hook", h);
+            nf.str(k!("hook"), h);
         }
         nf.str(
-            "family",
+            k!("family"),
             match p.family {
                 event::family::IPV4 => "ipv4",
                 event::family::IPV6 => "ipv6",
@@ -224,49 +229,49 @@ pub fn packet(p: &PacketEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
             },
         );
         if let Some(g) = p.group {
-            nf.num("group", g);
+            nf.num(k!("group"), g);
         }
         if p.mark != 0 {
-            nf.num("mark", p.mark);
+            nf.num(k!("mark"), p.mark);
         }
         if let Some(s) = p.seq {
-            nf.num("seq", s);
+            nf.num(k!("seq"), s);
         }
-        for (key, dev) in [("physin", &p.physindev), ("physout", &p.physoutdev)] {
+        for (key, dev) in [(k!("physin"), &p.physindev), (k!("physout"), &p.physoutdev)] {
             if let Some(d) = dev.as_ref().filter(|d| !d.name.is_empty()) {
                 nf.str(key, &d.name);
             }
         }
         if p.headers.truncated {
-            nf.bool("truncated", true);
+            nf.bool(k!("truncated"), true);
         }
         if let Some(ct) = &p.ct {
-            nf.obj("ct", |c| {
+            nf.obj(k!("ct"), |c| {
                 if let Some(id) = ct.id {
-                    c.num("id", id);
+                    c.num(k!("id"), id);
                 }
                 if let Some(s) = ct.status {
-                    c.num("status", s);
+                    c.num(k!("status"), s);
                 }
                 if let Some(m) = ct.mark {
-                    c.num("mark", m);
+                    c.num(k!("mark"), m);
                 }
                 if let Some(i) = p.ct_info {
-                    c.str("info", nfnetlink::ctnetlink::ctinfo_name(i));
+                    c.str(k!("info"), nfnetlink::ctnetlink::ctinfo_name(i));
                 }
-                for (k, t) in [("orig", &ct.orig), ("reply", &ct.reply)] {
+                for (k, t) in [(k!("orig"), &ct.orig), (k!("reply"), &ct.reply)] {
                     c.obj(k, |x| {
                         if let Some(a) = t.src {
-                            x.str("src", &a.to_string());
+                            x.raw(k!("src"), |out| super::ip_string(a, out));
                         }
                         if let Some(a) = t.dst {
-                            x.str("dst", &a.to_string());
+                            x.raw(k!("dst"), |out| super::ip_string(a, out));
                         }
                         if let Some(pt) = t.sport {
-                            x.num("sport", pt);
+                            x.num(k!("sport"), pt);
                         }
                         if let Some(pt) = t.dport {
-                            x.num("dport", pt);
+                            x.num(k!("dport"), pt);
                         }
                     });
                 }
@@ -277,19 +282,19 @@ pub fn packet(p: &PacketEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
 }
 
 fn iptables(p: &PacketEvent, t: &mut Obj) {
-    t.num("ether_type", p.hw_protocol);
+    t.num(k!("ether_type"), p.hw_protocol);
     if let Some(d) = &p.indev {
-        t.str("input_device", &d.name);
+        t.str(k!("input_device"), &d.name);
     }
     if let Some(d) = &p.outdev {
-        t.str("output_device", &d.name);
+        t.str(k!("output_device"), &d.name);
     }
     let tr = match &p.headers.network {
         Network::Ipv4(ip) => {
-            t.num("length", ip.total_len)
-                .num("tos", ip.tos & 0x1e)
-                .num("precedence_bits", ip.tos & 0xe0);
-            t.num("ttl", ip.ttl).num("id", ip.id);
+            t.num(k!("length"), ip.total_len)
+                .num(k!("tos"), ip.tos & 0x1e)
+                .num(k!("precedence_bits"), ip.tos & 0xe0);
+            t.num(k!("ttl"), ip.ttl).num(k!("id"), ip.id);
             let mut flags = Vec::new();
             if ip.reserved_flag() {
                 flags.push("CE");
@@ -301,28 +306,28 @@ fn iptables(p: &PacketEvent, t: &mut Obj) {
                 flags.push("MF");
             }
             if !flags.is_empty() {
-                t.strs("fragment_flags", flags);
+                t.strs(k!("fragment_flags"), flags);
             }
-            t.num("fragment_offset", ip.frag_offset());
+            t.num(k!("fragment_offset"), ip.frag_offset());
             if !ip.options.is_empty() {
-                t.raw("ip_options", |out| hex_str(&ip.options, out));
+                t.raw(k!("ip_options"), |out| hex_str(&ip.options, out));
             }
             &ip.transport
         }
         Network::Ipv6(ip) => {
-            t.num("length", ip.payload_len as u32 + 40)
-                .num("tos", ip.traffic_class)
-                .num("ttl", ip.hop_limit);
-            t.num("flow_label", ip.flow_label);
+            t.num(k!("length"), ip.payload_len as u32 + 40)
+                .num(k!("tos"), ip.traffic_class)
+                .num(k!("ttl"), ip.hop_limit);
+            t.num(k!("flow_label"), ip.flow_label);
             for e in &ip.ext {
                 if let packet::ipv6::ExtHeader::Ah { spi: Some(spi), .. } = e {
-                    t.num("ah_spi", *spi);
+                    t.num(k!("ah_spi"), *spi);
                 }
             }
             if let Some((off, more, id)) = ip.fragment() {
-                t.num("fragment_offset", off).num("fragment_id", id);
+                t.num(k!("fragment_offset"), off).num(k!("fragment_id"), id);
                 if more {
-                    t.strs("fragment_flags", ["MF"]);
+                    t.strs(k!("fragment_flags"), ["MF"]);
                 }
             }
             &ip.transport
@@ -331,7 +336,7 @@ fn iptables(p: &PacketEvent, t: &mut Obj) {
     };
     match tr {
         Transport::Tcp(c) => {
-            t.obj("tcp", |x| {
+            t.obj(k!("tcp"), |x| {
                 use packet::tcp::flag::*;
                 let names = [
                     (AE, "AE"),
@@ -345,36 +350,37 @@ fn iptables(p: &PacketEvent, t: &mut Obj) {
                     (FIN, "FIN"),
                 ];
                 x.strs(
-                    "flags",
+                    k!("flags"),
                     names.iter().filter(|(b, _)| c.has(*b)).map(|(_, n)| *n),
                 );
                 // A LOG line without SEQ=/ACK= does not say them.
                 if p.log_flags
                     .is_none_or(|f| f & logline::LogFlags::TCPSEQ != 0)
                 {
-                    x.num("seq", c.seq).num("ack", c.ack);
+                    x.num(k!("seq"), c.seq).num(k!("ack"), c.ack);
                 }
-                x.num("window", c.window)
-                    .num("reserved_bits", (c.flags & 0x0e00) >> 6);
+                x.num(k!("window"), c.window)
+                    .num(k!("reserved_bits"), (c.flags & 0x0e00) >> 6);
                 if c.has(URG) {
-                    x.num("urgent_pointer", c.urgent);
+                    x.num(k!("urgent_pointer"), c.urgent);
                 }
                 if !c.options.is_empty() {
-                    x.raw("options", |out| hex_str(&c.options, out));
+                    x.raw(k!("options"), |out| hex_str(&c.options, out));
                     for opt in c.decoded_options() {
                         use packet::tcp::TcpOption;
                         match opt {
                             TcpOption::Mss(m) => {
-                                x.num("mss", m);
+                                x.num(k!("mss"), m);
                             }
                             TcpOption::WindowScale(w) => {
-                                x.num("window_scale", w);
+                                x.num(k!("window_scale"), w);
                             }
                             TcpOption::SackPermitted => {
-                                x.bool("sack_permitted", true);
+                                x.bool(k!("sack_permitted"), true);
                             }
                             TcpOption::Timestamp { value, echo } => {
-                                x.num("timestamp", value).num("timestamp_echo", echo);
+                                x.num(k!("timestamp"), value)
+                                    .num(k!("timestamp_echo"), echo);
                             }
                             _ => {}
                         }
@@ -383,102 +389,106 @@ fn iptables(p: &PacketEvent, t: &mut Obj) {
             });
         }
         Transport::Udp(u) => {
-            t.obj("udp", |x| {
-                x.num("length", u.length);
+            t.obj(k!("udp"), |x| {
+                x.num(k!("length"), u.length);
             });
         }
         Transport::Icmp(m) => {
-            t.obj("icmp", |x| {
-                x.num("type", m.icmp_type).num("code", m.code);
+            t.obj(k!("icmp"), |x| {
+                x.num(k!("type"), m.icmp_type).num(k!("code"), m.code);
                 if m.is_echo() {
-                    x.num("id", m.echo_id()).num("seq", m.echo_seq());
+                    x.num(k!("id"), m.echo_id()).num(k!("seq"), m.echo_seq());
                 }
                 match m.icmp_type {
                     packet::icmp::PARAMETER_PROBLEM => {
-                        x.num("parameter", m.pointer());
+                        x.num(k!("parameter"), m.pointer());
                     }
                     packet::icmp::REDIRECT => {
-                        x.str("redirect", &m.gateway().to_string());
+                        x.raw(k!("redirect"), |out| {
+                            super::ip_string(m.gateway().into(), out)
+                        });
                     }
                     packet::icmp::DEST_UNREACH if m.code == packet::icmp::FRAG_NEEDED => {
-                        x.num("mtu", m.mtu());
+                        x.num(k!("mtu"), m.mtu());
                     }
                     _ => {}
                 }
             });
         }
         Transport::Icmpv6(m) => {
-            t.obj("icmp", |x| {
-                x.num("type", m.icmp_type).num("code", m.code);
+            t.obj(k!("icmp"), |x| {
+                x.num(k!("type"), m.icmp_type).num(k!("code"), m.code);
                 if m.is_echo() {
-                    x.num("id", m.echo_id()).num("seq", m.echo_seq());
+                    x.num(k!("id"), m.echo_id()).num(k!("seq"), m.echo_seq());
                 }
                 if m.icmp_type == packet::icmpv6::PACKET_TOO_BIG {
-                    x.num("mtu", m.word());
+                    x.num(k!("mtu"), m.word());
                 }
                 if m.icmp_type == packet::icmpv6::PARAMETER_PROBLEM {
-                    x.num("parameter", m.word());
+                    x.num(k!("parameter"), m.word());
                 }
             });
         }
         Transport::Esp(e) => {
-            t.num("spi", e.spi);
+            t.num(k!("spi"), e.spi);
         }
         Transport::Ah(a) => {
-            t.num("spi", a.spi);
+            t.num(k!("spi"), a.spi);
         }
         Transport::Sctp(s) => {
-            t.obj("sctp", |x| {
-                x.num("verification_tag", s.verification_tag);
+            t.obj(k!("sctp"), |x| {
+                x.num(k!("verification_tag"), s.verification_tag);
             });
         }
         Transport::Gre(g) => {
-            t.obj("gre", |x| {
-                x.num("version", g.version()).num("protocol", g.protocol);
+            t.obj(k!("gre"), |x| {
+                x.num(k!("version"), g.version())
+                    .num(k!("protocol"), g.protocol);
                 if let Some(k) = g.key {
-                    x.num("key", k);
+                    x.num(k!("key"), k);
                 }
             });
         }
         Transport::Incomplete { available } => {
-            t.num("incomplete_bytes", *available);
+            t.num(k!("incomplete_bytes"), *available);
         }
         _ => {}
     }
 }
 
 fn hex_str(b: &[u8], out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     out.push(b'"');
     for x in b {
-        let _ = write!(out, "{x:02X}");
+        out.extend_from_slice(&[HEX[(x >> 4) as usize], HEX[(x & 15) as usize]]);
     }
     out.push(b'"');
 }
 
 /// A line that did not parse: the original text, the reason, and where it was.
 pub fn raw(r: &RawLine, opts: &SchemaOptions, out: &mut Vec<u8>) {
-    let mut o = Obj::open(out, false);
-    o.raw("@timestamp", |out| {
+    let mut o = Obj::open(out);
+    o.raw(k!("@timestamp"), |out| {
         out.push(b'"');
         r.time.write_rfc3339_utc(out);
         out.push(b'"');
     });
-    o.obj("event", |e| {
-        e.str("kind", "pipeline_error")
-            .str("original", &r.line)
-            .str("module", "netfilter")
-            .str("dataset", "netfilter.unparsed");
+    o.obj(k!("event"), |e| {
+        e.lit(k!("kind"), "pipeline_error")
+            .str(k!("original"), &r.line)
+            .lit(k!("module"), "netfilter")
+            .lit(k!("dataset"), "netfilter.unparsed");
     });
-    o.obj("error", |e| {
-        e.str("message", &r.reason).str("type", "parse");
+    o.obj(k!("error"), |e| {
+        e.str(k!("message"), &r.reason).lit(k!("type"), "parse");
     });
-    o.obj("observer", |ob| {
-        ob.str("hostname", r.host.as_deref().unwrap_or(&opts.hostname));
+    o.obj(k!("observer"), |ob| {
+        ob.str(k!("hostname"), r.host.as_deref().unwrap_or(&opts.hostname));
     });
-    o.obj("log", |l| {
-        l.str("origin", &r.origin);
+    o.obj(k!("log"), |l| {
+        l.str(k!("origin"), &r.origin);
         if let Some(p) = r.position {
-            l.num("offset", p);
+            l.num(k!("offset"), p);
         }
     });
     o.close();
@@ -492,20 +502,22 @@ fn prefix_kind(prefix: &str, nf: &mut Obj) {
         if let (Some(table), Some(chain), Some(kind), Some(rule)) =
             (f.next(), f.next(), f.next(), f.next())
         {
-            nf.obj("trace", |t| {
-                t.str("table", table).str("chain", chain).str("type", kind);
+            nf.obj(k!("trace"), |t| {
+                t.str(k!("table"), table)
+                    .str(k!("chain"), chain)
+                    .str(k!("type"), kind);
                 if let Ok(n) = rule.parse::<u32>() {
-                    t.num("rule", n);
+                    t.num(k!("rule"), n);
                 }
             });
         }
     } else if let Some(rest) = prefix.strip_prefix("nf_ct_proto_") {
         if let Some((num, reason)) = rest.split_once(": ") {
-            nf.obj("conntrack_invalid", |c| {
+            nf.obj(k!("conntrack_invalid"), |c| {
                 if let Ok(n) = num.parse::<u8>() {
-                    c.num("protocol", n);
+                    c.num(k!("protocol"), n);
                 }
-                c.str("reason", reason.trim_end());
+                c.str(k!("reason"), reason.trim_end());
             });
         }
     }
@@ -515,8 +527,8 @@ fn prefix_kind(prefix: &str, nf: &mut Obj) {
 /// `destination.nat`, per-direction counters, and start/end/duration when the kernel stamps them.
 pub fn flow(f: &event::FlowEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
     let (orig, reply) = (&f.ct.orig, &f.ct.reply);
-    let mut o = Obj::open(out, false);
-    o.raw("@timestamp", |out| {
+    let mut o = Obj::open(out);
+    o.raw(k!("@timestamp"), |out| {
         out.push(b'"');
         f.time.write_rfc3339_utc(out);
         out.push(b'"');
@@ -530,10 +542,10 @@ pub fn flow(f: &event::FlowEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
         .write_rfc3339_utc(out);
         out.push(b'"');
     };
-    o.obj("event", |e| {
-        e.str("kind", "event").strs("category", ["network"]);
+    o.obj(k!("event"), |e| {
+        e.lit(k!("kind"), "event").strs(k!("category"), ["network"]);
         e.strs(
-            "type",
+            k!("type"),
             match f.kind {
                 event::FlowKind::New => ["connection", "start"],
                 event::FlowKind::Update => ["connection", "change"],
@@ -541,27 +553,27 @@ pub fn flow(f: &event::FlowEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
             },
         );
         e.str(
-            "action",
+            k!("action"),
             match f.kind {
                 event::FlowKind::New => "flow-new",
                 event::FlowKind::Update => "flow-update",
                 event::FlowKind::Destroy => "flow-destroy",
             },
         );
-        e.str("module", "netfilter")
-            .str("dataset", "netfilter.flow");
+        e.lit(k!("module"), "netfilter")
+            .lit(k!("dataset"), "netfilter.flow");
         if let Some(s) = f.ct.start_ns.filter(|&n| n != 0) {
-            e.raw("start", |out| ns_stamp(s, out));
+            e.raw(k!("start"), |out| ns_stamp(s, out));
             if let Some(t) = f.ct.stop_ns.filter(|&n| n != 0) {
-                e.raw("end", |out| ns_stamp(t, out));
-                e.num("duration", t.saturating_sub(s));
+                e.raw(k!("end"), |out| ns_stamp(t, out));
+                e.num(k!("duration"), t.saturating_sub(s));
             }
         }
     });
-    o.obj("observer", |ob| firewall_observer(ob, &opts.hostname));
-    o.obj("network", |n| {
+    o.obj(k!("observer"), |ob| firewall_observer(ob, &opts.hostname));
+    o.obj(k!("network"), |n| {
         n.str(
-            "type",
+            k!("type"),
             if f.family == event::family::IPV6 {
                 "ipv6"
             } else {
@@ -569,20 +581,20 @@ pub fn flow(f: &event::FlowEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
             },
         );
         if let Some(name) = proto::name(orig.protocol) {
-            n.str("transport", name);
+            n.str(k!("transport"), name);
         }
-        n.num_str("iana_number", orig.protocol);
+        n.num_str(k!("iana_number"), orig.protocol);
         if let (Some(a), Some(b)) = (f.ct.counters_orig, f.ct.counters_reply) {
-            n.num("packets", a.packets + b.packets)
-                .num("bytes", a.bytes + b.bytes);
+            n.num(k!("packets"), a.packets + b.packets)
+                .num(k!("bytes"), a.bytes + b.bytes);
         }
     });
     let snat = f.snat();
     let dnat = f.dnat();
     for (key, ip, port, counters, nat) in [
-        ("source", orig.src, orig.sport, f.ct.counters_orig, snat),
+        (k!("source"), orig.src, orig.sport, f.ct.counters_orig, snat),
         (
-            "destination",
+            k!("destination"),
             orig.dst,
             orig.dport,
             f.ct.counters_reply,
@@ -591,51 +603,51 @@ pub fn flow(f: &event::FlowEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
     ] {
         o.obj(key, |s| {
             if let Some(ip) = ip {
-                s.raw("ip", |out| super::ip_string(ip, out));
+                s.raw(k!("ip"), |out| super::ip_string(ip, out));
             }
             if let Some(p) = port {
-                s.num("port", p);
+                s.num(k!("port"), p);
             }
             if let Some(c) = counters {
-                s.num("packets", c.packets).num("bytes", c.bytes);
+                s.num(k!("packets"), c.packets).num(k!("bytes"), c.bytes);
             }
             if let Some((nip, nport)) = nat {
-                s.obj("nat", |n| {
-                    n.raw("ip", |out| super::ip_string(nip, out));
+                s.obj(k!("nat"), |n| {
+                    n.raw(k!("ip"), |out| super::ip_string(nip, out));
                     if let Some(p) = nport {
-                        n.num("port", p);
+                        n.num(k!("port"), p);
                     }
                 });
             }
         });
     }
-    o.obj("netfilter", |nf| {
-        nf.obj("ct", |c| {
-            c.str("event", f.kind.as_str());
+    o.obj(k!("netfilter"), |nf| {
+        nf.obj(k!("ct"), |c| {
+            c.str(k!("event"), f.kind.as_str());
             if f.recovered {
-                c.bool("recovered", true);
+                c.bool(k!("recovered"), true);
             }
             if let Some(id) = f.ct.id {
-                c.num("id", id);
+                c.num(k!("id"), id);
             }
             if let Some(m) = f.ct.mark {
-                c.num("mark", m);
+                c.num(k!("mark"), m);
             }
             if let Some(z) = f.ct.zone {
-                c.num("zone", z);
+                c.num(k!("zone"), z);
             }
             if let Some(s) = f.ct.status {
-                c.num("status", s);
+                c.num(k!("status"), s);
             }
             if let Some(t) = f.ct.tcp_state {
-                c.str("tcp_state", nfnetlink::ctnetlink::tcp_state_name(t));
+                c.str(k!("tcp_state"), nfnetlink::ctnetlink::tcp_state_name(t));
             }
             if let Some(t) = f.ct.timeout {
-                c.num("timeout", t);
+                c.num(k!("timeout"), t);
             }
             // Connlabels as the numbers of the bits set (names live in connlabel.conf).
             if let Some(l) = f.ct.labels.filter(|&l| l != 0) {
-                c.raw("labels", |out| {
+                c.raw(k!("labels"), |out| {
                     out.push(b'[');
                     let mut first = true;
                     for bit in (0..128).filter(|b| l >> b & 1 == 1) {
@@ -648,10 +660,10 @@ pub fn flow(f: &event::FlowEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
                 });
             }
             if let (Some(t), Some(co)) = (orig.icmp_type, orig.icmp_code) {
-                c.num("icmp_type", t).num("icmp_code", co);
+                c.num(k!("icmp_type"), t).num(k!("icmp_code"), co);
             }
             if let Some((src, dst)) = orig.gre_keys {
-                c.raw("gre_keys", |out| {
+                c.raw(k!("gre_keys"), |out| {
                     out.push(b'[');
                     out.extend_from_slice(itoa::Buffer::new().format(src).as_bytes());
                     out.push(b',');
@@ -660,16 +672,16 @@ pub fn flow(f: &event::FlowEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
                 });
             }
             if let Some(r) = reply.src {
-                c.raw("reply_src", |out| super::ip_string(r, out));
+                c.raw(k!("reply_src"), |out| super::ip_string(r, out));
             }
             if let Some(r) = reply.dst {
-                c.raw("reply_dst", |out| super::ip_string(r, out));
+                c.raw(k!("reply_dst"), |out| super::ip_string(r, out));
             }
             if let Some(p) = reply.sport {
-                c.num("reply_sport", p);
+                c.num(k!("reply_sport"), p);
             }
             if let Some(p) = reply.dport {
-                c.num("reply_dport", p);
+                c.num(k!("reply_dport"), p);
             }
         });
     });
@@ -679,28 +691,28 @@ pub fn flow(f: &event::FlowEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
 /// An accounting object in ECS: a metric event with the counts since the previous poll (or the
 /// totals, without zeroing) under `netfilter.nfacct` and `network`.
 pub fn counter(c: &event::CounterEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
-    let mut o = Obj::open(out, false);
-    o.raw("@timestamp", |out| {
+    let mut o = Obj::open(out);
+    o.raw(k!("@timestamp"), |out| {
         out.push(b'"');
         c.time.write_rfc3339_utc(out);
         out.push(b'"');
     });
-    o.obj("event", |e| {
-        e.str("kind", "metric")
-            .strs("category", ["network"])
-            .strs("type", ["info"])
-            .str("module", "netfilter")
-            .str("dataset", "netfilter.nfacct");
+    o.obj(k!("event"), |e| {
+        e.lit(k!("kind"), "metric")
+            .strs(k!("category"), ["network"])
+            .strs(k!("type"), ["info"])
+            .lit(k!("module"), "netfilter")
+            .lit(k!("dataset"), "netfilter.nfacct");
     });
-    o.obj("observer", |ob| firewall_observer(ob, &opts.hostname));
-    o.obj("network", |n| {
-        n.num("packets", c.packets).num("bytes", c.bytes);
+    o.obj(k!("observer"), |ob| firewall_observer(ob, &opts.hostname));
+    o.obj(k!("network"), |n| {
+        n.num(k!("packets"), c.packets).num(k!("bytes"), c.bytes);
     });
-    o.obj("netfilter", |nf| {
-        nf.obj("nfacct", |a| {
-            a.str("name", &c.name)
-                .num("packets", c.packets)
-                .num("bytes", c.bytes);
+    o.obj(k!("netfilter"), |nf| {
+        nf.obj(k!("nfacct"), |a| {
+            a.str(k!("name"), &c.name)
+                .num(k!("packets"), c.packets)
+                .num(k!("bytes"), c.bytes);
         });
     });
     o.close();
@@ -708,8 +720,8 @@ pub fn counter(c: &event::CounterEvent, opts: &SchemaOptions, out: &mut Vec<u8>)
 
 /// `observer.*`: this host, a Netfilter firewall, as nflogd reports it.
 fn firewall_observer(ob: &mut Obj, hostname: &str) {
-    ob.str("hostname", hostname)
-        .str("type", "firewall")
-        .str("vendor", "Netfilter")
-        .str("product", "nflogd");
+    ob.str(k!("hostname"), hostname)
+        .lit(k!("type"), "firewall")
+        .lit(k!("vendor"), "Netfilter")
+        .lit(k!("product"), "nflogd");
 }

@@ -11,10 +11,8 @@ use std::sync::Arc;
 pub struct LineDecoder {
     actions: ActionResolver,
     origin: Arc<str>,
-    hosts: HashMap<String, Arc<str>>,
-    prefixes: HashMap<String, Arc<str>>,
+    hosts: HashMap<String, Arc<str>, foldhash::fast::RandomState>,
     last_host: Option<Arc<str>>,
-    last_prefix: Option<Arc<str>>,
     /// Wall-clock time of boot, to place /dev/kmsg's monotonic stamps.
     boot: Option<f64>,
     counters: Arc<ComponentCounters>,
@@ -34,26 +32,22 @@ pub fn boot_time() -> f64 {
     now(libc::CLOCK_REALTIME) - now(libc::CLOCK_MONOTONIC)
 }
 
-/// Whether a line carries the kernel's `IN=… OUT=` fields at all.
-pub fn looks_like_netfilter(body: &str) -> bool {
-    logline::split_prefix(body).is_some()
-}
-
 impl LineDecoder {
     pub fn new(origin: &str, actions: Arc<ActionConfig>, counters: Arc<ComponentCounters>) -> Self {
         LineDecoder {
             actions: ActionResolver::new(actions, None),
             origin: Arc::from(origin),
-            hosts: HashMap::new(),
-            prefixes: HashMap::new(),
+            hosts: HashMap::default(),
             last_host: None,
-            last_prefix: None,
             boot: None,
             counters,
         }
     }
 
-    fn intern(map: &mut HashMap<String, Arc<str>>, s: &str) -> Arc<str> {
+    fn intern(
+        map: &mut HashMap<String, Arc<str>, foldhash::fast::RandomState>,
+        s: &str,
+    ) -> Arc<str> {
         if let Some(v) = map.get(s) {
             return v.clone();
         }
@@ -68,7 +62,7 @@ impl LineDecoder {
     /// Interns through a one-entry cache first: consecutive lines mostly share prefix and host.
     fn intern_last(
         last: &mut Option<Arc<str>>,
-        map: &mut HashMap<String, Arc<str>>,
+        map: &mut HashMap<String, Arc<str>, foldhash::fast::RandomState>,
         s: &str,
     ) -> Arc<str> {
         if let Some(l) = last {
@@ -86,7 +80,8 @@ impl LineDecoder {
     /// not parse becomes a raw record.
     pub fn decode(&mut self, line: &str, position: Option<u64>) -> Option<Event> {
         let env = envelope::open(line);
-        if !looks_like_netfilter(env.body) {
+        let parsed = logline::parse(env.body);
+        if parsed.as_ref().is_err_and(|e| e.is_not_netfilter()) {
             ComponentCounters::add(&self.counters.ignored, 1);
             return None;
         }
@@ -104,11 +99,10 @@ impl LineDecoder {
         let host = env
             .host
             .map(|h| Self::intern_last(&mut self.last_host, &mut self.hosts, h));
-        match logline::parse(env.body) {
+        match parsed {
             Ok(p) => {
+                // The parser gives prefixes as shared strings already.
                 let mut ev = p.event;
-                ev.prefix =
-                    Self::intern_last(&mut self.last_prefix, &mut self.prefixes, &ev.prefix);
                 ev.action = self.actions.resolve(&ev.prefix);
                 ev.time = time;
                 ev.host = host;

@@ -134,7 +134,8 @@ fn preset(p: Preset, prefix: &str) -> Option<Option<Action>> {
 pub struct ActionResolver {
     config: Arc<ActionConfig>,
     label_action: Option<Action>,
-    cache: HashMap<Arc<str>, Option<Action>>,
+    // foldhash, not SipHash: the key is a prefix the kernel printed, looked up once a line.
+    cache: HashMap<Arc<str>, Option<Action>, foldhash::fast::RandomState>,
     last: Option<(Arc<str>, Option<Action>)>,
 }
 
@@ -145,7 +146,7 @@ impl ActionResolver {
         ActionResolver {
             config,
             label_action,
-            cache: HashMap::new(),
+            cache: HashMap::default(),
             last: None,
         }
     }
