@@ -155,7 +155,7 @@ fn host_tag(s: &str) -> Option<(&str, &str)> {
     let rest = &s[sp + 1..];
     // The tag is at most 48 bytes: look for its `: ` only there.
     let head = &rest.as_bytes()[..rest.len().min(64)];
-    let colon = head.windows(2).position(|w| w == b": ")?;
+    let colon = memchr::memchr_iter(b':', head).find(|&i| head.get(i + 1) == Some(&b' '))?;
     let tag = &rest[..colon];
     if tag.is_empty() || tag.len() > 48 || tag.contains(' ') {
         return None;

@@ -417,14 +417,27 @@ fn ipv6_prefix(b: &[u8]) -> Option<(Ipv6Addr, usize)> {
     Some((Ipv6Addr::from(g), i))
 }
 
-#[inline]
-fn hex_digit(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
+/// Each byte's value as a hex digit, or 0xff: one load instead of three range tests, as hex is
+/// most of what a line holds (addresses, MACs, options).
+static HEX_VALUE: [u8; 256] = {
+    let mut t = [0xff; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = match i as u8 {
+            b @ b'0'..=b'9' => b - b'0',
+            b @ b'a'..=b'f' => b - b'a' + 10,
+            b @ b'A'..=b'F' => b - b'A' + 10,
+            _ => 0xff,
+        };
+        i += 1;
     }
+    t
+};
+
+#[inline(always)]
+fn hex_digit(b: u8) -> Option<u8> {
+    let v = HEX_VALUE[b as usize];
+    (v != 0xff).then_some(v)
 }
 
 /// `aa:bb:cc:dd:ee:ff` exactly.
@@ -475,11 +488,14 @@ fn shared_str(n: &str) -> Arc<str> {
         static CACHE: std::cell::RefCell<[Option<Arc<str>>; SLOTS]> =
             const { std::cell::RefCell::new([const { None }; SLOTS]) };
     }
-    // FNV-1a over the bytes: names are short.
-    let h = n.bytes().fold(0x811c_9dc5u32, |h, b| {
-        (h ^ b as u32).wrapping_mul(0x0100_0193)
-    });
-    let slot = (h ^ h >> 16) as usize % SLOTS;
+    // The length and the last eight bytes pick the slot: names differ there (`…ACCEPT ` and
+    // `…DROP `, `eth0` and `eth1`), and the compare below decides.
+    let b = n.as_bytes();
+    let mut last = [0u8; 8];
+    let k = b.len().min(8);
+    last[..k].copy_from_slice(&b[b.len() - k..]);
+    let h = (u64::from_le_bytes(last) ^ b.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let slot = (h >> 58) as usize % SLOTS;
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
         match &c[slot] {
