@@ -101,6 +101,16 @@ fn kmsg_lines_give_the_same_records_as_nflog() {
     d.stop();
 
     assert!(kernel.len() >= 50, "only {} kernel lines", kernel.len());
+    // Options decoded from the line's OPT hex (the comparison below then holds them equal).
+    let with = |key: &str, v: Value| from_kmsg.iter().any(|r| r["iptables"][key] == v);
+    assert!(with(
+        "ip_loose_source_route",
+        serde_json::json!(["10.200.0.7", "10.200.0.8"])
+    ));
+    assert!(with("ip_timestamps", serde_json::json!([1000, 2000])));
+    assert!(from_kmsg
+        .iter()
+        .any(|r| r["iptables"]["tcp"]["sack"][1]["right"] == 400));
     // Read from /dev/kmsg, parsed and rendered again: the kernel's own lines.
     assert_eq!(text, kernel, "kmsg → text differs from the kernel's lines");
     // Parsed from the line or decoded from NFLOG: the same values for every field both have.

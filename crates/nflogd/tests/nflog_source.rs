@@ -121,6 +121,22 @@ fn ecs_records_carry_every_protocol() {
             .starts_with("07"),
         "record-route option"
     );
+    // IPv4 options decoded into fields, TCP SACK blocks.
+    let ipt = |id| &find(&recs, |r| ipid(r) == Some(id))["iptables"];
+    assert_eq!(ipt(9)["ip_option_names"], serde_json::json!(["RR"]));
+    assert_eq!(ipt(32)["ip_option_names"], serde_json::json!(["RTRALT"]));
+    assert_eq!(ipt(32)["ip_router_alert"], 0);
+    assert_eq!(
+        ipt(33)["ip_loose_source_route"],
+        serde_json::json!(["10.200.0.7", "10.200.0.8"])
+    );
+    assert_eq!(ipt(33)["ip_source_route_passed"], 0);
+    assert_eq!(ipt(34)["ip_option_names"], serde_json::json!(["TS"]));
+    assert_eq!(ipt(34)["ip_timestamps"], serde_json::json!([1000, 2000]));
+    assert_eq!(
+        ipt(35)["tcp"]["sack"],
+        serde_json::json!([{"left": 100, "right": 200}, {"left": 300, "right": 400}])
+    );
     assert_eq!(
         find(&recs, |r| ipid(r) == Some(10))["iptables"]["fragment_flags"],
         serde_json::json!(["CE"])

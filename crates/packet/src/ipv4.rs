@@ -34,6 +34,10 @@ pub struct Ipv4 {
 }
 
 impl Ipv4 {
+    /// The options, decoded (see `ipv4_options`).
+    pub fn decoded_options(&self) -> Vec<crate::ipv4_options::Ipv4Option> {
+        crate::ipv4_options::decode(&self.options)
+    }
     pub fn header_len(&self) -> usize {
         self.ihl as usize * 4
     }

@@ -25,6 +25,7 @@ pub mod icmp;
 pub mod icmpv6;
 pub mod ipsec;
 pub mod ipv4;
+pub mod ipv4_options;
 pub mod ipv6;
 pub mod sctp;
 pub mod tcp;

@@ -311,6 +311,7 @@ fn iptables(p: &PacketEvent, t: &mut Obj) {
             t.num(k!("fragment_offset"), ip.frag_offset());
             if !ip.options.is_empty() {
                 t.raw(k!("ip_options"), |out| hex_str(&ip.options, out));
+                ipv4_options(t, &ip.decoded_options());
             }
             &ip.transport
         }
@@ -381,6 +382,23 @@ fn iptables(p: &PacketEvent, t: &mut Obj) {
                             TcpOption::Timestamp { value, echo } => {
                                 x.num(k!("timestamp"), value)
                                     .num(k!("timestamp_echo"), echo);
+                            }
+                            TcpOption::Sack(blocks) => {
+                                x.raw(k!("sack"), |out| {
+                                    let mut n = itoa::Buffer::new();
+                                    out.push(b'[');
+                                    for (i, (left, right)) in blocks.iter().enumerate() {
+                                        if i > 0 {
+                                            out.push(b',');
+                                        }
+                                        out.extend_from_slice(b"{\"left\":");
+                                        out.extend_from_slice(n.format(*left).as_bytes());
+                                        out.extend_from_slice(b",\"right\":");
+                                        out.extend_from_slice(n.format(*right).as_bytes());
+                                        out.push(b'}');
+                                    }
+                                    out.push(b']');
+                                });
                             }
                             _ => {}
                         }
@@ -453,6 +471,69 @@ fn iptables(p: &PacketEvent, t: &mut Obj) {
             t.num(k!("incomplete_bytes"), *available);
         }
         _ => {}
+    }
+}
+
+/// Decoded IPv4 options next to their hex: names, routes, timestamps, router alert.
+fn ipv4_options(t: &mut Obj, opts: &[packet::ipv4_options::Ipv4Option]) {
+    use packet::ipv4_options::Ipv4Option;
+    let addrs = |t: &mut Obj, key, a: &[std::net::Ipv4Addr]| {
+        t.raw(key, |out| {
+            out.push(b'[');
+            for (i, a) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                super::ip_string((*a).into(), out);
+            }
+            out.push(b']');
+        });
+    };
+    let names: Vec<_> = opts.iter().map(|o| o.name()).collect();
+    t.strs(k!("ip_option_names"), names.iter().map(|n| &**n));
+    for o in opts {
+        match o {
+            Ipv4Option::RecordRoute(r) => addrs(t, k!("ip_record_route"), r),
+            Ipv4Option::SourceRoute {
+                strict,
+                route,
+                passed,
+            } => {
+                let key = if *strict {
+                    k!("ip_strict_source_route")
+                } else {
+                    k!("ip_loose_source_route")
+                };
+                addrs(t, key, route);
+                t.num(k!("ip_source_route_passed"), *passed);
+            }
+            Ipv4Option::Timestamp { entries, overflow } => {
+                t.raw(k!("ip_timestamps"), |out| {
+                    out.push(b'[');
+                    for (i, (_, ms)) in entries.iter().enumerate() {
+                        if i > 0 {
+                            out.push(b',');
+                        }
+                        out.extend_from_slice(itoa::Buffer::new().format(*ms).as_bytes());
+                    }
+                    out.push(b']');
+                });
+                let with_addr: Vec<_> = entries.iter().filter_map(|e| e.0).collect();
+                if !with_addr.is_empty() {
+                    addrs(t, k!("ip_timestamp_addresses"), &with_addr);
+                }
+                if *overflow > 0 {
+                    t.num(k!("ip_timestamp_overflow"), *overflow);
+                }
+            }
+            Ipv4Option::RouterAlert(v) => {
+                t.num(k!("ip_router_alert"), *v);
+            }
+            Ipv4Option::StreamId(v) => {
+                t.num(k!("ip_stream_id"), *v);
+            }
+            Ipv4Option::Other { .. } => {}
+        }
     }
 }
 

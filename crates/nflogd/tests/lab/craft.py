@@ -8,7 +8,8 @@ import warnings
 warnings.filterwarnings("ignore")
 from scapy.all import (AH, ARP, ESP, GRE, Dot1AD, Dot1Q, ICMP, IP, SCTP, TCP, UDP, Ether, ICMPv6DestUnreach,
                        ICMPv6EchoRequest, ICMPv6MLReport, ICMPv6ND_NS, ICMPv6PacketTooBig,
-                       ICMPv6ParamProblem, ICMPv6TimeExceeded, IPOption_RR, IPv6,
+                       ICMPv6ParamProblem, ICMPv6TimeExceeded, IPOption, IPOption_LSRR,
+                       IPOption_Router_Alert, IPOption_RR, IPv6,
                        IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop,
                        IPv6ExtHdrRouting, Raw, conf, fragment, fragment6, get_if_hwaddr,
                        getmacbyip, getmacbyip6, sendp)
@@ -39,6 +40,12 @@ pkts = [
     e4 / v4(id=7, proto=17) / Raw(b"\x1a\x0a\x00\x35"),
     e4 / v4(id=8, proto=136) / Raw(struct.pack("!HHHH", 3333, 4444, 12, 0) + b"abcd"),
     e4 / v4(id=9, options=[IPOption_RR()]) / UDP(sport=7777, dport=8888),
+    # Decoded IPv4 options: router alert, a loose source route, timestamps (two of three taken).
+    e4 / v4(id=32, options=[IPOption_Router_Alert()]) / UDP(sport=7777, dport=8888),
+    e4 / v4(id=33, options=[IPOption_LSRR(routers=["10.200.0.7", "10.200.0.8"])]) / UDP(sport=7777, dport=8888),
+    e4 / v4(id=34, options=[IPOption(b"\x44\x10\x0d\x00" + struct.pack("!III", 1000, 2000, 0))]) / UDP(sport=7777, dport=8888),
+    # TCP selective acknowledgement blocks.
+    e4 / v4(id=35) / TCP(sport=1234, dport=80, seq=5, ack=6, flags="A", options=[("NOP", None), ("NOP", None), ("SAck", (100, 200, 300, 400))]),
     e4 / v4(id=10, flags="evil") / UDP(sport=7, dport=7),
     e4 / v4(id=11, tos=0xB9) / UDP(sport=8, dport=8),
     *[e4 / f for f in fragment(v4(id=777) / UDP(sport=9999, dport=9999) / Raw(b"x" * 3000), fragsize=1480)],
