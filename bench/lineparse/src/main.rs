@@ -16,7 +16,7 @@ fn main() {
         let start = std::time::Instant::now();
         for l in &lines {
             let env = logline::envelope::open(l);
-            match logline::parse(env.body) {
+            match logline::parse(&env.body) {
                 Ok(p) => {
                     ok += 1;
                     // Read a field, so that the parse is not optimised away.

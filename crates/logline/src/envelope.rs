@@ -1,16 +1,19 @@
 //! The wrappers a LOG line travels in: /dev/kmsg records, `dmesg -r`, syslog (RFC 3164 and RFC
 //! 5424, with or without `<PRI>`, with or without the printk time), rsyslog's ISO-timestamped
-//! files and journald's `MESSAGE=` field. `open` peels them off and keeps host, time and level.
+//! files, and journald's records (`journalctl -o json` lines; the `MESSAGE=` field of `-o export`,
+//! whose other fields `JournalExport` gathers). `open` peels them off and keeps host, time and
+//! level.
 
 use chrono::{DateTime, Datelike, Local, NaiveDate, TimeZone};
 use event::Timestamp;
+use std::borrow::Cow;
 
 /// What surrounded the kernel text.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Envelope<'a> {
     /// The LOG text itself, from the prefix on.
-    pub body: &'a str,
-    pub host: Option<&'a str>,
+    pub body: Cow<'a, str>,
+    pub host: Option<Cow<'a, str>>,
     /// Wall-clock time the wrapper gives.
     pub time: Option<Timestamp>,
     /// printk level / syslog severity (0–7).
@@ -58,7 +61,7 @@ fn kmsg(s: &str) -> Option<Envelope<'_>> {
     let seq: u64 = f.next()?.parse().ok()?;
     let usec: u64 = f.next()?.parse().ok()?;
     Some(Envelope {
-        body: &s[semi + 1..],
+        body: Cow::Borrowed(&s[semi + 1..]),
         level: Some((prival & 7) as u8),
         facility: Some((prival >> 3) as u8),
         kmsg_usec: Some(usec),
@@ -163,17 +166,130 @@ fn host_tag(s: &str) -> Option<(&str, &str)> {
     Some((host, &rest[colon + 2..]))
 }
 
+/// A `journalctl -o json` record: one object a line, every field a string (binary ones are
+/// arrays, and such a record is not taken as journald's).
+#[derive(serde::Deserialize)]
+struct JournalJson<'a> {
+    #[serde(rename = "MESSAGE", borrow)]
+    message: Cow<'a, str>,
+    #[serde(rename = "__REALTIME_TIMESTAMP", borrow, default)]
+    realtime: Option<Cow<'a, str>>,
+    #[serde(rename = "_HOSTNAME", borrow, default)]
+    host: Option<Cow<'a, str>>,
+    #[serde(rename = "PRIORITY", borrow, default)]
+    priority: Option<Cow<'a, str>>,
+    #[serde(rename = "SYSLOG_FACILITY", borrow, default)]
+    facility: Option<Cow<'a, str>>,
+}
+
+/// Microseconds since the epoch, as journald writes `__REALTIME_TIMESTAMP`.
+fn journal_time(us: &str) -> Option<Timestamp> {
+    let us: u64 = us.parse().ok()?;
+    Some(Timestamp {
+        secs: (us / 1_000_000) as i64,
+        micros: (us % 1_000_000) as u32,
+    })
+}
+
+fn journal_json(line: &str) -> Option<Envelope<'_>> {
+    let j: JournalJson = serde_json::from_str(line).ok()?;
+    let body = match j.message {
+        Cow::Borrowed(m) => Cow::Borrowed(printk_time(m)),
+        Cow::Owned(m) => Cow::Owned(printk_time(&m).to_string()),
+    };
+    Some(Envelope {
+        body,
+        host: j.host,
+        time: j.realtime.as_deref().and_then(journal_time),
+        level: j.priority.and_then(|p| p.parse().ok()),
+        facility: j.facility.and_then(|f| f.parse().ok()),
+        ..Default::default()
+    })
+}
+
+/// The fields of one `journalctl -o export` entry, gathered line by line: the entry's
+/// `MESSAGE=` comes with its time, host and priority only when the blank line ends it (the
+/// host field follows the message).
+#[derive(Debug, Default)]
+pub struct JournalExport {
+    time: Option<Timestamp>,
+    host: Option<String>,
+    level: Option<u8>,
+    facility: Option<u8>,
+    message: Option<String>,
+    /// Set once a line showed the export form (`__CURSOR=` or `__REALTIME_TIMESTAMP=`).
+    active: bool,
+}
+
+/// What `JournalExport::line` made of a line.
+pub enum ExportLine {
+    /// Not part of an export stream: read the line as it is.
+    Plain,
+    /// A field of the current entry, kept.
+    Field,
+    /// The blank line that ended an entry with a message: the message and its envelope.
+    Entry(Envelope<'static>),
+}
+
+impl JournalExport {
+    pub fn line(&mut self, line: &str) -> ExportLine {
+        let line = line.trim_end_matches(['\n', '\r']);
+        if line.starts_with("__CURSOR=") || line.starts_with("__REALTIME_TIMESTAMP=") {
+            self.active = true;
+        }
+        if !self.active {
+            return ExportLine::Plain;
+        }
+        if line.is_empty() {
+            let done = std::mem::take(self);
+            self.active = true;
+            return match done.message {
+                Some(m) => {
+                    let env = Envelope {
+                        body: Cow::Owned(printk_time(&m).to_string()),
+                        host: done.host.map(Cow::Owned),
+                        time: done.time,
+                        level: done.level,
+                        facility: done.facility,
+                        ..Default::default()
+                    };
+                    ExportLine::Entry(env)
+                }
+                None => ExportLine::Field,
+            };
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            // A binary field (name, then a length and raw bytes) or not journald at all.
+            return ExportLine::Field;
+        };
+        match key {
+            "__REALTIME_TIMESTAMP" => self.time = journal_time(value),
+            "_HOSTNAME" => self.host = Some(value.to_string()),
+            "PRIORITY" => self.level = value.parse().ok(),
+            "SYSLOG_FACILITY" => self.facility = value.parse().ok(),
+            "MESSAGE" => self.message = Some(value.to_string()),
+            _ => {}
+        }
+        ExportLine::Field
+    }
+}
+
 /// Peels the wrappers off one line. A line with none gives itself as the body.
 pub fn open(line: &str) -> Envelope<'_> {
     let line = line.trim_end_matches(['\n', '\r']);
     if let Some(m) = line.strip_prefix("MESSAGE=") {
         return Envelope {
-            body: printk_time(m),
+            body: Cow::Borrowed(printk_time(m)),
             ..Default::default()
         };
     }
     if let Some(e) = kmsg(line) {
         return e;
+    }
+    if line.starts_with('{') {
+        if let Some(e) = journal_json(line) {
+            return e;
+        }
     }
     let mut env = Envelope::default();
     let mut s = line;
@@ -195,7 +311,7 @@ pub fn open(line: &str) -> Envelope<'_> {
         );
         if let (Some(ts), Some(host), Some(rest)) = (ts, host, rest) {
             env.time = rfc3339(ts);
-            env.host = (host != "-").then_some(host);
+            env.host = (host != "-").then_some(Cow::Borrowed(host));
             // Structured data: "-" or one or more [..] elements (a `]` inside is escaped).
             let mut msg = rest;
             if let Some(m) = msg.strip_prefix('-') {
@@ -212,7 +328,7 @@ pub fn open(line: &str) -> Envelope<'_> {
             }
             let msg = msg.strip_prefix(' ').unwrap_or(msg);
             let msg = msg.strip_prefix('\u{feff}').unwrap_or(msg);
-            env.body = printk_time(msg);
+            env.body = Cow::Borrowed(printk_time(msg));
             return env;
         }
     }
@@ -228,13 +344,13 @@ pub fn open(line: &str) -> Envelope<'_> {
     }
     if env.time.is_some() {
         if let Some((host, rest)) = host_tag(s) {
-            env.host = Some(host);
+            env.host = Some(Cow::Borrowed(host));
             s = rest;
         }
     } else if let Some(r) = s.strip_prefix("kernel: ") {
         s = r;
     }
-    env.body = printk_time(s.strip_prefix(' ').unwrap_or(s));
+    env.body = Cow::Borrowed(printk_time(s.strip_prefix(' ').unwrap_or(s)));
     env
 }
 
@@ -261,7 +377,7 @@ mod tests {
         for (line, host, level) in cases {
             let e = open(&line);
             assert_eq!(e.body, LOG, "{line}");
-            assert_eq!(e.host, host, "{line}");
+            assert_eq!(e.host.as_deref(), host, "{line}");
             assert_eq!(e.level, level, "{line}");
         }
         let l = format!("<4>1 2026-11-23T10:00:00.5Z fw1 kernel - - - {LOG}");
@@ -277,5 +393,58 @@ mod tests {
             open(&format!("4,456,891228269,-;{LOG}")).kmsg_usec,
             Some(891_228_269)
         );
+    }
+
+    #[test]
+    fn journald_json_and_export() {
+        // `journalctl -k -o json`: one object a line.
+        let j = format!(
+            r#"{{"__CURSOR":"s=1;i=2","__REALTIME_TIMESTAMP":"1795428000123456","PRIORITY":"4","SYSLOG_FACILITY":"0","_TRANSPORT":"kernel","MESSAGE":"{LOG}","_HOSTNAME":"fw1"}}"#
+        );
+        let e = open(&j);
+        assert_eq!(e.body, LOG);
+        assert_eq!(e.host.as_deref(), Some("fw1"));
+        assert_eq!(e.level, Some(4));
+        assert_eq!(
+            e.time,
+            Some(Timestamp {
+                secs: 1_795_428_000,
+                micros: 123_456
+            })
+        );
+        // An escaped quote in the prefix is unescaped.
+        let q = j.replace("IPTABLES: DROP ", r#"say \"hi\" "#);
+        assert!(open(&q).body.starts_with(r#"say "hi" IN="#));
+        // A binary MESSAGE (an array) is not taken as journald's.
+        assert_eq!(open(r#"{"MESSAGE":[1,2]}"#).body, r#"{"MESSAGE":[1,2]}"#);
+
+        // `journalctl -k -o export`: fields a line, a blank line after each entry; the host
+        // follows the message.
+        let mut x = JournalExport::default();
+        let mut got = Vec::new();
+        let stream = format!(
+            "__CURSOR=s=1\n__REALTIME_TIMESTAMP=1795428000000001\nPRIORITY=4\n_TRANSPORT=kernel\n\
+             MESSAGE={LOG}\n_HOSTNAME=fw2\n\n__CURSOR=s=2\n__REALTIME_TIMESTAMP=1795428001000000\n\
+             MESSAGE=[ 12.5] {LOG}\n\n__CURSOR=s=3\nMESSAGE=hello\n_HOSTNAME=fw2\n\n"
+        );
+        for l in stream.split_inclusive('\n') {
+            match x.line(l) {
+                ExportLine::Plain => panic!("{l} taken as plain"),
+                ExportLine::Field => {}
+                ExportLine::Entry(e) => got.push(e),
+            }
+        }
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0].body, LOG);
+        assert_eq!(got[0].host.as_deref(), Some("fw2"));
+        assert_eq!(got[0].time.map(|t| t.micros), Some(1));
+        assert_eq!(got[1].body, LOG);
+        assert_eq!(got[1].host, None);
+        assert_eq!(got[2].body, "hello");
+        // Without an export header, lines are plain.
+        assert!(matches!(
+            JournalExport::default().line(LOG),
+            ExportLine::Plain
+        ));
     }
 }

@@ -242,37 +242,44 @@ fn parse_command_unwraps_every_envelope_and_keeps_bad_lines() {
         format!(
             "<4>1 2026-11-23T10:00:00.5Z fw1 kernel - LOG [SEKOIA@53288 intake_key=\"x\"] {body}"
         ),
+        format!(
+            r#"{{"__REALTIME_TIMESTAMP":"1795428000250000","PRIORITY":"4","_TRANSPORT":"kernel","MESSAGE":"{body}","_HOSTNAME":"fw9"}}"#
+        ),
         "Nov 23 10:00:01 fw1 sshd[123]: Accepted publickey for root".to_string(),
         "Nov 23 10:00:02 fw1 kernel: IPTABLES: DROP IN=eth0 OUT= SRC=nonsense".to_string(),
     ]
     .join("\n");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nflogd"))
-        .args(["parse", "--schema", "ecs"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let recs = json_lines(
-        &String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string)
-            .collect::<Vec<_>>(),
-    );
+    let parse = |input: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_nflogd"))
+            .args(["parse", "--schema", "ecs"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let recs = json_lines(
+            &String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>(),
+        );
+        (recs, String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let (recs, err) = parse(&input);
     assert_eq!(
         recs.len(),
-        6,
-        "five packets and one raw record; the sshd line is not netfilter"
+        7,
+        "six packets and one raw record; the sshd line is not netfilter"
     );
-    for r in &recs[..5] {
+    for r in &recs[..6] {
         assert_eq!(r["source"]["ip"], "192.0.2.1");
         assert_eq!(r["destination"]["port"], 443);
         assert_eq!(r["event"]["action"], "drop");
@@ -281,18 +288,36 @@ fn parse_command_unwraps_every_envelope_and_keeps_bad_lines() {
     assert_eq!(recs[3]["observer"]["hostname"], "fw1");
     assert_eq!(recs[4]["@timestamp"], "2026-11-23T10:00:00.500000Z");
     assert_eq!(recs[1]["log"]["syslog"]["severity"]["code"], 4);
-    let raw: &Map<String, Value> = recs[5].as_object().unwrap();
+    // journalctl -o json: host and time from the record's fields.
+    assert_eq!(recs[5]["observer"]["hostname"], "fw9");
+    assert_eq!(recs[5]["@timestamp"], "2026-11-23T10:00:00.250000Z");
+    let raw: &Map<String, Value> = recs[6].as_object().unwrap();
     assert_eq!(raw["event"]["kind"], "pipeline_error");
     assert!(raw["event"]["original"]
         .as_str()
         .unwrap()
         .contains("SRC=nonsense"));
-    assert_eq!(raw["log"]["offset"], 7);
-    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(raw["log"]["offset"], 8);
     assert!(
         err.contains("1 unparsable") && err.contains("1 other lines skipped"),
         "{err}"
     );
+
+    // journalctl -o export: an entry's fields on lines of their own, the host after the
+    // message, a blank line after each entry.
+    let export = format!(
+        "__CURSOR=s=a;i=1\n__REALTIME_TIMESTAMP=1795428000000007\nPRIORITY=4\n_TRANSPORT=kernel\n\
+         MESSAGE={body}\n_BOOT_ID=x\n_HOSTNAME=fw3\n\n\
+         __CURSOR=s=a;i=2\n__REALTIME_TIMESTAMP=1795428001000000\nMESSAGE=usb 1-1: new device\n_HOSTNAME=fw3\n\n\
+         __CURSOR=s=a;i=3\n__REALTIME_TIMESTAMP=1795428002000000\nMESSAGE={body}\n_HOSTNAME=fw4\n\n"
+    );
+    let (recs, err) = parse(&export);
+    assert_eq!(recs.len(), 2, "{err}");
+    assert_eq!(recs[0]["observer"]["hostname"], "fw3");
+    assert_eq!(recs[0]["@timestamp"], "2026-11-23T10:00:00.000007Z");
+    assert_eq!(recs[1]["observer"]["hostname"], "fw4");
+    assert_eq!(recs[1]["destination"]["port"], 443);
+    assert!(err.contains("1 other lines skipped"), "{err}");
 }
 
 /// A full disk under the file sink: writing stops, the error is counted, and once there is room

@@ -15,6 +15,8 @@ pub struct LineDecoder {
     last_host: Option<Arc<str>>,
     /// Wall-clock time of boot, to place /dev/kmsg's monotonic stamps.
     boot: Option<f64>,
+    /// The entry being gathered when the input is `journalctl -o export`.
+    journal: envelope::JournalExport,
     counters: Arc<ComponentCounters>,
 }
 
@@ -40,6 +42,7 @@ impl LineDecoder {
             hosts: HashMap::default(),
             last_host: None,
             boot: None,
+            journal: envelope::JournalExport::default(),
             counters,
         }
     }
@@ -79,8 +82,23 @@ impl LineDecoder {
     /// line that is not a netfilter line at all (counted as ignored); a netfilter line that does
     /// not parse becomes a raw record.
     pub fn decode(&mut self, line: &str, position: Option<u64>) -> Option<Event> {
-        let env = envelope::open(line);
-        let parsed = logline::parse(env.body);
+        match self.journal.line(line) {
+            envelope::ExportLine::Plain => self.decode_in(envelope::open(line), line, position),
+            envelope::ExportLine::Field => None,
+            envelope::ExportLine::Entry(env) => {
+                let text = env.body.to_string();
+                self.decode_in(env, &text, position)
+            }
+        }
+    }
+
+    fn decode_in(
+        &mut self,
+        env: envelope::Envelope,
+        line: &str,
+        position: Option<u64>,
+    ) -> Option<Event> {
+        let parsed = logline::parse(&env.body);
         if parsed.as_ref().is_err_and(|e| e.is_not_netfilter()) {
             ComponentCounters::add(&self.counters.ignored, 1);
             return None;
@@ -98,7 +116,7 @@ impl LineDecoder {
         });
         let host = env
             .host
-            .map(|h| Self::intern_last(&mut self.last_host, &mut self.hosts, h));
+            .map(|h| Self::intern_last(&mut self.last_host, &mut self.hosts, &h));
         match parsed {
             Ok(p) => {
                 // The parser gives prefixes as shared strings already.
