@@ -82,7 +82,7 @@ impl LinkHeader {
 }
 
 /// One logged packet.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PacketEvent {
     pub time: Timestamp,
     /// NFPROTO family of the hook that logged it.
@@ -119,6 +119,47 @@ pub struct PacketEvent {
     pub level: Option<u8>,
     /// LOG flags (`NF_LOG_*` bits) a parsed line showed; renders it back as it was.
     pub log_flags: Option<u8>,
+}
+
+impl PacketEvent {
+    /// A record with its prefix and nothing else. Decoders start from this rather than from
+    /// `Default` plus a prefix: that made and dropped an empty shared string per packet, an
+    /// atomic operation that was a seventh of the line parser's own time.
+    pub fn with_prefix(prefix: Arc<str>) -> Self {
+        PacketEvent {
+            time: Timestamp::default(),
+            family: 0,
+            hook: None,
+            group: None,
+            hw_protocol: 0,
+            prefix,
+            action: None,
+            label: 0,
+            mark: 0,
+            uid: None,
+            gid: None,
+            seq: None,
+            seq_global: None,
+            indev: None,
+            outdev: None,
+            physindev: None,
+            physoutdev: None,
+            link: None,
+            payload_len: 0,
+            headers: Headers::default(),
+            ct: None,
+            ct_info: None,
+            host: None,
+            level: None,
+            log_flags: None,
+        }
+    }
+}
+
+impl Default for PacketEvent {
+    fn default() -> Self {
+        PacketEvent::with_prefix(Arc::from(""))
+    }
 }
 
 /// A line that should have been a netfilter record and is not: kept, with why, never dropped.

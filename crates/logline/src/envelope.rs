@@ -33,18 +33,25 @@ fn pri(s: &str) -> Option<(u16, &str)> {
     Some((r[..end].parse().ok()?, &r[end + 1..]))
 }
 
-/// `[  883.782525] ` printk time.
+/// `[  883.782525] ` printk time: `[`, spaces, digits and dots, spaces, `] ` (within 25 bytes).
 fn printk_time(s: &str) -> &str {
     let b = s.as_bytes();
-    if b.first() == Some(&b'[') {
-        if let Some(end) = b.iter().take(25).position(|&c| c == b']') {
-            let digits = b[1..end].trim_ascii();
-            if b.get(end + 1) == Some(&b' ')
-                && digits.iter().all(|&c| c.is_ascii_digit() || c == b'.')
-            {
-                return &s[end + 2..];
-            }
-        }
+    if b.first() != Some(&b'[') {
+        return s;
+    }
+    let end = b.len().min(25);
+    let mut i = 1;
+    while i < end && b[i] == b' ' {
+        i += 1;
+    }
+    while i < end && (b[i].is_ascii_digit() || b[i] == b'.') {
+        i += 1;
+    }
+    while i < end && b[i] == b' ' {
+        i += 1;
+    }
+    if i < end && b[i] == b']' && b.get(i + 1) == Some(&b' ') {
+        return &s[i + 2..];
     }
     s
 }
@@ -393,6 +400,26 @@ mod tests {
             open(&format!("4,456,891228269,-;{LOG}")).kmsg_usec,
             Some(891_228_269)
         );
+    }
+
+    #[test]
+    fn printk_times() {
+        for (s, rest) in [
+            ("[  883.782525] x", "x"),
+            ("[16571.459614] x", "x"),
+            ("[ 12 ] x", "x"),
+            ("[] x", "x"),
+            ("[1 2] x", "[1 2] x"),
+            ("[12.5]x", "[12.5]x"),
+            ("[12a] x", "[12a] x"),
+            (
+                "[12345678901234567890123456] x",
+                "[12345678901234567890123456] x",
+            ),
+            ("[", "["),
+        ] {
+            assert_eq!(printk_time(s), rest, "{s}");
+        }
     }
 
     #[test]

@@ -470,8 +470,11 @@ pub fn split_prefix(line: &str) -> Option<usize> {
         .filter(|&o| o > 0 && b[o - 1] == b' ' && b[o..].starts_with(b"OUT="))
         .find_map(|o| {
             let out = o - 1;
-            let tok = memchr::memrchr(b' ', &b[..out]).map_or(0, |i| i + 1);
-            // The token before ` OUT=` is short: a plain scan finds its `IN=`.
+            // The token before ` OUT=` is short: plain scans find its start and its `IN=`.
+            let tok = b[..out]
+                .iter()
+                .rposition(|&c| c == b' ')
+                .map_or(0, |i| i + 1);
             b[tok..out]
                 .windows(3)
                 .position(|w| w == b"IN=")
@@ -521,10 +524,7 @@ pub fn parse(line: &str) -> Result<Parsed, ParseError> {
         pos: start,
         flags: LogFlags::default(),
     };
-    let mut ev = PacketEvent {
-        prefix: shared_str(&line[..start]),
-        ..Default::default()
-    };
+    let mut ev = PacketEvent::with_prefix(shared_str(&line[..start]));
     let indev = c.field("IN=")?;
     let outdev = c.field("OUT=")?;
     let iface = |n: &str| {
