@@ -10,7 +10,6 @@ use crate::sources;
 use anyhow::{Context, Result};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 pub fn hostname() -> String {
     let mut buf = [0u8; 256];
@@ -131,23 +130,22 @@ pub fn run(cfg: Config) -> Result<()> {
         metrics::serve(a).with_context(|| format!("metrics_address {a}"))?;
     }
     let interval = cfg.stats_interval.0;
-    let mut last = Instant::now();
-    while !crate::signals::shutdown_requested() {
-        std::thread::sleep(Duration::from_millis(100));
-        // Finite sources (stdin) end on their own; when all have, so does nflogd.
-        if source_threads.iter().all(|h| h.is_finished()) {
-            tracing::info!("all sources have ended");
-            crate::signals::request_shutdown();
-        }
-        if !interval.is_zero() && last.elapsed() >= interval {
-            last = Instant::now();
-            tracing::info!("stats: {}", metrics::summary());
-        }
+    if !interval.is_zero() {
+        std::thread::Builder::new()
+            .name("stats".into())
+            .spawn(move || loop {
+                std::thread::sleep(interval);
+                tracing::info!("stats: {}", metrics::summary());
+            })?;
     }
-    // Sources stop within their receive timeout and drop their queue senders; sinks then drain
-    // what is queued and exit.
+    // Sources end on shutdown (within their receive timeout) or on their own (stdin at its
+    // end); waiting for them costs no wakeups. Then the sinks drain what is queued and exit.
     for h in source_threads {
         let _ = h.join();
+    }
+    if !crate::signals::shutdown_requested() {
+        tracing::info!("all sources have ended");
+        crate::signals::request_shutdown();
     }
     for h in sink_threads {
         let _ = h.join();

@@ -36,9 +36,13 @@ pub struct ConntrackConfig {
     /// Which events to read. Default new and destroy (as ulogd2).
     #[serde(default = "default_events")]
     pub events: Vec<EventName>,
-    /// Socket receive buffer. Default 8 MiB.
+    /// Socket receive buffer. Default 32 MiB: events gather in it between drains (`GATHER_MAX`),
+    /// and a table flush sends hundreds of thousands at once. Memory is used only while queued.
     #[serde(default = "default_buffer")]
     pub socket_buffer: ByteSize,
+    /// On an overrun the buffer doubles, up to this. Default 128 MiB.
+    #[serde(default = "default_buffer_max")]
+    pub socket_buffer_max: ByteSize,
     /// Switch on per-connection packet and byte counters (net.netfilter.nf_conntrack_acct) at
     /// start. Default true.
     #[serde(default = "yes")]
@@ -71,8 +75,13 @@ pub struct ConntrackConfig {
 /// How long events gather in the socket between drains while they come steadily. ctnetlink
 /// sends one event per datagram, and a thread wakeup per event costs more than the event:
 /// gathering cut nflogd's CPU per event from 6.0 to about 3.5 µs at 25 000 flows/s
-/// (bench/conntrack.sh); 10 ms did a little better than 5 ms at 10 000 flows/s.
-const GATHER: Duration = Duration::from_millis(10);
+/// (bench/conntrack.sh). The wait is the time about `GATHER_EVENTS` take to come at the rate
+/// just seen, within these bounds: 50 ms instead of 10 ms took another sixth off at 10 000
+/// flows/s. A burst that starts during the wait (a table flush: some 500 000 events a second)
+/// must fit in the socket buffer until the drain, hence its 32 MiB default.
+const GATHER_MIN: Duration = Duration::from_millis(10);
+const GATHER_MAX: Duration = Duration::from_millis(50);
+const GATHER_EVENTS: u32 = 1000;
 
 /// Events read per system call (recvmmsg), each into a slot of the receive buffer: an event
 /// message is well under 1 KiB.
@@ -87,7 +96,10 @@ fn default_events() -> Vec<EventName> {
     vec![EventName::New, EventName::Destroy]
 }
 fn default_buffer() -> ByteSize {
-    ByteSize(8 << 20)
+    ByteSize(32 << 20)
+}
+fn default_buffer_max() -> ByteSize {
+    ByteSize(128 << 20)
 }
 fn yes() -> bool {
     true
@@ -106,6 +118,9 @@ impl ConntrackConfig {
     pub fn validate(&self) -> Result<()> {
         if self.events.is_empty() {
             bail!("events: empty; list some of new, update, destroy");
+        }
+        if self.socket_buffer_max.0 < self.socket_buffer.0 {
+            bail!("socket_buffer_max: smaller than socket_buffer");
         }
         self.filter().context("accept_protocols")?;
         if let Some(i) = self.poll_interval {
@@ -142,12 +157,18 @@ struct Reader {
     events: Vec<EventName>,
     counters: Arc<ComponentCounters>,
     sock: NetlinkSocket,
+    /// The receive buffer as the kernel reports it (twice what was asked), and its ceiling.
+    rcvbuf: usize,
+    rcvbuf_max: usize,
     /// With the table: a socket of its own for table dumps (their replies are unicast).
     dump_sock: Option<NetlinkSocket>,
     table: Option<table::FlowTable>,
     filter: filter::FlowFilter,
     buf: Vec<u8>,
     batch: Vec<Event>,
+    /// When the events being handled were received (ns since the epoch): read once per
+    /// receive call, not once per event (the clock was a twentieth of the CPU per event).
+    now: u64,
 }
 
 impl Reader {
@@ -162,7 +183,7 @@ impl Reader {
             sysctl_on("nf_conntrack_timestamp")?;
         }
         let sock = NetlinkSocket::open(NETLINK_NETFILTER)?;
-        sock.set_recv_buffer(cfg.socket_buffer.0 as usize)?;
+        let rcvbuf = sock.set_recv_buffer(cfg.socket_buffer.0 as usize)?;
         sock.set_recv_timeout(Duration::from_millis(250))?;
         // The table needs NEW and DESTROY whatever the records asked for.
         let mut groups = cfg.events.clone();
@@ -204,9 +225,12 @@ impl Reader {
             events: cfg.events.clone(),
             counters,
             sock,
+            rcvbuf,
+            rcvbuf_max: cfg.socket_buffer_max.0 as usize,
             dump_sock: None,
             table: None,
             filter,
+            now: now_ns(),
             buf: vec![0u8; 256 * 1024],
             batch: Vec::with_capacity(256),
         };
@@ -247,7 +271,10 @@ impl Reader {
     fn push(&mut self, kind: FlowKind, family: u8, ct: event::Conntrack, recovered: bool) {
         if self.wanted(kind) {
             self.batch.push(Event::Flow(Box::new(FlowEvent {
-                time: Timestamp::now(),
+                time: Timestamp {
+                    secs: (self.now / 1_000_000_000) as i64,
+                    micros: (self.now % 1_000_000_000 / 1000) as u32,
+                },
                 kind,
                 family,
                 ct,
@@ -261,7 +288,7 @@ impl Reader {
             ComponentCounters::add(&self.counters.ignored, 1);
             return;
         }
-        let now = now_ns();
+        let now = self.now;
         let kind = match kind {
             EventKind::New => {
                 // The kernel stamps a flow's start only in its DESTROY; a NEW starts now (as in
@@ -296,6 +323,7 @@ impl Reader {
 
     /// After an overrun: dump the kernel's table and record the flows whose NEW was lost.
     fn resync(&mut self) {
+        self.now = now_ns();
         let (Some(t), Some(dump_sock)) = (&mut self.table, &mut self.dump_sock) else {
             return;
         };
@@ -331,6 +359,9 @@ impl Reader {
         let Some(t) = &mut self.table else { return };
         t.shrink();
         let ended = t.expire_gone(std::time::Instant::now(), now_ns());
+        if !ended.is_empty() {
+            self.now = now_ns();
+        }
         ComponentCounters::add(&self.counters.resynced, ended.len() as u64);
         for (family, ct) in ended {
             self.push(FlowKind::Destroy, family, ct, true);
@@ -366,6 +397,7 @@ impl Reader {
                         t.resync(entries, std::time::Instant::now(), now_ns());
                     ComponentCounters::add(&self.counters.untracked, untracked);
                     let vanished = t.expire_gone(std::time::Instant::now(), now_ns());
+                    self.now = now_ns();
                     for (family, ct) in appeared {
                         self.push(FlowKind::New, family, ct, false);
                     }
@@ -393,10 +425,11 @@ impl Reader {
 
     fn run(mut self, fanout: Fanout) {
         let mut overrun = false;
-        let mut gather = false;
+        let mut gather = None;
+        let mut last_drain = std::time::Instant::now();
         while !crate::signals::shutdown_requested() {
-            if gather {
-                std::thread::sleep(GATHER);
+            if let Some(wait) = gather {
+                std::thread::sleep(wait);
             }
             let (mut got, mut emptied) = (0, false);
             let mut nonblocking = false;
@@ -408,6 +441,7 @@ impl Reader {
                 {
                     Ok(RecvMany::Data(n)) => {
                         got += n;
+                        self.now = now_ns();
                         let buf = std::mem::take(&mut self.buf);
                         for (i, len) in lens.iter().enumerate().take(n) {
                             let datagram = &buf[i * EVENT_SLOT..i * EVENT_SLOT + len];
@@ -432,9 +466,18 @@ impl Reader {
                     }
                     Ok(RecvMany::Overrun) => {
                         ComponentCounters::add(&self.counters.overruns, 1);
+                        // Double the buffer (getsockopt reports twice the size asked for).
+                        if self.rcvbuf / 2 < self.rcvbuf_max {
+                            if let Ok(got) =
+                                self.sock.set_recv_buffer(self.rcvbuf.min(self.rcvbuf_max))
+                            {
+                                self.rcvbuf = got;
+                            }
+                        }
                         crate::rate_limited_warn!(
-                            "source `{}`: conntrack events lost (ENOBUFS); raise socket_buffer",
-                            self.name
+                            "source `{}`: conntrack events lost (ENOBUFS); receive buffer now {} bytes",
+                            self.name,
+                            self.rcvbuf / 2
                         );
                         overrun = true;
                     }
@@ -453,9 +496,13 @@ impl Reader {
                 }
                 nonblocking = true;
             }
-            // Events coming steadily: let the next ones gather. A burst (the drain stopped at
-            // a full batch) is drained at once.
-            gather = got > 0 && emptied;
+            // Events coming steadily: let the next ones gather, for about GATHER_EVENTS of them
+            // at the rate since the last drain. A burst (the drain stopped at a full batch) is
+            // drained at once.
+            let since = last_drain.elapsed();
+            last_drain = std::time::Instant::now();
+            gather = (got > 0 && emptied)
+                .then(|| (since * GATHER_EVENTS / got as u32).clamp(GATHER_MIN, GATHER_MAX));
             // Resync once the queue is drained, so the dump is compared with everything before it.
             if overrun && self.batch.len() < 1024 {
                 overrun = false;
