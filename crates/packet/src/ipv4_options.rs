@@ -85,64 +85,54 @@ fn addrs(b: &[u8]) -> impl Iterator<Item = Ipv4Addr> + '_ {
 }
 
 /// The options in `b`, in order; stops at End of Options or at a length that does not fit.
-pub fn decode(mut b: &[u8]) -> Vec<Ipv4Option> {
-    let mut out = Vec::new();
-    while let Some(&kind) = b.first() {
-        match kind {
-            0 => break,
-            1 => {
-                b = &b[1..];
-                continue;
-            }
-            _ => {}
-        }
-        let Some(&len) = b.get(1) else { break };
-        if len < 2 || len as usize > b.len() {
-            break;
-        }
-        let body = &b[2..len as usize];
-        // The pointer is 1-based from the option's start: the first slot is at 4 (5 for TS).
-        let pointer = body.first().copied().unwrap_or(0) as usize;
-        out.push(match (kind, body.len()) {
-            (7 | 131 | 137, n) if n >= 1 => {
-                let slots = &body[1..];
-                let passed = (pointer.saturating_sub(4) / 4).min(slots.len() / 4);
-                if kind == 7 {
-                    Ipv4Option::RecordRoute(addrs(&slots[..passed * 4]).collect())
-                } else {
-                    Ipv4Option::SourceRoute {
-                        strict: kind == 137,
-                        route: addrs(slots).collect(),
-                        passed,
+pub fn decode(b: &[u8]) -> Vec<Ipv4Option> {
+    crate::bytes::options(b)
+        .map(|(kind, len, body)| {
+            // The pointer is 1-based from the option's start: the first slot is at 4 (5 for TS).
+            let pointer = body.first().copied().unwrap_or(0) as usize;
+            match (kind, body.len()) {
+                (7 | 131 | 137, n) if n >= 1 => {
+                    let slots = &body[1..];
+                    let passed = (pointer.saturating_sub(4) / 4).min(slots.len() / 4);
+                    if kind == 7 {
+                        Ipv4Option::RecordRoute(addrs(&slots[..passed * 4]).collect())
+                    } else {
+                        Ipv4Option::SourceRoute {
+                            strict: kind == 137,
+                            route: addrs(slots).collect(),
+                            passed,
+                        }
                     }
                 }
+                (68, n) if n >= 2 => timestamp(body, pointer),
+                (148, 2) => Ipv4Option::RouterAlert(u16::from_be_bytes([body[0], body[1]])),
+                (136, 2) => Ipv4Option::StreamId(u16::from_be_bytes([body[0], body[1]])),
+                _ => Ipv4Option::Other { kind, len },
             }
-            (68, n) if n >= 2 => {
-                let (overflow, flag) = (body[1] >> 4, body[1] & 15);
-                let data = &body[2..];
-                let with_addr = flag == 1 || flag == 3;
-                let size = if with_addr { 8 } else { 4 };
-                let recorded = (pointer.saturating_sub(5) / size).min(data.len() / size);
-                let entries = data[..recorded * size]
-                    .chunks_exact(size)
-                    .map(|c| {
-                        let t = |o: usize| u32::from_be_bytes([c[o], c[o + 1], c[o + 2], c[o + 3]]);
-                        if with_addr {
-                            (Some(Ipv4Addr::new(c[0], c[1], c[2], c[3])), t(4))
-                        } else {
-                            (None, t(0))
-                        }
-                    })
-                    .collect();
-                Ipv4Option::Timestamp { entries, overflow }
+        })
+        .collect()
+}
+
+/// The Timestamp option's body: pointer, overflow and flag, then the entries (a time, or an
+/// address and a time when the flag is 1 or 3).
+fn timestamp(body: &[u8], pointer: usize) -> Ipv4Option {
+    let (overflow, flag) = (body[1] >> 4, body[1] & 15);
+    let data = &body[2..];
+    let with_addr = flag == 1 || flag == 3;
+    let size = if with_addr { 8 } else { 4 };
+    let recorded = (pointer.saturating_sub(5) / size).min(data.len() / size);
+    let entries = data[..recorded * size]
+        .chunks_exact(size)
+        .map(|c| {
+            let t = |o: usize| u32::from_be_bytes([c[o], c[o + 1], c[o + 2], c[o + 3]]);
+            if with_addr {
+                (Some(Ipv4Addr::new(c[0], c[1], c[2], c[3])), t(4))
+            } else {
+                (None, t(0))
             }
-            (148, 2) => Ipv4Option::RouterAlert(u16::from_be_bytes([body[0], body[1]])),
-            (136, 2) => Ipv4Option::StreamId(u16::from_be_bytes([body[0], body[1]])),
-            _ => Ipv4Option::Other { kind, len },
-        });
-        b = &b[len as usize..];
-    }
-    out
+        })
+        .collect();
+    Ipv4Option::Timestamp { entries, overflow }
 }
 
 #[cfg(test)]

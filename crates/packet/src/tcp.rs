@@ -64,23 +64,9 @@ pub enum TcpOption {
     Other { kind: u8, len: u8 },
 }
 
-pub fn decode_options(mut b: &[u8]) -> Vec<TcpOption> {
-    let mut out = Vec::new();
-    while let Some(&kind) = b.first() {
-        match kind {
-            0 => break,
-            1 => {
-                b = &b[1..];
-                continue;
-            }
-            _ => {}
-        }
-        let Some(&len) = b.get(1) else { break };
-        if len < 2 || len as usize > b.len() {
-            break;
-        }
-        let body = &b[2..len as usize];
-        out.push(match (kind, body.len()) {
+pub fn decode_options(b: &[u8]) -> Vec<TcpOption> {
+    crate::bytes::options(b)
+        .map(|(kind, len, body)| match (kind, body.len()) {
             (2, 2) => TcpOption::Mss(u16::from_be_bytes([body[0], body[1]])),
             (3, 1) => TcpOption::WindowScale(body[0]),
             (4, 0) => TcpOption::SackPermitted,
@@ -99,10 +85,8 @@ pub fn decode_options(mut b: &[u8]) -> Vec<TcpOption> {
                 echo: u32::from_be_bytes([body[4], body[5], body[6], body[7]]),
             },
             _ => TcpOption::Other { kind, len },
-        });
-        b = &b[len as usize..];
-    }
-    out
+        })
+        .collect()
 }
 
 /// Parses the fixed header and whatever options are present; `None` below 20 bytes.

@@ -54,6 +54,7 @@ pub fn masquerade() -> Masquerade {
     let rules = std::env::temp_dir().join(format!("nflogd-nat-{t}.nft"));
     std::fs::write(&rules, "table inet nat {\n chain post {\n type nat hook postrouting priority 100;\n oifname \"v2\" masquerade\n }\n}\n").unwrap();
     sh(&format!("ip netns exec {r} nft -f {}", rules.display()));
+    let _ = std::fs::remove_file(&rules);
     m
 }
 
