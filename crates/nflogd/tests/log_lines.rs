@@ -249,30 +249,7 @@ fn parse_command_unwraps_every_envelope_and_keeps_bad_lines() {
         "Nov 23 10:00:02 fw1 kernel: IPTABLES: DROP IN=eth0 OUT= SRC=nonsense".to_string(),
     ]
     .join("\n");
-    let parse = |input: &str| {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_nflogd"))
-            .args(["parse", "--schema", "ecs"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success());
-        let recs = json_lines(
-            &String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .map(str::to_string)
-                .collect::<Vec<_>>(),
-        );
-        (recs, String::from_utf8_lossy(&out.stderr).to_string())
-    };
+    let parse = |input: &str| parse_stdin(&["--schema", "ecs"], input.as_bytes());
     let (recs, err) = parse(&input);
     assert_eq!(
         recs.len(),
@@ -384,4 +361,120 @@ fn a_full_disk_delays_but_loses_nothing() {
     assert_eq!(lab::stat(&log, "sink.o", "dropped"), 0);
     drop(_u);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `nflogd parse` with `args`, `input` on standard input: the records and the stderr.
+fn parse_stdin(args: &[&str], input: &[u8]) -> (Vec<Value>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nflogd"))
+        .arg("parse")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(out.status.success());
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    (
+        json_lines(&lines),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// The real kernel lines of logline's tests stored by systemd's own tools (systemd-journal-remote
+/// writes a journal file from export-format entries; journalctl reads it back as `-o json` and
+/// `-o export`) give, through `nflogd parse`, the records of the bare lines plus the entries'
+/// host, time and priority.
+#[test]
+fn journald_output_of_real_journal_files() {
+    let remote = std::path::Path::new("/lib/systemd/systemd-journal-remote");
+    let journalctl = Command::new("journalctl").arg("--version").output();
+    if !remote.exists() || journalctl.is_err() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("systemd-journal-remote or journalctl missing (scripts/deps installs them)");
+        }
+        eprintln!("SKIPPED: needs systemd-journal-remote and journalctl");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("nflogd-journal-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let kernel = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../logline/tests/kernel-lines.txt"),
+    )
+    .unwrap();
+    let lines: Vec<&str> = kernel.lines().collect();
+    let t0 = 1_795_428_000_000_000u64;
+    let mut export = String::new();
+    for (i, l) in lines.iter().enumerate() {
+        export += &format!(
+            "__REALTIME_TIMESTAMP={}\n__MONOTONIC_TIMESTAMP={}\n_BOOT_ID=0123456789abcdef0123456789abcdef\n\
+             _TRANSPORT=kernel\nPRIORITY=4\nSYSLOG_FACILITY=0\nSYSLOG_IDENTIFIER=kernel\n_HOSTNAME=fw9\nMESSAGE={l}\n\n",
+            t0 + i as u64 * 1000 + 7,
+            1_000_000 + i
+        );
+        if i == 10 {
+            export += "__REALTIME_TIMESTAMP=1795428000010500\n__MONOTONIC_TIMESTAMP=1\n\
+                       _BOOT_ID=0123456789abcdef0123456789abcdef\n_TRANSPORT=kernel\n_HOSTNAME=fw9\n\
+                       MESSAGE=usb 1-1: new high-speed USB device number 2\n\n";
+        }
+    }
+    let file = dir.join("k.journal");
+    let mut w = Command::new(remote)
+        .arg("-o")
+        .arg(&file)
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    w.stdin
+        .take()
+        .unwrap()
+        .write_all(export.as_bytes())
+        .unwrap();
+    let w = w.wait_with_output().unwrap();
+    assert!(w.status.success(), "{}", String::from_utf8_lossy(&w.stderr));
+
+    let (bare, _) = parse_stdin(&["--schema", "ecs"], kernel.as_bytes());
+    assert_eq!(bare.len(), lines.len());
+    // What the journal adds, set aside to compare the rest.
+    let strip = |mut r: Value| {
+        let o = r.as_object_mut().unwrap();
+        let added = (o.remove("@timestamp"), o.remove("log"));
+        o["observer"].as_object_mut().unwrap().remove("hostname");
+        (r, added)
+    };
+    for form in ["json", "export"] {
+        let out = Command::new("journalctl")
+            .arg(format!("--file={}", file.display()))
+            .args(["-o", form])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let (recs, err) = parse_stdin(&["--schema", "ecs"], &out.stdout);
+        assert_eq!(recs.len(), lines.len(), "-o {form}: {err}");
+        assert!(err.contains("1 other lines skipped"), "-o {form}: {err}");
+        for (i, (j, b)) in recs.into_iter().zip(bare.iter().cloned()).enumerate() {
+            assert_eq!(j["observer"]["hostname"], "fw9", "-o {form} #{i}");
+            assert_eq!(j["log"]["syslog"]["severity"]["code"], 4, "-o {form} #{i}");
+            let (j, (time, _)) = strip(j);
+            let us = t0 + i as u64 * 1000 + 7;
+            let want = chrono::DateTime::from_timestamp_micros(us as i64)
+                .unwrap()
+                .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+                .to_string();
+            assert_eq!(time, Some(Value::String(want)), "-o {form} #{i}");
+            assert_eq!(j, strip(b).0, "-o {form} #{i}: {}", lines[i]);
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
