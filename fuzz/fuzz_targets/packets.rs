@@ -20,6 +20,13 @@ fuzz_target!(|data: &[u8]| {
         mark: u32::from(sel),
         ..Default::default()
     };
+    // Option decoders walk whatever bytes the header carried.
+    if let packet::Network::Ipv4(ip) = &ev.headers.network {
+        let _ = ip.decoded_options();
+        if let packet::Transport::Tcp(t) = &ip.transport {
+            let _ = t.decoded_options();
+        }
+    }
     let mut out = Vec::new();
     logline::render(&ev, logline::LogFlags(sel & 0x2f), &mut out);
     // What the renderer prints, the parser reads back to the same line.
