@@ -124,7 +124,7 @@ pub struct PacketEvent {
 impl PacketEvent {
     /// A record with its prefix and nothing else. Decoders start from this rather than from
     /// `Default` plus a prefix: that made and dropped an empty shared string per packet, an
-    /// atomic operation that was a seventh of the line parser's own time.
+    /// atomic operation that took a seventh of `logline::parse`'s own samples in a profile.
     pub fn with_prefix(prefix: Arc<str>) -> Self {
         PacketEvent {
             time: Timestamp::default(),

@@ -50,8 +50,8 @@ pub struct Obj<'a> {
     first: bool,
 }
 
-/// `,"key":` as one static token, for `Obj`: an ECS record has some sixty keys, and one copy
-/// per key instead of four (comma, quote, name, quote-colon) was a fifth of its encoding time.
+/// `,"key":` as one static token, for `Obj`: an ECS record has some sixty keys, and each is one
+/// copy instead of four (comma, quote, name, quote-colon).
 #[macro_export]
 macro_rules! obj_key {
     ($k:literal) => {

@@ -173,7 +173,7 @@ fn ipv4_text(v4: std::net::Ipv4Addr, out: &mut Vec<u8>) {
 
 /// The text `Display` gives (RFC 5952: lower case, the longest run of two or more zero groups
 /// as `::`, the first of equal runs; `::ffff:a.b.c.d` for IPv4-mapped), written directly: the
-/// formatting machinery was a tenth of the ECS encoder's time. A test holds the two equal.
+/// formatting machinery showed in the ECS encoder's profile. A test holds the two equal.
 fn ipv6_text(v6: std::net::Ipv6Addr, out: &mut Vec<u8>) {
     if let Some(v4) = v6.to_ipv4_mapped() {
         out.extend_from_slice(b"::ffff:");
