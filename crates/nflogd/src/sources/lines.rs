@@ -83,16 +83,19 @@ impl LineDecoder {
     /// not parse becomes a raw record.
     pub fn decode(&mut self, line: &str, position: Option<u64>) -> Option<Event> {
         match self.journal.line(line) {
-            envelope::ExportLine::Plain => self.decode_in(envelope::open(line), line, position),
+            envelope::ExportLine::Plain => {
+                self.decode_envelope(envelope::open(line), line, position)
+            }
             envelope::ExportLine::Field => None,
             envelope::ExportLine::Entry(env) => {
                 let text = env.body.to_string();
-                self.decode_in(env, &text, position)
+                self.decode_envelope(env, &text, position)
             }
         }
     }
 
-    fn decode_in(
+    /// Decodes a line whose envelope the caller opened already.
+    pub fn decode_envelope(
         &mut self,
         env: envelope::Envelope,
         line: &str,
@@ -172,7 +175,18 @@ impl LineBatcher {
     }
 
     pub fn line(&mut self, line: &str, position: Option<u64>) {
-        if let Some(ev) = self.decoder.decode(line, position) {
+        let ev = self.decoder.decode(line, position);
+        self.push(ev);
+    }
+
+    /// A line whose envelope the source opened already (kmsg reads its sequence number there).
+    pub fn opened(&mut self, env: envelope::Envelope, line: &str, position: Option<u64>) {
+        let ev = self.decoder.decode_envelope(env, line, position);
+        self.push(ev);
+    }
+
+    fn push(&mut self, ev: Option<Event>) {
+        if let Some(ev) = ev {
             self.batch.push(ev);
             if self.batch.len() >= 1024 {
                 self.flush();

@@ -81,7 +81,8 @@ pub fn spawn(
                                 }
                             }
                             last_seq = env.kmsg_seq.or(last_seq);
-                            batcher.line(first, env.kmsg_seq);
+                            let seq = env.kmsg_seq;
+                            batcher.opened(env, first, seq);
                         }
                         Err(e) if e.raw_os_error() == Some(libc::EPIPE) => {
                             // Overrun: the ring wrapped past us. The next record's sequence number
