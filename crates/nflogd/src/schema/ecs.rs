@@ -180,15 +180,8 @@ pub fn packet(p: &PacketEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
     }
     if let (Some(s), Some(d)) = (ep.src, ep.dst) {
         o.obj(k!("related"), |r| {
-            r.raw(k!("ip"), |out| {
-                out.push(b'[');
-                super::ip_string(s, out);
-                if s != d {
-                    out.push(b',');
-                    super::ip_string(d, out);
-                }
-                out.push(b']');
-            });
+            let ips = std::iter::once(s).chain((s != d).then_some(d));
+            r.array(k!("ip"), ips, |out, ip| super::ip_string(ip, out));
         });
     }
     if let Some(u) = p.uid {
@@ -384,20 +377,10 @@ fn iptables(p: &PacketEvent, t: &mut Obj) {
                                     .num(k!("timestamp_echo"), echo);
                             }
                             TcpOption::Sack(blocks) => {
-                                x.raw(k!("sack"), |out| {
-                                    let mut n = itoa::Buffer::new();
-                                    out.push(b'[');
-                                    for (i, (left, right)) in blocks.iter().enumerate() {
-                                        if i > 0 {
-                                            out.push(b',');
-                                        }
-                                        out.extend_from_slice(b"{\"left\":");
-                                        out.extend_from_slice(n.format(*left).as_bytes());
-                                        out.extend_from_slice(b",\"right\":");
-                                        out.extend_from_slice(n.format(*right).as_bytes());
-                                        out.push(b'}');
-                                    }
-                                    out.push(b']');
+                                x.array(k!("sack"), blocks, |out, (left, right)| {
+                                    let mut b = Obj::open(out);
+                                    b.num(k!("left"), left).num(k!("right"), right);
+                                    b.close();
                                 });
                             }
                             _ => {}
@@ -478,16 +461,7 @@ fn iptables(p: &PacketEvent, t: &mut Obj) {
 fn ipv4_options(t: &mut Obj, opts: &[packet::ipv4_options::Ipv4Option]) {
     use packet::ipv4_options::Ipv4Option;
     let addrs = |t: &mut Obj, key, a: &[std::net::Ipv4Addr]| {
-        t.raw(key, |out| {
-            out.push(b'[');
-            for (i, a) in a.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                super::ip_string((*a).into(), out);
-            }
-            out.push(b']');
-        });
+        t.array(key, a, |out, a| super::ip_string((*a).into(), out));
     };
     let names: Vec<_> = opts.iter().map(|o| o.name()).collect();
     t.strs(k!("ip_option_names"), names.iter().map(|n| &**n));
@@ -508,16 +482,7 @@ fn ipv4_options(t: &mut Obj, opts: &[packet::ipv4_options::Ipv4Option]) {
                 t.num(k!("ip_source_route_passed"), *passed);
             }
             Ipv4Option::Timestamp { entries, overflow } => {
-                t.raw(k!("ip_timestamps"), |out| {
-                    out.push(b'[');
-                    for (i, (_, ms)) in entries.iter().enumerate() {
-                        if i > 0 {
-                            out.push(b',');
-                        }
-                        out.extend_from_slice(itoa::Buffer::new().format(*ms).as_bytes());
-                    }
-                    out.push(b']');
-                });
+                t.nums(k!("ip_timestamps"), entries.iter().map(|e| e.1));
                 let with_addr: Vec<_> = entries.iter().filter_map(|e| e.0).collect();
                 if !with_addr.is_empty() {
                     addrs(t, k!("ip_timestamp_addresses"), &with_addr);

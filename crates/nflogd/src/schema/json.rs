@@ -136,13 +136,34 @@ impl<'a> Obj<'a> {
         k: &'static str,
         vs: impl IntoIterator<Item = &'s str>,
     ) -> &mut Self {
+        self.array(k, vs, string)
+    }
+
+    pub fn nums<N: itoa::Integer>(
+        &mut self,
+        k: &'static str,
+        vs: impl IntoIterator<Item = N>,
+    ) -> &mut Self {
+        let mut b = itoa::Buffer::new();
+        self.array(k, vs, |out, v| {
+            out.extend_from_slice(b.format(v).as_bytes())
+        })
+    }
+
+    /// An array whose items `item` writes.
+    pub fn array<T>(
+        &mut self,
+        k: &'static str,
+        vs: impl IntoIterator<Item = T>,
+        mut item: impl FnMut(&mut Vec<u8>, T),
+    ) -> &mut Self {
         self.key(k);
         self.out.push(b'[');
         for (i, v) in vs.into_iter().enumerate() {
             if i > 0 {
                 self.out.push(b',');
             }
-            string(self.out, v);
+            item(self.out, v);
         }
         self.out.push(b']');
         self
