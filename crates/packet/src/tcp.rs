@@ -18,6 +18,19 @@ pub mod flag {
     pub const AE: u16 = 0x100;
     /// The three bits still reserved.
     pub const RESERVED: u16 = 0xe00;
+
+    /// The flags by name, in the order the kernel's LOG line prints them.
+    pub const NAMES: [(u16, &str); 9] = [
+        (AE, "AE"),
+        (CWR, "CWR"),
+        (ECE, "ECE"),
+        (URG, "URG"),
+        (ACK, "ACK"),
+        (PSH, "PSH"),
+        (RST, "RST"),
+        (SYN, "SYN"),
+        (FIN, "FIN"),
+    ];
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +60,14 @@ impl Tcp {
     pub fn options_len(&self) -> usize {
         (self.data_offset as usize * 4).saturating_sub(HEADER_LEN)
     }
+    /// The names of the flags set, in the kernel's order (`flag::NAMES`).
+    pub fn flag_names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        flag::NAMES
+            .iter()
+            .filter(|(bit, _)| self.flags & bit != 0)
+            .map(|(_, name)| *name)
+    }
+
     /// Decoded options, in order; stops at the end-of-list option or a malformed length.
     pub fn decoded_options(&self) -> Vec<TcpOption> {
         decode_options(&self.options)

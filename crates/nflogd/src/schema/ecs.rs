@@ -63,11 +63,7 @@ pub fn packet(p: &PacketEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
         .and_then(|l| packet::ethernet::parse(&l.header));
     let hook = p.hook.map(|h| event::hook_name(p.family, h));
     let mut o = Obj::open(out);
-    o.raw(k!("@timestamp"), |out| {
-        out.push(b'"');
-        p.time.write_rfc3339_utc(out);
-        out.push(b'"');
-    });
+    timestamp(&mut o, p.time);
     o.obj(k!("event"), |e| {
         e.lit(k!("kind"), "event").strs(k!("category"), ["network"]);
         let verdict = match p.action {
@@ -331,22 +327,8 @@ fn iptables(p: &PacketEvent, t: &mut Obj) {
     match tr {
         Transport::Tcp(c) => {
             t.obj(k!("tcp"), |x| {
-                use packet::tcp::flag::*;
-                let names = [
-                    (AE, "AE"),
-                    (CWR, "CWR"),
-                    (ECE, "ECE"),
-                    (URG, "URG"),
-                    (ACK, "ACK"),
-                    (PSH, "PSH"),
-                    (RST, "RST"),
-                    (SYN, "SYN"),
-                    (FIN, "FIN"),
-                ];
-                x.strs(
-                    k!("flags"),
-                    names.iter().filter(|(b, _)| c.has(*b)).map(|(_, n)| *n),
-                );
+                use packet::tcp::flag::URG;
+                x.strs(k!("flags"), c.flag_names());
                 // A LOG line without SEQ=/ACK= does not say them.
                 if p.log_flags
                     .is_none_or(|f| f & logline::LogFlags::TCPSEQ != 0)
@@ -502,6 +484,15 @@ fn ipv4_options(t: &mut Obj, opts: &[packet::ipv4_options::Ipv4Option]) {
     }
 }
 
+/// `@timestamp`, in UTC with microseconds.
+fn timestamp(o: &mut Obj, t: event::Timestamp) {
+    o.raw(k!("@timestamp"), |out| {
+        out.push(b'"');
+        t.write_rfc3339_utc(out);
+        out.push(b'"');
+    });
+}
+
 fn hex_str(b: &[u8], out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     out.push(b'"');
@@ -514,11 +505,7 @@ fn hex_str(b: &[u8], out: &mut Vec<u8>) {
 /// A line that did not parse: the original text, the reason, and where it was.
 pub fn raw(r: &RawLine, opts: &SchemaOptions, out: &mut Vec<u8>) {
     let mut o = Obj::open(out);
-    o.raw(k!("@timestamp"), |out| {
-        out.push(b'"');
-        r.time.write_rfc3339_utc(out);
-        out.push(b'"');
-    });
+    timestamp(&mut o, r.time);
     o.obj(k!("event"), |e| {
         e.lit(k!("kind"), "pipeline_error")
             .str(k!("original"), &r.line)
@@ -574,11 +561,7 @@ fn prefix_kind(prefix: &str, nf: &mut Obj) {
 pub fn flow(f: &event::FlowEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
     let (orig, reply) = (&f.ct.orig, &f.ct.reply);
     let mut o = Obj::open(out);
-    o.raw(k!("@timestamp"), |out| {
-        out.push(b'"');
-        f.time.write_rfc3339_utc(out);
-        out.push(b'"');
-    });
+    timestamp(&mut o, f.time);
     let ns_stamp = |ns: u64, out: &mut Vec<u8>| {
         out.push(b'"');
         event::Timestamp {
@@ -738,11 +721,7 @@ pub fn flow(f: &event::FlowEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
 /// totals, without zeroing) under `netfilter.nfacct` and `network`.
 pub fn counter(c: &event::CounterEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
     let mut o = Obj::open(out);
-    o.raw(k!("@timestamp"), |out| {
-        out.push(b'"');
-        c.time.write_rfc3339_utc(out);
-        out.push(b'"');
-    });
+    timestamp(&mut o, c.time);
     o.obj(k!("event"), |e| {
         e.lit(k!("kind"), "metric")
             .strs(k!("category"), ["network"])

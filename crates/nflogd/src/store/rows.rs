@@ -303,29 +303,6 @@ fn family_name(f: u8) -> &'static str {
     }
 }
 
-fn tcp_flags(flags: u16) -> String {
-    use packet::tcp::flag::*;
-    let mut s = String::new();
-    for (bit, name) in [
-        (CWR, "CWR"),
-        (ECE, "ECE"),
-        (URG, "URG"),
-        (ACK, "ACK"),
-        (PSH, "PSH"),
-        (RST, "RST"),
-        (SYN, "SYN"),
-        (FIN, "FIN"),
-    ] {
-        if flags & bit != 0 {
-            if !s.is_empty() {
-                s.push(' ');
-            }
-            s.push_str(name);
-        }
-    }
-    s
-}
-
 fn mac(b: &[u8]) -> Value {
     b.try_into().map_or(Value::Null, Value::Mac)
 }
@@ -354,7 +331,7 @@ pub fn packet_row(p: &PacketEvent, host: &str) -> Row {
     }
     let (mut flags, mut icmp) = (None, None);
     match transport {
-        Some(Transport::Tcp(t)) => flags = Some(tcp_flags(t.flags)),
+        Some(Transport::Tcp(t)) => flags = Some(t.flag_names().collect::<Vec<_>>().join(" ")),
         Some(Transport::Icmp(i)) => icmp = Some((i.icmp_type, i.code)),
         Some(Transport::Icmpv6(i)) => icmp = Some((i.icmp_type, i.code)),
         _ => {}
