@@ -18,6 +18,21 @@ veth_pair() {
   ip -n "$a" link set lo up; ip -n "$b" link set lo up
 }
 
+# Runs the script's `phase PID OUTPUT` against ulogd2 ($DIR/ulogd.conf, output $1) and then
+# nflogd ($DIR/nflogd.toml, output $2), each alone on CPU 1 in namespace $B; the results go to
+# $DIR/ulogd.res and $DIR/nflogd.res, nflogd's log to $DIR/nflogd.log.
+ulogd_then_nflogd() {
+  local pid
+  taskset -c 1 ip netns exec "$B" ulogd -c "$DIR/ulogd.conf" & pid=$!; PIDS+=($pid)
+  sleep 1
+  phase "$pid" "$1" >"$DIR/ulogd.res"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  taskset -c 1 ip netns exec "$B" "$BIN/nflogd" run --config "$DIR/nflogd.toml" 2>"$DIR/nflogd.log" & pid=$!; PIDS+=($pid)
+  sleep 1
+  phase "$pid" "$2" >"$DIR/nflogd.res"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+
 # Prints the table from two result files with lines "rate expected written cpu_ns" (ulogd2's,
 # then nflogd's) and a last line "rss KB". $1 names the rate column, $2 the expected column.
 compare_with_ulogd() {

@@ -66,14 +66,6 @@ phase() {
   echo "rss $(rss_kb "$pid")"
 }
 
-taskset -c 1 ip netns exec "$B" ulogd -c "$DIR/ulogd.conf" & UPID=$!; PIDS+=($UPID)
-sleep 1
-phase "$UPID" "$DIR/ulogd.json" >"$DIR/ulogd.res"
-kill "$UPID"; wait "$UPID" 2>/dev/null || true
-
-taskset -c 1 ip netns exec "$B" "$BIN/nflogd" run --config "$DIR/nflogd.toml" 2>"$DIR/nflogd.log" & NPID=$!; PIDS+=($NPID)
-sleep 1
-phase "$NPID" "$DIR/nflogd.json" >"$DIR/nflogd.res"
-kill "$NPID"; wait "$NPID" 2>/dev/null || true
+ulogd_then_nflogd "$DIR/ulogd.json" "$DIR/nflogd.json"
 
 compare_with_ulogd offered/s matched "$DIR/ulogd.res" "$DIR/nflogd.res"
