@@ -232,7 +232,7 @@ impl FlowEvent {
 pub enum Event {
     Packet(PacketEvent),
     Raw(Box<RawLine>),
-    Flow(Box<FlowEvent>),
+    Flow(FlowEvent),
     Counter(Box<CounterEvent>),
 }
 

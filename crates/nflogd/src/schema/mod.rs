@@ -298,7 +298,7 @@ mod flow_tests {
             hostname: "fw".into(),
         });
         let mut out = Vec::new();
-        r.render(&Event::Flow(Box::new(f.clone())), &mut out);
+        r.render(&Event::Flow(f.clone()), &mut out);
         String::from_utf8(out).unwrap()
     }
 

@@ -460,7 +460,7 @@ mod tests {
             recovered: false,
         };
         let mut out = Vec::new();
-        rows(&Event::Flow(Box::new(f)), "h", &mut out);
+        rows(&Event::Flow(f), "h", &mut out);
         let Change::Insert(r) = &out[0] else { panic!() };
         assert_eq!(r.values.len(), FLOW_COLUMNS.len());
         assert_eq!(

@@ -4,6 +4,7 @@
 //! table (`table.rs`) so that flows whose events were lost are still recorded.
 
 mod filter;
+mod kept;
 mod table;
 
 use crate::config::ByteSize;
@@ -270,7 +271,7 @@ impl Reader {
 
     fn push(&mut self, kind: FlowKind, family: u8, ct: event::Conntrack, recovered: bool) {
         if self.wanted(kind) {
-            self.batch.push(Event::Flow(Box::new(FlowEvent {
+            self.batch.push(Event::Flow(FlowEvent {
                 time: Timestamp {
                     secs: (self.now / 1_000_000_000) as i64,
                     micros: (self.now % 1_000_000_000 / 1000) as u32,
@@ -279,7 +280,7 @@ impl Reader {
                 family,
                 ct,
                 recovered,
-            })));
+            }));
         }
     }
 

@@ -6,6 +6,7 @@
 //! has lost their DESTROY. Bounded: when full, new flows are not tracked (counted by the caller)
 //! and their records still go out, only without the table's help.
 
+use super::kept::KeptFlow;
 use event::Conntrack;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -14,15 +15,16 @@ use std::time::{Duration, Instant};
 /// the socket queue) before the table reports it ended. Polling has no events: no wait.
 pub const GONE_GRACE: Duration = Duration::from_secs(2);
 
+type Map<V> = HashMap<u32, V, foldhash::fast::RandomState>;
+
 struct Open {
+    /// The flow's start, ns since the epoch: the kernel's stamp when a dump gave one, else when
+    /// nflogd learned of the flow.
+    start_ns: u64,
     family: u8,
-    ct: Conntrack,
-    /// When nflogd learned of the flow, ns since the epoch: the start when the kernel gives none.
-    seen_ns: u64,
     /// Recorded from a dump, so the NEW event may still arrive and is then a duplicate.
     from_dump: bool,
-    /// Missing from the last resync dump since then.
-    gone_since: Option<Instant>,
+    kept: KeptFlow,
 }
 
 /// What to do with a NEW event.
@@ -38,12 +40,10 @@ pub enum NewFlow {
 
 pub struct FlowTable {
     // foldhash, not SipHash: two lookups per flow on the event path, keyed by the kernel's id.
-    open: HashMap<u32, Open, foldhash::fast::RandomState>,
+    open: Map<Open>,
     capacity: usize,
-    /// Entries marked gone by a resync, and the earliest time one of them is due: `expire_gone`
-    /// walks the table only then.
-    gone: usize,
-    next_expiry: Option<Instant>,
+    /// Flows missing from the last resync dump, and since when: few, and only after an overrun.
+    gone: Map<Instant>,
     grace: Duration,
 }
 
@@ -55,8 +55,7 @@ impl FlowTable {
             // showed in the CPU per event of a rising flow rate.
             open: HashMap::with_capacity_and_hasher(capacity.min(1 << 16), Default::default()),
             capacity,
-            gone: 0,
-            next_expiry: None,
+            gone: Map::default(),
         }
     }
 
@@ -64,35 +63,32 @@ impl FlowTable {
         self.open.len()
     }
 
-    fn insert(&mut self, family: u8, ct: &Conntrack, seen_ns: u64, from_dump: bool) -> bool {
+    fn insert(&mut self, family: u8, ct: &Conntrack, start_ns: u64, from_dump: bool) -> bool {
         let Some(id) = ct.id else { return false };
         if self.open.len() >= self.capacity && !self.open.contains_key(&id) {
             return false;
         }
-        let old = self.open.insert(
-            id,
-            Open {
-                family,
-                ct: ct.clone(),
-                seen_ns,
-                from_dump,
-                gone_since: None,
-            },
-        );
-        if old.is_some_and(|o| o.gone_since.is_some()) {
-            self.gone -= 1;
+        let open = Open {
+            start_ns,
+            family,
+            from_dump,
+            kept: KeptFlow::new(ct),
+        };
+        if self.open.insert(id, open).is_some() && !self.gone.is_empty() {
+            self.gone.remove(&id);
         }
         true
     }
 
+    /// `ct.start_ns` is the flow's start (the NEW's time when the kernel gives none).
     pub fn on_new(&mut self, family: u8, ct: &Conntrack, now_ns: u64) -> NewFlow {
         if let Some(open) = ct.id.and_then(|id| self.open.get_mut(&id)) {
-            if open.from_dump && open.ct.orig == ct.orig {
+            if open.from_dump && open.kept.orig() == ct.orig {
                 open.from_dump = false;
                 return NewFlow::AlreadyRecorded;
             }
         }
-        if self.insert(family, ct, now_ns, false) {
+        if self.insert(family, ct, ct.start_ns.unwrap_or(now_ns), false) {
             NewFlow::Tracked
         } else {
             NewFlow::Untracked
@@ -102,17 +98,21 @@ impl FlowTable {
     /// Keeps the latest counters and state of a flow, for the record of a lost DESTROY.
     pub fn on_update(&mut self, ct: &Conntrack) {
         if let Some(open) = ct.id.and_then(|id| self.open.get_mut(&id)) {
-            open.ct = ct.clone();
+            open.kept = KeptFlow::new(ct);
         }
     }
 
     /// Forgets the flow; fills start and end when the kernel did not stamp them.
     pub fn on_destroy(&mut self, ct: &mut Conntrack, now_ns: u64) {
-        let Some(open) = ct.id.and_then(|id| self.open.remove(&id)) else {
+        let Some(id) = ct.id else { return };
+        let Some(open) = self.open.remove(&id) else {
             return;
         };
+        if !self.gone.is_empty() {
+            self.gone.remove(&id);
+        }
         if ct.start_ns.is_none() {
-            ct.start_ns = Some(open.ct.start_ns.unwrap_or(open.seen_ns));
+            ct.start_ns = Some(open.start_ns);
             ct.stop_ns = ct.stop_ns.or(Some(now_ns));
         }
     }
@@ -122,8 +122,7 @@ impl FlowTable {
     pub fn seed(&mut self, entries: Vec<(u8, Conntrack)>, now_ns: u64) -> u64 {
         let mut untracked = 0;
         for (family, ct) in entries {
-            let seen = ct.start_ns.unwrap_or(now_ns);
-            if !self.insert(family, &ct, seen, false) {
+            if !self.insert(family, &ct, ct.start_ns.unwrap_or(now_ns), false) {
                 untracked += 1;
             }
         }
@@ -145,29 +144,22 @@ impl FlowTable {
             let Some(id) = ct.id else { continue };
             in_dump.insert(id);
             match self.open.get_mut(&id) {
-                Some(open) if open.ct.orig == ct.orig => {
-                    if open.gone_since.take().is_some() {
-                        self.gone -= 1;
-                    }
-                    open.ct = ct;
+                Some(open) if open.kept.orig() == ct.orig => {
+                    self.gone.remove(&id);
+                    open.kept = KeptFlow::new(&ct);
                 }
                 _ => {
-                    let seen = ct.start_ns.unwrap_or(now_ns);
-                    if !self.insert(family, &ct, seen, true) {
+                    if !self.insert(family, &ct, ct.start_ns.unwrap_or(now_ns), true) {
                         untracked += 1;
                     }
                     missed.push((family, ct));
                 }
             }
         }
-        for (id, open) in self.open.iter_mut() {
-            if !in_dump.contains(id) && open.gone_since.is_none() {
-                open.gone_since = Some(now);
-                self.gone += 1;
+        for id in self.open.keys() {
+            if !in_dump.contains(id) {
+                self.gone.entry(*id).or_insert(now);
             }
-        }
-        if self.gone > 0 && self.next_expiry.is_none() {
-            self.next_expiry = Some(now + self.grace);
         }
         (missed, untracked)
     }
@@ -184,27 +176,25 @@ impl FlowTable {
     /// returned with their last known state, ending at the time they were found gone.
     pub fn expire_gone(&mut self, now: Instant, now_ns: u64) -> Vec<(u8, Conntrack)> {
         let mut ended = Vec::new();
-        if self.gone == 0 || self.next_expiry.is_none_or(|t| now < t) {
+        if self.gone.is_empty() {
             return ended;
         }
-        let mut next: Option<Instant> = None;
-        self.open.retain(|_, open| match open.gone_since {
-            Some(t) if now.duration_since(t) < self.grace => {
-                next = Some(next.map_or(t + self.grace, |n| n.min(t + self.grace)));
-                true
+        let grace = self.grace;
+        let open = &mut self.open;
+        self.gone.retain(|id, since| {
+            if now.duration_since(*since) < grace {
+                return true;
             }
-            Some(t) => {
-                let mut ct = open.ct.clone();
-                let gone_ns = now_ns.saturating_sub(now.duration_since(t).as_nanos() as u64);
-                ct.start_ns = ct.start_ns.or(Some(open.seen_ns));
+            if let Some(o) = open.remove(id) {
+                let gone_ns = now_ns.saturating_sub(now.duration_since(*since).as_nanos() as u64);
+                let mut ct = o.kept.conntrack();
+                ct.id = Some(*id);
+                ct.start_ns = Some(o.start_ns);
                 ct.stop_ns = ct.stop_ns.or(Some(gone_ns));
-                ended.push((open.family, ct));
-                self.gone -= 1;
-                false
+                ended.push((o.family, ct));
             }
-            None => true,
+            false
         });
-        self.next_expiry = next;
         ended
     }
 }
