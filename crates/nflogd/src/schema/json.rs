@@ -191,6 +191,7 @@ pub struct Flat<'a> {
 
 impl<'a> Flat<'a> {
     /// Opens the object with its first key, e.g. `"timestamp"`.
+    #[inline]
     pub fn open(out: &'a mut Vec<u8>, first_key: &str) -> Self {
         out.extend_from_slice(b"{\"");
         out.extend_from_slice(first_key.as_bytes());
@@ -203,6 +204,7 @@ impl<'a> Flat<'a> {
         self.out
     }
 
+    #[inline]
     pub fn num(&mut self, token: &'static str, v: impl itoa::Integer) -> &mut Self {
         self.out.extend_from_slice(token.as_bytes());
         let mut b = itoa::Buffer::new();
@@ -218,12 +220,14 @@ impl<'a> Flat<'a> {
         self
     }
 
+    #[inline]
     pub fn str(&mut self, token: &'static str, v: &str) -> &mut Self {
         self.out.extend_from_slice(token.as_bytes());
         string(self.out, v);
         self
     }
 
+    #[inline]
     pub fn raw(&mut self, token: &'static str, f: impl FnOnce(&mut Vec<u8>)) -> &mut Self {
         self.out.extend_from_slice(token.as_bytes());
         f(self.out);

@@ -156,20 +156,38 @@ pub fn ip_string(ip: std::net::IpAddr, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
+/// Composed on the stack from a table of the 256 octets and copied once: a push per digit was
+/// a sixth of the instructions of a conntrack flow's ulogd record, which has four addresses.
 fn ipv4_text(v4: std::net::Ipv4Addr, out: &mut Vec<u8>) {
-    for (i, &o) in v4.octets().iter().enumerate() {
-        if i > 0 {
-            out.push(b'.');
-        }
-        if o >= 100 {
-            out.push(b'0' + o / 100);
-        }
-        if o >= 10 {
-            out.push(b'0' + o / 10 % 10);
-        }
-        out.push(b'0' + o % 10);
+    let mut text = [0u8; 16];
+    let mut len = 0;
+    for o in v4.octets() {
+        let (digits, n) = OCTET_TEXT[o as usize];
+        text[len..len + 3].copy_from_slice(&digits);
+        len += n as usize;
+        text[len] = b'.';
+        len += 1;
     }
+    out.extend_from_slice(&text[..len - 1]);
 }
+
+/// Each octet's decimal digits, left-aligned, and how many there are.
+static OCTET_TEXT: [([u8; 3], u8); 256] = {
+    let mut table = [([0u8; 3], 0u8); 256];
+    let mut i = 0;
+    while i < 256 {
+        let n = i as u8;
+        table[i] = if n >= 100 {
+            ([b'0' + n / 100, b'0' + n / 10 % 10, b'0' + n % 10], 3)
+        } else if n >= 10 {
+            ([b'0' + n / 10, b'0' + n % 10, 0], 2)
+        } else {
+            ([b'0' + n, 0, 0], 1)
+        };
+        i += 1;
+    }
+    table
+};
 
 /// The text `Display` gives (RFC 5952: lower case, the longest run of two or more zero groups
 /// as `::`, the first of equal runs; `::ffff:a.b.c.d` for IPv4-mapped), written directly: the
