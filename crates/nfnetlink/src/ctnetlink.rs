@@ -109,8 +109,8 @@ fn ip(data: &[u8]) -> Result<IpAddr> {
     }
 }
 
-fn tuple(attrs: Attrs) -> Result<Tuple> {
-    let mut t = Tuple::default();
+/// Parses a tuple into `t` (a default one), in place like `parse_into`.
+fn tuple_into(attrs: Attrs, t: &mut Tuple) -> Result<()> {
     for a in attrs {
         let a = a?;
         match a.kind {
@@ -148,7 +148,7 @@ fn tuple(attrs: Attrs) -> Result<Tuple> {
     if t.protocol == GRE {
         t.gre_keys = Some((t.sport.take().unwrap_or(0), t.dport.take().unwrap_or(0)));
     }
-    Ok(t)
+    Ok(())
 }
 
 const GRE: u8 = 47;
@@ -169,11 +169,18 @@ fn counters(attrs: Attrs) -> Result<Counters> {
 /// Parses a list of CTA_* attributes.
 pub fn parse(attrs: Attrs) -> Result<Conntrack> {
     let mut ct = Conntrack::default();
+    parse_into(attrs, &mut ct)?;
+    Ok(ct)
+}
+
+/// Parses a list of CTA_* attributes into `ct`, which starts as `Conntrack::default()`: where
+/// the entry is to end up, so that a busy reader does not copy it there.
+pub fn parse_into(attrs: Attrs, ct: &mut Conntrack) -> Result<()> {
     for a in attrs {
         let a = a?;
         match a.kind {
-            cta::TUPLE_ORIG => ct.orig = tuple(a.nested())?,
-            cta::TUPLE_REPLY => ct.reply = tuple(a.nested())?,
+            cta::TUPLE_ORIG => tuple_into(a.nested(), &mut ct.orig)?,
+            cta::TUPLE_REPLY => tuple_into(a.nested(), &mut ct.reply)?,
             cta::STATUS => ct.status = Some(a.be32()?),
             cta::MARK => ct.mark = Some(a.be32()?),
             cta::ID => ct.id = Some(a.be32()?),
@@ -212,7 +219,7 @@ pub fn parse(attrs: Attrs) -> Result<Conntrack> {
             _ => {}
         }
     }
-    Ok(ct)
+    Ok(())
 }
 
 pub const NFNL_SUBSYS_CTNETLINK: u8 = 1;
@@ -236,6 +243,15 @@ pub enum EventKind {
 /// Parses a conntrack event (or dump) message: its kind, layer-3 family and entry. `Ok(None)`
 /// for messages of other subsystems or types.
 pub fn parse_event(m: &crate::Message) -> Result<Option<(EventKind, u8, Conntrack)>> {
+    let Some((kind, family, attrs)) = event_parts(m)? else {
+        return Ok(None);
+    };
+    Ok(Some((kind, family, parse(attrs)?)))
+}
+
+/// A conntrack event (or dump) message's kind, layer-3 family and attributes, to be parsed with
+/// `parse_into`. `Ok(None)` for messages of other subsystems or types.
+pub fn event_parts<'a>(m: &crate::Message<'a>) -> Result<Option<(EventKind, u8, Attrs<'a>)>> {
     if m.subsys() != NFNL_SUBSYS_CTNETLINK {
         return Ok(None);
     }
@@ -246,7 +262,7 @@ pub fn parse_event(m: &crate::Message) -> Result<Option<(EventKind, u8, Conntrac
         _ => return Ok(None),
     };
     let (family, _, _, attrs) = m.nfgen()?;
-    Ok(Some((kind, family, parse(attrs)?)))
+    Ok(Some((kind, family, attrs)))
 }
 
 /// Name of a TCP conntrack state, as `conntrack -E` prints it.

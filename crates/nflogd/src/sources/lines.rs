@@ -197,8 +197,7 @@ impl LineBatcher {
     pub fn flush(&mut self) {
         if !self.batch.is_empty() {
             ComponentCounters::add(&self.counters.received, self.batch.len() as u64);
-            self.fanout
-                .send(std::mem::replace(&mut self.batch, Vec::with_capacity(256)));
+            self.fanout.send(&mut self.batch);
         }
     }
 }

@@ -122,12 +122,12 @@ fn run(
     cfg: &NfacctConfig,
     mut sock: NetlinkSocket,
     mut buf: Vec<u8>,
-    first: Vec<Event>,
-    fanout: Fanout,
+    mut first: Vec<Event>,
+    mut fanout: Fanout,
     counters: &ComponentCounters,
 ) {
     ComponentCounters::add(&counters.received, first.len() as u64);
-    fanout.send(first);
+    fanout.send(&mut first);
     let mut next = Instant::now() + cfg.interval.0;
     loop {
         // Wait for the next poll in short steps so a shutdown is seen; the last poll at
@@ -139,9 +139,9 @@ fn run(
         }
         next += cfg.interval.0;
         match poll(&mut sock, &mut buf, cfg.zero, counters) {
-            Ok(batch) => {
+            Ok(mut batch) => {
                 ComponentCounters::add(&counters.received, batch.len() as u64);
-                fanout.send(batch);
+                fanout.send(&mut batch);
             }
             Err(e) => {
                 ComponentCounters::add(&counters.errors, 1);

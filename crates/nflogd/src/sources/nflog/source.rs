@@ -122,7 +122,7 @@ impl Reader {
         );
     }
 
-    fn run(mut self, mut decoder: Decoder, fanout: Fanout) {
+    fn run(mut self, mut decoder: Decoder, mut fanout: Fanout) {
         let mut buf = vec![0u8; RECV_BUFFER];
         let mut batch: Vec<Event> = Vec::with_capacity(256);
         while !crate::signals::shutdown_requested() {
@@ -169,10 +169,7 @@ impl Reader {
             }
             if !batch.is_empty() {
                 ComponentCounters::add(&self.counters.received, batch.len() as u64);
-                fanout.send(std::mem::replace(
-                    &mut batch,
-                    Vec::with_capacity(MAX_BATCH_EVENTS),
-                ));
+                fanout.send(&mut batch);
             }
             decoder.ifnames.refresh();
         }
