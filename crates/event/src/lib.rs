@@ -225,8 +225,8 @@ impl FlowEvent {
     }
 }
 
-/// Everything that flows through a pipeline. Packets are stored inline: they travel in batch
-/// vectors, and boxing each would cost an allocation per packet on the hot path.
+/// Everything that flows through a pipeline. Packets and flows are stored inline: they travel
+/// in batch vectors, and boxing each would cost an allocation per event on the hot path.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {

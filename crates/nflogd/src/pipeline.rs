@@ -35,8 +35,7 @@ pub fn batch_bytes(b: &[Event]) -> u64 {
         .iter()
         .map(|e| match e {
             Event::Raw(r) => r.line.len() + r.reason.len() + std::mem::size_of::<event::RawLine>(),
-            Event::Packet(_) => 0,
-            Event::Flow(_) => std::mem::size_of::<event::FlowEvent>(),
+            Event::Packet(_) | Event::Flow(_) => 0,
             Event::Counter(c) => std::mem::size_of::<event::CounterEvent>() + c.name.len(),
         })
         .sum();
