@@ -23,10 +23,14 @@ veth_pair() {
 # $DIR/ulogd.res and $DIR/nflogd.res, nflogd's log to $DIR/nflogd.log.
 ulogd_then_nflogd() {
   local pid
+  # Each phase starts with nothing left to write back to disk (the build's files, the other
+  # daemon's output): writeback during a phase slowed that daemon's own writes.
+  sync
   taskset -c 1 ip netns exec "$B" ulogd -c "$DIR/ulogd.conf" & pid=$!; PIDS+=($pid)
   sleep 1
   phase "$pid" "$1" >"$DIR/ulogd.res"
   kill "$pid"; wait "$pid" 2>/dev/null || true
+  sync
   taskset -c 1 ip netns exec "$B" "$BIN/nflogd" run --config "$DIR/nflogd.toml" 2>"$DIR/nflogd.log" & pid=$!; PIDS+=($pid)
   sleep 1
   phase "$pid" "$2" >"$DIR/nflogd.res"
