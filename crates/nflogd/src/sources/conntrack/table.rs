@@ -112,7 +112,8 @@ impl FlowTable {
         true
     }
 
-    /// Forgets a flow; its slot is read only by `read`.
+    /// Forgets a flow; its slot is read only by `read`. A freed slot keeps what it held (a boxed
+    /// flow's memory too) until a new flow takes it or `shrink` compacts the slots.
     fn remove<T>(&mut self, id: u32, read: impl FnOnce(&Open) -> T) -> Option<T> {
         let slot = self.index.remove(&id)?;
         if !self.gone.is_empty() {
