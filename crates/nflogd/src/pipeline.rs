@@ -1,13 +1,24 @@
 //! Fan-out from sources to sinks: every sink has its own bounded queue, and a source hands each
-//! batch to every sink that lists it, never waiting: a full queue drops the batch for that sink
-//! and counts it.
+//! batch to every sink that lists it.
+//!
+//! What happens at a full queue depends on the source (DESIGN: "sources that can wait must
+//! wait"):
+//! - A source that cannot wait (NFLOG, conntrack, UDP) never blocks: the batch is dropped for
+//!   that sink and counted. Sinks with a disk spool take their queue into it as fast as they
+//!   can, so for them the memory queue is only a hand-over.
+//! - A source that can wait (files, stdin, kmsg, syslog over TCP/TLS) waits for room, so it
+//!   reads at the pace of its slowest sink; it can also learn which of its batches every sink
+//!   has taken, and records a position only for those.
+//!
+//! A queue's size counts what its batches really hold: the vectors' capacity and what the
+//! events keep on the heap, so memory stays bounded whatever the batch shapes.
 
 use crate::metrics::ComponentCounters;
 use crossbeam_channel::{Receiver, Sender};
 use event::Event;
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 
 pub type Batch = Arc<Vec<Event>>;
 
@@ -28,18 +39,38 @@ impl Default for QueueLimits {
     }
 }
 
-/// Memory a batch takes in a queue: the events themselves and what raw lines carry.
-pub fn batch_bytes(b: &[Event]) -> u64 {
-    let inline = std::mem::size_of_val(b) as u64;
-    let heap: usize = b
-        .iter()
-        .map(|e| match e {
-            Event::Raw(r) => r.line.len() + r.reason.len() + std::mem::size_of::<event::RawLine>(),
-            Event::Packet(_) | Event::Flow(_) => 0,
-            Event::Counter(c) => std::mem::size_of::<event::CounterEvent>() + c.name.len(),
-        })
-        .sum();
-    inline + heap as u64
+/// Memory a batch takes in a queue: its vector's whole capacity, and what the events keep on
+/// the heap (shared strings counted as if owned, which errs on the safe side).
+#[allow(clippy::ptr_arg)] // the capacity is what counts, and only a Vec has one
+pub fn batch_bytes(b: &Vec<Event>) -> u64 {
+    let inline = b.capacity() * std::mem::size_of::<Event>();
+    let heap: usize = b.iter().map(event_heap_bytes).sum();
+    (std::mem::size_of::<Vec<Event>>() + inline + heap) as u64
+}
+
+fn event_heap_bytes(e: &Event) -> usize {
+    match e {
+        Event::Raw(r) => {
+            r.line.capacity()
+                + r.reason.capacity()
+                + r.origin.len()
+                + std::mem::size_of::<event::RawLine>()
+        }
+        Event::Packet(p) => {
+            let iface = |i: &Option<event::Interface>| i.as_ref().map_or(0, |i| i.name.len());
+            p.prefix.len()
+                + p.host.as_ref().map_or(0, |h| h.len())
+                + iface(&p.indev)
+                + iface(&p.outdev)
+                + iface(&p.physindev)
+                + iface(&p.physoutdev)
+                + p.ct
+                    .as_ref()
+                    .map_or(0, |_| std::mem::size_of::<event::Conntrack>())
+        }
+        Event::Flow(_) => 0,
+        Event::Counter(c) => std::mem::size_of::<event::CounterEvent>() + c.name.capacity(),
+    }
 }
 
 #[derive(Clone)]
@@ -48,12 +79,29 @@ pub struct SinkHandle {
     pub tx: Sender<Batch>,
     pub counters: Arc<ComponentCounters>,
     pub limits: QueueLimits,
+    /// Set when the sink's end of the queue is gone (its thread ended or died): a waiting
+    /// source must not wait for it.
+    closed: Arc<AtomicBool>,
+}
+
+impl SinkHandle {
+    fn has_room(&self, n: u64, bytes: u64) -> bool {
+        let c = &self.counters;
+        let (qe, qb) = (
+            c.queued.load(Ordering::Relaxed),
+            c.queued_bytes.load(Ordering::Relaxed),
+        );
+        // An empty queue always takes a batch, so a limit below the batch size still lets
+        // events through; the bound is then the limit plus one batch.
+        qe == 0 || (qe + n <= self.limits.events && qb + bytes <= self.limits.bytes)
+    }
 }
 
 /// The receiving end a sink reads; it gives back queue room as it takes batches.
 pub struct SinkQueue {
     pub rx: Receiver<Batch>,
     counters: Arc<ComponentCounters>,
+    closed: Arc<AtomicBool>,
 }
 
 impl SinkQueue {
@@ -67,22 +115,37 @@ impl SinkQueue {
     }
 }
 
+impl Drop for SinkQueue {
+    fn drop(&mut self) {
+        self.closed.store(true, Ordering::Relaxed);
+    }
+}
+
 pub fn sink_queue(
     name: &str,
     counters: Arc<ComponentCounters>,
     limits: QueueLimits,
 ) -> (SinkHandle, SinkQueue) {
     let (tx, rx) = crossbeam_channel::unbounded();
+    let closed = Arc::new(AtomicBool::new(false));
     (
         SinkHandle {
             name: name.to_string(),
             tx,
             counters: counters.clone(),
             limits,
+            closed: closed.clone(),
         },
-        SinkQueue { rx, counters },
+        SinkQueue {
+            rx,
+            counters,
+            closed,
+        },
     )
 }
+
+/// A batch a source sent, to ask later whether every sink has taken it.
+pub type Sent = Weak<Vec<Event>>;
 
 /// The sinks one source feeds, and the batches it sent last.
 #[derive(Clone, Default)]
@@ -92,31 +155,38 @@ pub struct Fanout {
     /// memory already mapped and cached. A fresh vector per batch cost page faults and a copy
     /// at each growth, a tenth of the conntrack source's CPU.
     sent: VecDeque<Batch>,
+    /// Wait for room at a full queue rather than drop (a source that can wait).
+    wait: bool,
 }
 
 /// Batches kept for reuse: a sink that keeps up has finished with the oldest by then.
 const KEPT_BATCHES: usize = 4;
 
 impl Fanout {
+    /// This fan-out's source can wait: `send` blocks at a full queue until the sink has room.
+    pub fn waiting(mut self) -> Self {
+        self.wait = true;
+        self
+    }
+
     /// Hands `batch` to every sink and leaves in its place an empty vector to fill next.
-    pub fn send(&mut self, batch: &mut Vec<Event>) {
+    /// Returns the batch sent, for `all_taken`.
+    pub fn send(&mut self, batch: &mut Vec<Event>) -> Option<Sent> {
         if batch.is_empty() {
-            return;
+            return None;
         }
         let capacity = batch.capacity();
+        // A batch far smaller than its vector (one UDP datagram in a vector sized for a busy
+        // file) would hold the whole vector in the queue: give it one of its own size.
+        if batch.len() * 4 < capacity {
+            batch.shrink_to_fit();
+        }
         let n = batch.len() as u64;
         let bytes = batch_bytes(batch);
         let shared = Arc::new(std::mem::take(batch));
         for s in &self.sinks {
-            let c = &s.counters;
-            // An empty queue always takes a batch, so a limit below the batch size still lets
-            // events through; the bound is then the limit plus one batch.
-            let (qe, qb) = (
-                c.queued.load(Ordering::Relaxed),
-                c.queued_bytes.load(Ordering::Relaxed),
-            );
-            if qe > 0 && (qe + n > s.limits.events || qb + bytes > s.limits.bytes) {
-                ComponentCounters::add(&c.dropped, n);
+            if !s.has_room(n, bytes) && !(self.wait && wait_for_room(s, n, bytes)) {
+                ComponentCounters::add(&s.counters.dropped, n);
                 crate::rate_limited_warn!(
                     "sink `{}` is not keeping up: its queue is full, {} events dropped",
                     s.name,
@@ -124,20 +194,33 @@ impl Fanout {
                 );
                 continue;
             }
-            c.queued.fetch_add(n, Ordering::Relaxed);
-            c.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
+            s.counters.queued.fetch_add(n, Ordering::Relaxed);
+            s.counters.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
             if s.tx.send(shared.clone()).is_err() {
                 // The sink thread is gone; its events are lost, and counted.
                 ComponentCounters::add(&s.counters.dropped, n);
+                s.counters.queued.fetch_sub(n, Ordering::Relaxed);
+                s.counters.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
             }
         }
         *batch = self
             .reusable()
             .unwrap_or_else(|| Vec::with_capacity(capacity));
+        let sent = Arc::downgrade(&shared);
         self.sent.push_back(shared);
         if self.sent.len() > KEPT_BATCHES {
             self.sent.pop_front();
         }
+        Some(sent)
+    }
+
+    /// Whether every sink has taken `sent` (written it, spooled it, or counted it lost).
+    pub fn all_taken(&self, sent: &Sent) -> bool {
+        let kept_here = self
+            .sent
+            .iter()
+            .any(|b| std::ptr::eq(Arc::as_ptr(b), sent.as_ptr()));
+        sent.strong_count() <= kept_here as usize
     }
 
     /// The vector of a sent batch no sink holds any more, emptied.
@@ -146,6 +229,23 @@ impl Fanout {
         let mut v = Arc::try_unwrap(self.sent.remove(done)?).ok()?;
         v.clear();
         Some(v)
+    }
+}
+
+/// Waits until sink `s` has room for a batch; false if it never will (its thread is gone).
+/// When nflogd is stopping the batch goes in regardless: sinks drain their queues then, and
+/// the bound is exceeded by at most one batch per source.
+fn wait_for_room(s: &SinkHandle, n: u64, bytes: u64) -> bool {
+    let mut pause = std::time::Duration::from_micros(50);
+    loop {
+        if s.closed.load(Ordering::Relaxed) {
+            return false;
+        }
+        if s.has_room(n, bytes) || crate::signals::shutdown_requested() {
+            return true;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(5));
     }
 }
 
@@ -245,5 +345,97 @@ mod tests {
         fanout.send(&mut batch);
         assert_eq!(batch.as_ptr(), first, "the first batch's vector comes back");
         assert!(batch.is_empty());
+    }
+
+    /// A source that can wait blocks at a full queue until the sink takes a batch, and then
+    /// loses nothing.
+    #[test]
+    fn a_waiting_source_blocks_until_the_sink_has_room() {
+        use std::sync::atomic::AtomicBool;
+        let counters = Arc::new(ComponentCounters::default());
+        let limits = QueueLimits {
+            events: 100,
+            bytes: 1 << 30,
+        };
+        let (handle, queue) = sink_queue("t", counters.clone(), limits);
+        let mut fanout = Fanout {
+            sinks: vec![handle],
+            ..Fanout::default()
+        }
+        .waiting();
+        let first = fanout.send(&mut raw_batch(100)).unwrap();
+        assert!(!fanout.all_taken(&first));
+        let done = Arc::new(AtomicBool::new(false));
+        let sender = {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                fanout.send(&mut raw_batch(100));
+                done.store(true, Ordering::SeqCst);
+                fanout
+            })
+        };
+        // Nothing makes room until the sink takes a batch, so the sender is still waiting.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(!done.load(Ordering::SeqCst), "send did not wait for room");
+        let b = queue.rx.recv().unwrap();
+        queue.taken(&b);
+        drop(b);
+        let fanout = sender.join().unwrap();
+        assert!(done.load(Ordering::SeqCst));
+        assert!(
+            fanout.all_taken(&first),
+            "the sink took and dropped the first batch"
+        );
+        let second = queue.rx.recv().unwrap();
+        assert_eq!(second.len(), 100);
+        assert_eq!(counters.dropped.load(Ordering::Relaxed), 0);
+    }
+
+    /// A waiting source does not wait for a sink whose thread is gone: it counts the loss.
+    #[test]
+    fn a_waiting_source_does_not_wait_for_a_dead_sink() {
+        let counters = Arc::new(ComponentCounters::default());
+        let limits = QueueLimits {
+            events: 10,
+            bytes: 1 << 30,
+        };
+        let (handle, queue) = sink_queue("t", counters.clone(), limits);
+        let mut fanout = Fanout {
+            sinks: vec![handle],
+            ..Fanout::default()
+        }
+        .waiting();
+        fanout.send(&mut raw_batch(10));
+        drop(queue);
+        fanout.send(&mut raw_batch(10));
+        assert_eq!(counters.dropped.load(Ordering::Relaxed), 10);
+    }
+
+    /// A queue counts a batch's whole vector: one event in a vector sized for a busy source is
+    /// given a vector of its own size, so a queue of one-event batches (UDP datagrams) stays
+    /// within its byte limit in real memory.
+    #[test]
+    fn queued_bytes_count_capacity_and_small_batches_are_shrunk() {
+        let mut big = Vec::with_capacity(4096);
+        big.extend(raw_batch(1));
+        let one_event = batch_bytes(&big);
+        assert!(
+            one_event >= 4096 * std::mem::size_of::<Event>() as u64,
+            "{one_event}"
+        );
+        let counters = Arc::new(ComponentCounters::default());
+        let (handle, queue) = sink_queue("t", counters.clone(), QueueLimits::default());
+        let mut fanout = Fanout {
+            sinks: vec![handle],
+            ..Fanout::default()
+        };
+        fanout.send(&mut big);
+        let b = queue.rx.try_recv().unwrap();
+        assert!(b.capacity() < 4, "{}", b.capacity());
+        assert_eq!(
+            counters.queued_bytes.load(Ordering::Relaxed),
+            batch_bytes(&b)
+        );
+        assert!(batch_bytes(&b) < 2048 + std::mem::size_of::<Event>() as u64 * 4);
     }
 }

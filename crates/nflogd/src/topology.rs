@@ -95,6 +95,11 @@ pub fn run(cfg: Config) -> Result<()> {
     for (name, s) in &cfg.sources {
         let counters = metrics::register("source", name);
         let fanout = fanouts.remove(name).unwrap_or_default();
+        let fanout = if s.can_wait() {
+            fanout.waiting()
+        } else {
+            fanout
+        };
         if fanout.sinks.is_empty() {
             tracing::warn!("source `{name}` feeds no sink");
         }

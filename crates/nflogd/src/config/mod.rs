@@ -78,6 +78,19 @@ pub enum SinkConfig {
     Clickhouse(Box<ClickHouseSinkConfig>),
 }
 
+impl SourceConfig {
+    /// Whether the source can wait for a slow sink without losing anything (a file stays on
+    /// disk, TCP has flow control, the kernel's log ring holds records a while), rather than
+    /// the kernel dropping what it cannot hand over (NFLOG, conntrack, UDP).
+    pub fn can_wait(&self) -> bool {
+        match self {
+            SourceConfig::Kmsg(_) | SourceConfig::File(_) | SourceConfig::Stdin(_) => true,
+            SourceConfig::Syslog(c) => c.mode != crate::sources::syslog::Mode::Udp,
+            SourceConfig::Nflog(_) | SourceConfig::Conntrack(_) | SourceConfig::Nfacct(_) => false,
+        }
+    }
+}
+
 impl SinkConfig {
     pub fn queue_limits(&self) -> crate::pipeline::QueueLimits {
         let (events, bytes) = match self {

@@ -194,11 +194,18 @@ impl LineBatcher {
         }
     }
 
-    pub fn flush(&mut self) {
-        if !self.batch.is_empty() {
-            ComponentCounters::add(&self.counters.received, self.batch.len() as u64);
-            self.fanout.send(&mut self.batch);
+    /// Sends what is gathered; returns the batch sent, for `taken`.
+    pub fn flush(&mut self) -> Option<crate::pipeline::Sent> {
+        if self.batch.is_empty() {
+            return None;
         }
+        ComponentCounters::add(&self.counters.received, self.batch.len() as u64);
+        self.fanout.send(&mut self.batch)
+    }
+
+    /// Whether every sink has taken `sent`.
+    pub fn taken(&self, sent: &crate::pipeline::Sent) -> bool {
+        self.fanout.all_taken(sent)
     }
 }
 

@@ -5,12 +5,13 @@
 
 use crate::config::Duration;
 use crate::metrics::ComponentCounters;
-use crate::pipeline::Fanout;
+use crate::pipeline::{Fanout, Sent};
 use crate::sources::lines::{LineBatcher, LineSplitter};
 use crate::sources::Start;
 use crate::transforms::action::ActionConfig;
 use anyhow::{bail, Result};
 use serde::Deserialize;
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
@@ -131,13 +132,19 @@ impl Follower {
         self.open_current(self.cfg.start == Start::Beginning);
     }
 
-    /// Reads what is there; returns whether anything was read.
-    fn drain(&mut self, batcher: &mut LineBatcher, buf: &mut [u8]) -> bool {
-        let Some(f) = self.file.as_mut() else {
-            return false;
-        };
+    /// Reads what is there; returns whether anything was read. Each chunk read is sent on,
+    /// and its end noted in `inflight` with the batch that carries it.
+    fn drain(
+        &mut self,
+        batcher: &mut LineBatcher,
+        buf: &mut [u8],
+        inflight: &mut Inflight,
+    ) -> bool {
         let mut any = false;
         loop {
+            let Some(f) = self.file.as_mut() else {
+                return any;
+            };
             match f.read(buf) {
                 Ok(0) => break,
                 Ok(n) => {
@@ -148,6 +155,7 @@ impl Follower {
                         *line_no += 1;
                         batcher.line(l, Some(*line_no));
                     });
+                    inflight.push_back((batcher.flush(), self.committed()));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => break,
@@ -157,7 +165,12 @@ impl Follower {
     }
 
     /// After reaching the end: has the path been rotated or truncated?
-    fn check_rotation(&mut self, batcher: &mut LineBatcher, buf: &mut [u8]) {
+    fn check_rotation(
+        &mut self,
+        batcher: &mut LineBatcher,
+        buf: &mut [u8],
+        inflight: &mut Inflight,
+    ) {
         let Ok(m) = std::fs::metadata(&self.cfg.path) else {
             return;
         };
@@ -167,7 +180,7 @@ impl Follower {
         }
         if m.dev() != self.pos.dev || m.ino() != self.pos.ino {
             // Renamed away: finish the old file, then take the new one from its start.
-            self.drain(batcher, buf);
+            self.drain(batcher, buf, inflight);
             if let Some(l) = self.split.finish() {
                 self.line_no += 1;
                 batcher.line(&l, Some(self.line_no));
@@ -250,27 +263,62 @@ pub fn spawn(
         .name(format!("file:{name}"))
         .spawn(move || {
             let mut buf = vec![0u8; 256 * 1024];
+            let mut inflight = Inflight::new();
             let mut saved = None;
             while !crate::signals::shutdown_requested() {
-                let any = fol.drain(&mut batcher, &mut buf);
-                batcher.flush();
-                let c = fol.committed();
-                if saved != Some(c) && fol.file.is_some() {
-                    if let Err(e) = write_state(&fol.state, c) {
-                        ComponentCounters::add(&counters.errors, 1);
-                        crate::rate_limited_warn!(
-                            "source `{name}`: cannot save the position to {}: {e}",
-                            fol.state.display()
-                        );
-                    }
-                    saved = Some(c);
-                }
+                let any = fol.drain(&mut batcher, &mut buf, &mut inflight);
+                save_taken(&fol, &batcher, &mut inflight, &mut saved, &counters);
                 if !any {
-                    fol.check_rotation(&mut batcher, &mut buf);
+                    fol.check_rotation(&mut batcher, &mut buf, &mut inflight);
                     std::thread::sleep(fol.cfg.poll_interval.0);
                 }
             }
-            batcher.flush();
-            let _ = write_state(&fol.state, fol.committed());
+            inflight.push_back((batcher.flush(), fol.committed()));
+            // The sinks drain their queues now; the position moves only as far as they take.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while inflight
+                .iter()
+                .any(|(s, _)| s.as_ref().is_some_and(|s| !batcher.taken(s)))
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            save_taken(&fol, &batcher, &mut inflight, &mut saved, &counters);
         })?)
+}
+
+/// Chunks sent and not yet known to be taken by every sink: the batch that carries a chunk's
+/// last lines (none when it had no netfilter line) and the position after it.
+type Inflight = VecDeque<(Option<Sent>, Position)>;
+
+/// Saves the position after the newest chunk every sink has taken: a restart then reads again
+/// what a sink had not taken yet (a duplicate at worst), and never skips it. Sinks take batches
+/// in order, so a chunk is taken when its own batch is.
+fn save_taken(
+    fol: &Follower,
+    batcher: &LineBatcher,
+    inflight: &mut Inflight,
+    saved: &mut Option<Position>,
+    counters: &ComponentCounters,
+) {
+    let mut reached = None;
+    while let Some((sent, pos)) = inflight.front() {
+        if sent.as_ref().is_some_and(|s| !batcher.taken(s)) {
+            break;
+        }
+        reached = Some(*pos);
+        inflight.pop_front();
+    }
+    let Some(pos) = reached.filter(|p| *saved != Some(*p)) else {
+        return;
+    };
+    if let Err(e) = write_state(&fol.state, pos) {
+        ComponentCounters::add(&counters.errors, 1);
+        crate::rate_limited_warn!(
+            "source `{}`: cannot save the position to {}: {e}",
+            fol.name,
+            fol.state.display()
+        );
+    }
+    *saved = Some(pos);
 }

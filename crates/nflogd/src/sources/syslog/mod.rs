@@ -7,5 +7,5 @@ mod config;
 mod framing;
 mod listener;
 
-pub use config::SyslogConfig;
+pub use config::{Mode, SyslogConfig};
 pub use listener::spawn;
