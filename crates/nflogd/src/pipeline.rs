@@ -185,7 +185,8 @@ impl Fanout {
         let bytes = batch_bytes(batch);
         let shared = Arc::new(std::mem::take(batch));
         for s in &self.sinks {
-            if !s.has_room(n, bytes) && !(self.wait && wait_for_room(s, n, bytes)) {
+            let room = s.has_room(n, bytes) || (self.wait && wait_for_room(s, n, bytes));
+            if !room {
                 ComponentCounters::add(&s.counters.dropped, n);
                 crate::rate_limited_warn!(
                     "sink `{}` is not keeping up: its queue is full, {} events dropped",
