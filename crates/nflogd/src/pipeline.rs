@@ -101,7 +101,10 @@ impl SinkHandle {
 pub struct SinkQueue {
     pub rx: Receiver<Batch>,
     counters: Arc<ComponentCounters>,
+    limits: QueueLimits,
     closed: Arc<AtomicBool>,
+    /// Some input cannot wait (NFLOG, conntrack, UDP): a full queue would lose its events.
+    pub urgent: bool,
 }
 
 impl SinkQueue {
@@ -112,6 +115,17 @@ impl SinkQueue {
         self.counters
             .queued_bytes
             .fetch_sub(batch_bytes(batch), Ordering::Relaxed);
+    }
+
+    /// Whether the queue holds at least 1/`fraction` of its event or byte limit while an
+    /// input cannot wait (sources that can wait are held back by a full queue instead).
+    pub fn pressed(&self, fraction: u64) -> bool {
+        let c = &self.counters;
+        if !self.urgent {
+            return false;
+        }
+        c.queued.load(Ordering::Relaxed) * fraction >= self.limits.events
+            || c.queued_bytes.load(Ordering::Relaxed) * fraction >= self.limits.bytes
     }
 }
 
@@ -139,7 +153,9 @@ pub fn sink_queue(
         SinkQueue {
             rx,
             counters,
+            limits,
             closed,
+            urgent: true,
         },
     )
 }
@@ -163,6 +179,14 @@ pub struct Fanout {
 const KEPT_BATCHES: usize = 4;
 
 impl Fanout {
+    #[cfg(test)]
+    pub fn new(sinks: Vec<SinkHandle>) -> Self {
+        Fanout {
+            sinks,
+            ..Fanout::default()
+        }
+    }
+
     /// This fan-out's source can wait: `send` blocks at a full queue until the sink has room.
     pub fn waiting(mut self) -> Self {
         self.wait = true;

@@ -27,7 +27,11 @@ pub fn run(cfg: Config) -> Result<()> {
     let mut sink_threads = Vec::new();
     for (name, s) in &cfg.sinks {
         let counters = metrics::register("sink", name);
-        let (handle, queue) = pipeline::sink_queue(name, counters.clone(), s.queue_limits());
+        let (handle, mut queue) = pipeline::sink_queue(name, counters.clone(), s.queue_limits());
+        queue.urgent = s
+            .inputs()
+            .iter()
+            .any(|i| cfg.sources.get(i).is_some_and(|src| !src.can_wait()));
         for input in s.inputs() {
             fanouts
                 .entry(input.clone())

@@ -146,6 +146,14 @@ pub fn mac_colon(b: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+/// An IP address as text, without allocating.
+pub fn ip_text(ip: std::net::IpAddr, out: &mut Vec<u8>) {
+    match ip {
+        std::net::IpAddr::V4(v4) => ipv4_text(v4, out),
+        std::net::IpAddr::V6(v6) => ipv6_text(v6, out),
+    }
+}
+
 /// An IP address as JSON string, without allocating.
 pub fn ip_string(ip: std::net::IpAddr, out: &mut Vec<u8>) {
     out.push(b'"');

@@ -59,12 +59,16 @@ impl Default for SpoolConfig {
 }
 
 impl SpoolConfig {
+    /// The spool's directory for sink `name`: `dir` or the default place.
+    pub fn dir_of(&self, name: &str) -> PathBuf {
+        self.dir
+            .clone()
+            .unwrap_or_else(|| format!("/var/lib/nflogd/spool/{name}").into())
+    }
+
     /// Opens the spool of sink `name`, in `dir` or the default place.
     pub fn open(&self, name: &str) -> Result<Spool> {
-        let dir = self
-            .dir
-            .clone()
-            .unwrap_or_else(|| format!("/var/lib/nflogd/spool/{name}").into());
+        let dir = self.dir_of(name);
         let spool = Spool::open(&dir, self.max_size.0, self.when_full)
             .with_context(|| format!("sink `{name}`: spool in {}", dir.display()))?;
         if spool.pending_events() > 0 {

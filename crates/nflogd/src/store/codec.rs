@@ -98,7 +98,7 @@ pub fn decode(b: &[u8]) -> Option<Change> {
                 secs: i64::from_le_bytes(r.array()?),
                 micros: u32::from_le_bytes(r.array()?),
             }),
-            2 => Value::Text(r.text()?),
+            2 => Value::Text(r.text()?.into()),
             3 => Value::Int(i64::from_le_bytes(r.array()?)),
             4 => Value::Inet(Ipv4Addr::from(r.array::<4>()?).into()),
             5 => Value::Inet(Ipv6Addr::from(r.array::<16>()?).into()),

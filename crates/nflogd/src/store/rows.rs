@@ -184,7 +184,8 @@ pub const RAW_COLUMNS: &[Column] = &[
 pub enum Value {
     Null,
     Time(Timestamp),
-    Text(String),
+    /// Text; most values (names, prefixes, flags) are short enough to stay inline.
+    Text(compact_str::CompactString),
     Int(i64),
     Inet(IpAddr),
     Mac([u8; 6]),
@@ -202,7 +203,7 @@ impl Value {
         if s.is_empty() {
             Value::Null
         } else {
-            Value::Text(s.to_string())
+            Value::Text(s.into())
         }
     }
 }
@@ -261,7 +262,7 @@ pub fn rows(ev: &Event, host: &str, out: &mut Vec<Change>) {
             values: vec![
                 Value::Time(c.time),
                 Value::text(host),
-                Value::Text(c.name.clone()),
+                Value::Text(c.name.as_str().into()),
                 Value::Int(c.packets as i64),
                 Value::Int(c.bytes as i64),
             ],
@@ -273,8 +274,8 @@ pub fn rows(ev: &Event, host: &str, out: &mut Vec<Change>) {
                 Value::text(r.host.as_deref().unwrap_or(host)),
                 Value::text(&r.origin),
                 Value::opt_int(r.position.map(|p| p as i64)),
-                Value::Text(r.line.clone()),
-                Value::Text(r.reason.clone()),
+                Value::Text(r.line.as_str().into()),
+                Value::Text(r.reason.as_str().into()),
             ],
         })),
     }
@@ -363,7 +364,7 @@ pub fn packet_row(p: &PacketEvent, host: &str) -> Row {
             Value::opt_int(ports.map(|x| x.1)),
             Value::opt_int(length.or(Some(p.payload_len as i64)).filter(|&l| l > 0)),
             Value::opt_int(ttl),
-            flags.map_or(Value::Null, Value::Text),
+            flags.map_or(Value::Null, |f| Value::Text(f.into())),
             Value::opt_int(icmp.map(|x| x.0)),
             Value::opt_int(icmp.map(|x| x.1)),
             Value::Int(p.mark as i64),

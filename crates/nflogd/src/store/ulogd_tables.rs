@@ -174,7 +174,7 @@ fn value(v: Option<&serde_json::Value>, kind: Kind) -> Value {
                 .collect();
             b.try_into().map_or(Value::Null, Value::Mac)
         }
-        (Some(J::String(s)), _) => Value::Text(s.clone()),
+        (Some(J::String(s)), _) => Value::Text(s.as_str().into()),
         (Some(J::Bool(b)), _) => Value::Bool(*b),
         _ => Value::Null,
     }

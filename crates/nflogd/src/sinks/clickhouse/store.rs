@@ -230,7 +230,12 @@ mod tests {
         let mut b = Vec::new();
         encode(&Value::Null, Kind::I32, true, &mut b);
         encode(&Value::Int(258), Kind::I16, true, &mut b);
-        encode(&Value::Text("é".repeat(100)), Kind::Text, false, &mut b);
+        encode(
+            &Value::Text("é".repeat(100).into()),
+            Kind::Text,
+            false,
+            &mut b,
+        );
         assert_eq!(&b[..4], &[1, 0, 2, 1]);
         assert_eq!(&b[4..6], &[200, 1], "varint 200");
         let mut b = Vec::new();

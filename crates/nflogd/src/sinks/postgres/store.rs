@@ -515,7 +515,7 @@ impl Store for PostgresStore {
             match ch {
                 Change::Insert(r) if r.table == Table::OpenFlows => {
                     let host = match &r.values[host_ix] {
-                        Value::Text(h) => h.clone(),
+                        Value::Text(h) => h.to_string(),
                         _ => String::new(),
                     };
                     if let Value::Int(id) = r.values[id_ix] {

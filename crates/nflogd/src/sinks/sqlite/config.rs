@@ -18,6 +18,10 @@ pub struct SqliteSinkConfig {
     /// "0" for no cap.
     #[serde(default = "default_max_size")]
     pub max_size: ByteSize,
+    /// Where the queue spills when the store falls behind a flood (`[sinks.NAME.spool]`; by
+    /// default /var/lib/nflogd/spool/<sink name>, 1 GiB).
+    #[serde(default)]
+    pub spool: crate::spool::SpoolConfig,
     #[serde(default = "crate::config::default_queue_events")]
     pub queue_max_events: u64,
     #[serde(default = "crate::config::default_queue_bytes")]

@@ -8,7 +8,7 @@ pub use store::open_for_query;
 
 use crate::metrics::ComponentCounters;
 use crate::pipeline::SinkQueue;
-use crate::sinks::database::{Buffer, DatabaseSink};
+use crate::sinks::database::{Buffer, DatabaseSink, Overflow};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -25,7 +25,16 @@ pub fn spawn(
     st.connect()
         .map_err(|e| anyhow::anyhow!("sink `{name}`: {e:#}"))?;
     tracing::info!("sink `{name}`: SQLite store {}", cfg.path.display());
-    let sink = DatabaseSink::new(name, st, Buffer::Memory(None), host, counters);
+    // What an earlier run spilled and did not write yet is taken back first.
+    let spool = match cfg.spool.dir_of(name).exists() {
+        true => Some(cfg.spool.open(name)?),
+        false => None,
+    };
+    let overflow = Overflow {
+        config: cfg.spool.clone(),
+        spool,
+    };
+    let sink = DatabaseSink::new(name, st, Buffer::Memory(None, overflow), host, counters);
     Ok(std::thread::Builder::new()
         .name(format!("sqlite:{name}"))
         .spawn(move || sink.run(queue))?)
