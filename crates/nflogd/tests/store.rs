@@ -935,3 +935,123 @@ fn postgres_retention_drops_old_days() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `n` kernel LOG lines in kern.log form with a firewall's diversity: addresses, ports,
+/// interfaces and prefixes vary from line to line (a fixed generator, so runs are alike).
+fn diverse_kernel_lines(n: usize) -> String {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move |m: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % m
+    };
+    let mut out = String::with_capacity(n * 200);
+    for i in 0..n {
+        let s = i / 1000;
+        let (proto, l4) = match next(3) {
+            0 => (
+                "TCP",
+                format!(
+                    "SPT={} DPT={} WINDOW={} RES=0x00 SYN URGP=0 ",
+                    1024 + next(64000),
+                    1 + next(65000),
+                    next(65535)
+                ),
+            ),
+            1 => (
+                "UDP",
+                format!(
+                    "SPT={} DPT={} LEN={} ",
+                    1024 + next(64000),
+                    1 + next(65000),
+                    8 + next(1000)
+                ),
+            ),
+            _ => (
+                "ICMP",
+                format!("TYPE=8 CODE=0 ID={} SEQ={} ", next(65535), next(65535)),
+            ),
+        };
+        out.push_str(&format!(
+            "Nov 23 {:02}:{:02}:{:02} fw{} kernel: [{}.{:06}] rule{:02}: IN=eth{} OUT= MAC=52:54:00:{:02x}:{:02x}:{:02x}:52:54:00:00:00:01:08:00 SRC={}.{}.{}.{} DST=10.0.{}.{} LEN={} TOS=0x00 PREC=0x00 TTL={} ID={} DF PROTO={proto} {l4}\n",
+            s / 3600 % 24,
+            s / 60 % 60,
+            s % 60,
+            next(8),
+            1000 + s,
+            i % 1_000_000,
+            next(40),
+            next(16),
+            next(256),
+            next(256),
+            next(256),
+            1 + next(223),
+            next(256),
+            next(256),
+            1 + next(254),
+            next(256),
+            1 + next(254),
+            28 + next(1400),
+            1 + next(255),
+            next(65535),
+        ));
+    }
+    out
+}
+
+/// A log read from its beginning waits for the store instead of dropping what its queue
+/// cannot hold: with a queue of 2 000 events, 200 000 lines all reach SQLite. The position it
+/// saved is the end of what was stored, so a restart stores nothing twice, and lines appended
+/// while it was down are stored once.
+#[test]
+fn a_whole_log_file_reaches_sqlite_and_a_restart_resumes_after_it() {
+    let dir = std::env::temp_dir().join(format!("nflogd-store-file-{}", lab::tag()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (log, db, pos) = (
+        dir.join("kern.log"),
+        dir.join("store.db"),
+        dir.join("kern.position"),
+    );
+    const N: usize = 200_000;
+    let text = diverse_kernel_lines(N + 1_000);
+    let cut = text.match_indices('\n').nth(N - 1).unwrap().0 + 1;
+    std::fs::write(&log, &text[..cut]).unwrap();
+    let cfg = dir.join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "stats_interval = \"0s\"\n[sources.k]\ntype = \"file\"\npath = \"{}\"\nstart = \"beginning\"\nstate_file = \"{}\"\npoll_interval = \"50ms\"\n\
+             [sinks.lite]\ntype = \"sqlite\"\ninputs = [\"k\"]\npath = \"{}\"\nqueue_max_events = 2000\n",
+            log.display(),
+            pos.display(),
+            db.display()
+        ),
+    )
+    .unwrap();
+    let count = || sqlite_count(&db, "SELECT count(*) FROM packets");
+    let d = lab::start_nflogd(None, &cfg, &dir.join("nflogd.log"));
+    wait_until(180, "every line in SQLite", || count() >= N as u64);
+    let out = d.stop();
+    assert_eq!(count(), N as u64, "{out}");
+    assert_eq!(lab::stat(&out, "sink.lite", "dropped"), 0, "{out}");
+    assert!(out.contains("sink.lite: received=200000"), "{out}");
+    let saved = std::fs::read_to_string(&pos).unwrap();
+    assert_eq!(
+        saved.split_whitespace().nth(2),
+        Some(cut.to_string().as_str()),
+        "the position is the end of the file"
+    );
+    // Lines appended while nflogd was down: stored once, after the others.
+    std::fs::write(&log, &text).unwrap();
+    let d = lab::start_nflogd(None, &cfg, &dir.join("nflogd.log"));
+    wait_until(60, "the appended lines", || count() >= N as u64 + 1_000);
+    d.stop();
+    assert_eq!(count(), N as u64 + 1_000);
+    let distinct = sqlite_count(
+        &db,
+        "SELECT count(*) FROM (SELECT DISTINCT time, host, src_ip, dst_ip, src_port, dst_port, length, ttl FROM packets)",
+    );
+    assert_eq!(distinct, N as u64 + 1_000, "no line stored twice");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -346,3 +346,61 @@ impl Store for SqliteStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store made by schema version 1 (packets indexed by address and port) is brought to
+    /// version 2 at the next start: those indexes go, the rows stay, the step is recorded.
+    #[test]
+    fn a_version_1_store_is_migrated() {
+        let dir = std::env::temp_dir().join(format!("nflogd-sqlite-mig-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("old.db");
+        let mut st = SqliteStore::new(path.clone(), std::time::Duration::ZERO, 0);
+        st.connect().unwrap();
+        st.disconnect();
+        // What version 1 left: its three indexes and its version row.
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE INDEX packets_src ON packets (src_ip);
+             CREATE INDEX packets_dst ON packets (dst_ip);
+             CREATE INDEX packets_dport ON packets (dst_port);
+             DELETE FROM nflogd_schema;
+             INSERT INTO nflogd_schema VALUES (1, '2026-11-01 00:00:00');
+             INSERT INTO packets (time, src_ip, dst_port) VALUES ('2026-11-01T00:00:00.000000Z', '192.0.2.1', 22);",
+        )
+        .unwrap();
+        drop(c);
+        let indexes = |c: &Connection| -> Vec<String> {
+            c.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'packets' ORDER BY 1")
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap()
+        };
+        st.connect().unwrap();
+        st.disconnect();
+        let c = Connection::open(&path).unwrap();
+        assert_eq!(indexes(&c), ["packets_time"]);
+        let versions: Vec<i64> = c
+            .prepare("SELECT version FROM nflogd_schema ORDER BY version")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(versions, [1, 2]);
+        let kept: i64 = c
+            .query_row(
+                "SELECT count(*) FROM packets WHERE src_ip = '192.0.2.1'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(kept, 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
