@@ -40,7 +40,9 @@ pub fn run(schema: SchemaKind, hostname: String, files: &[PathBuf]) -> Result<()
             ),
             None => ("stdin".into(), Box::new(std::io::stdin())),
         };
-        let mut dec = LineDecoder::new(&name, actions.clone(), counters.clone());
+        // The user's own files: journald's export form is recognised by its first field.
+        let mut dec =
+            LineDecoder::new(&name, actions.clone(), counters.clone()).reading_journal_export();
         let mut reader = BufReader::with_capacity(1 << 16, reader);
         let mut raw = Vec::new();
         let mut n = 0u64;

@@ -117,8 +117,8 @@ pub fn run(cfg: Config) -> Result<()> {
             SourceConfig::File(f) => {
                 sources::file::spawn(name, f, actions.clone(), fanout, counters)
             }
-            SourceConfig::Stdin(_) => {
-                sources::stdin::spawn(name, actions.clone(), fanout, counters)
+            SourceConfig::Stdin(c) => {
+                sources::stdin::spawn(name, c, actions.clone(), fanout, counters)
             }
             SourceConfig::Syslog(c) => {
                 sources::syslog::spawn(name, c, actions.clone(), fanout, counters)

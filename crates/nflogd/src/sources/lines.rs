@@ -17,6 +17,11 @@ pub struct LineDecoder {
     boot: Option<f64>,
     /// The entry being gathered when the input is `journalctl -o export`.
     journal: envelope::JournalExport,
+    /// Whether `journalctl -o export` entries are read at all: only where the configuration
+    /// (or the `parse` command) says so, never because a peer sent a line that looks like one
+    /// (a datagram starting `__CURSOR=` would otherwise turn every later line from that sender
+    /// into fields of an entry that never ends).
+    journal_export: bool,
     counters: Arc<ComponentCounters>,
 }
 
@@ -43,8 +48,15 @@ impl LineDecoder {
             last_host: None,
             boot: None,
             journal: envelope::JournalExport::default(),
+            journal_export: false,
             counters,
         }
+    }
+
+    /// Reads `journalctl -o export` entries too.
+    pub fn reading_journal_export(mut self) -> Self {
+        self.journal_export = true;
+        self
     }
 
     fn intern(
@@ -82,6 +94,9 @@ impl LineDecoder {
     /// line that is not a netfilter line at all (counted as ignored); a netfilter line that does
     /// not parse becomes a raw record.
     pub fn decode(&mut self, line: &str, position: Option<u64>) -> Option<Event> {
+        if !self.journal_export {
+            return self.decode_envelope(envelope::open(line), line, position);
+        }
         match self.journal.line(line) {
             envelope::ExportLine::Plain => {
                 self.decode_envelope(envelope::open(line), line, position)

@@ -30,6 +30,10 @@ pub struct FileSourceConfig {
     pub start: Start,
     /// Where the position is kept; default /var/lib/nflogd/<source name>.position.
     pub state_file: Option<PathBuf>,
+    /// The file holds `journalctl -o export` output (entries of one field a line, ended by a
+    /// blank line). Default false.
+    #[serde(default)]
+    pub journal_export: bool,
     /// How often to look for new data and rotation. Default "250ms".
     #[serde(default = "default_poll")]
     pub poll_interval: Duration,
@@ -258,6 +262,9 @@ pub fn spawn(
         fanout,
         counters.clone(),
     );
+    if cfg.journal_export {
+        batcher.decoder = batcher.decoder.reading_journal_export();
+    }
     let name = name.to_string();
     Ok(std::thread::Builder::new()
         .name(format!("file:{name}"))

@@ -13,16 +13,24 @@ use std::thread::JoinHandle;
 /// `[sources.NAME] type = "stdin"`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct StdinConfig {}
+pub struct StdinConfig {
+    /// Standard input is `journalctl -o export` output. Default false.
+    #[serde(default)]
+    pub journal_export: bool,
+}
 
 pub fn spawn(
     name: &str,
+    cfg: &StdinConfig,
     actions: Arc<ActionConfig>,
     fanout: Fanout,
     counters: Arc<ComponentCounters>,
 ) -> Result<JoinHandle<()>> {
     tracing::info!("source `{name}`: reading LOG lines from standard input");
     let mut batcher = LineBatcher::new("stdin", actions, fanout, counters);
+    if cfg.journal_export {
+        batcher.decoder = batcher.decoder.reading_journal_export();
+    }
     Ok(std::thread::Builder::new()
         .name(format!("stdin:{name}"))
         .spawn(move || {
