@@ -42,6 +42,12 @@ pub struct ComponentCounters {
     pub untracked: AtomicU64,
     /// Values a database sink changed to fit their column (the row was kept).
     pub coerced: AtomicU64,
+    /// Connections a listener refused (too many in all, or from one address).
+    pub refused: AtomicU64,
+    /// Idle connections a listener closed to make room for a new one.
+    pub evicted: AtomicU64,
+    /// Connections closed for idling or for not finishing their TLS handshake in time.
+    pub timeouts: AtomicU64,
     /// Gauge: events in the spool not yet confirmed by the receiver.
     pub spool_pending: AtomicU64,
     /// Gauge: events in the sink's memory queue.
@@ -84,7 +90,7 @@ pub fn register(kind: &'static str, name: &str) -> Arc<ComponentCounters> {
 
 type Field = (&'static str, fn(&ComponentCounters) -> &AtomicU64);
 
-const FIELDS: [Field; 17] = [
+const FIELDS: [Field; 20] = [
     ("received", |c| &c.received),
     ("sent", |c| &c.sent),
     ("dropped", |c| &c.dropped),
@@ -102,6 +108,9 @@ const FIELDS: [Field; 17] = [
     ("resynced", |c| &c.resynced),
     ("untracked", |c| &c.untracked),
     ("coerced", |c| &c.coerced),
+    ("refused", |c| &c.refused),
+    ("evicted", |c| &c.evicted),
+    ("timeouts", |c| &c.timeouts),
 ];
 
 /// Gauges: current values, not totals.

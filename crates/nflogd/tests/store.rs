@@ -86,10 +86,14 @@ fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
 }
 
 fn sqlite_count(db: &Path, sql: &str) -> u64 {
-    sh(&format!("sqlite3 {} \"{sql}\"", db.display()))
-        .trim()
-        .parse()
-        .unwrap_or(0)
+    // A reader may meet the writer's lock for a moment; wait for it as `nflogd query` does.
+    sh(&format!(
+        "sqlite3 -cmd \".timeout 5000\" {} \"{sql}\"",
+        db.display()
+    ))
+    .trim()
+    .parse()
+    .unwrap_or(0)
 }
 
 fn ecs_mac(v: &Value) -> String {

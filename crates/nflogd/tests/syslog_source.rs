@@ -143,3 +143,127 @@ fn logger_and_openssl_clients_over_udp_tcp_and_tls() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A TCP connection to `port` from the loopback address `from`.
+fn connect_from(from: &str, port: u16) -> std::io::Result<std::net::TcpStream> {
+    use std::os::fd::FromRawFd;
+    // std cannot connect from a chosen address; a socket bound first can.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+    assert!(fd >= 0);
+    let addr = |ip: &str, port: u16| {
+        let ip: std::net::Ipv4Addr = ip.parse().unwrap();
+        libc::sockaddr_in {
+            sin_family: libc::AF_INET as u16,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(ip).to_be(),
+            },
+            sin_zero: [0; 8],
+        }
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as u32;
+    let local = addr(from, 0);
+    let remote = addr("127.0.0.1", port);
+    unsafe {
+        if libc::bind(fd, &local as *const _ as *const libc::sockaddr, len) != 0
+            || libc::connect(fd, &remote as *const _ as *const libc::sockaddr, len) != 0
+        {
+            let e = std::io::Error::last_os_error();
+            libc::close(fd);
+            return Err(e);
+        }
+        Ok(std::net::TcpStream::from_raw_fd(fd))
+    }
+}
+
+/// The listener holds against what one host on the network can do to it: hundreds of idle
+/// connections (a cap per address, and the quietest closed to let a new peer in), a line
+/// trickled a byte at a time (closed when it brings no message), and a spoofed datagram that
+/// looks like journald's export form (read as a plain line; later lines still arrive).
+#[test]
+fn the_listener_holds_against_idle_connections_trickles_and_spoofed_datagrams() {
+    let dir = std::env::temp_dir().join(format!("nflogd-syslog-attack-{}", lab::tag()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("out.json");
+    let (full, slow, udp) = (free_port(), free_port(), free_port());
+    let cfg = dir.join("s.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "stats_interval = \"0s\"\n\
+             [sources.full]\ntype = \"syslog\"\nmode = \"tcp\"\naddress = \"127.0.0.1:{full}\"\nmax_connections = 10\nmax_connections_per_peer = 8\n\
+             [sources.slow]\ntype = \"syslog\"\nmode = \"tcp\"\naddress = \"127.0.0.1:{slow}\"\nidle_timeout = \"2s\"\n\
+             [sources.udp]\ntype = \"syslog\"\nmode = \"udp\"\naddress = \"127.0.0.1:{udp}\"\n\
+             [sinks.o]\ntype = \"file\"\ninputs = [\"full\", \"slow\", \"udp\"]\npath = \"{}\"\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    let d = lab::start_nflogd(None, &cfg, &dir.join("log"));
+    let line = |tag: &str, i: usize| format!("<4>Nov 23 10:00:00 fw9 kernel: {tag}{i}: {BODY}\n");
+
+    // 400 idle connections from two addresses: eight from the first are taken, then the cap of
+    // ten is reached and the rest refused or swapped for one another.
+    let mut idle = Vec::new();
+    for from in ["127.0.0.2", "127.0.0.4"] {
+        for _ in 0..200 {
+            if let Ok(s) = connect_from(from, full) {
+                idle.push(s);
+            }
+        }
+    }
+    // A quiet second later, a firewall connects and is let in in place of the quietest.
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut fw = connect_from("127.0.0.3", full).unwrap();
+    let text: String = (0..100).map(|i| line("TCP", i)).collect();
+    fw.write_all(text.as_bytes()).unwrap();
+
+    // A line trickled a byte at a time brings no message: it is closed after 2 s.
+    let mut trickle = connect_from("127.0.0.5", slow).unwrap();
+    let mut closed = false;
+    for b in line("TRICKLE", 0)
+        .bytes()
+        .cycle()
+        .filter(|&b| b != b'\n')
+        .take(40)
+    {
+        if trickle.write_all(&[b]).is_err() {
+            closed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // A datagram that looks like journald's export form, then real lines from the same sender.
+    let u = std::net::UdpSocket::bind("127.0.0.6:0").unwrap();
+    u.send_to(b"__CURSOR=s=0;i=1\n", ("127.0.0.1", udp))
+        .unwrap();
+    for i in 0..20 {
+        u.send_to(line("UDP", i).as_bytes(), ("127.0.0.1", udp))
+            .unwrap();
+    }
+    let recs = json_lines(&wait_lines(&out, 120, Duration::from_secs(10)));
+    drop(idle);
+    drop(fw);
+    let log = d.stop();
+    let count = |p: &str| {
+        recs.iter()
+            .filter(|r| r["rule"]["name"].as_str().unwrap_or("").starts_with(p))
+            .count()
+    };
+    assert_eq!(count("TCP"), 100, "the firewall's lines: {log}");
+    assert_eq!(
+        count("UDP"),
+        20,
+        "the lines after the spoofed datagram: {log}"
+    );
+    assert_eq!(count("TRICKLE"), 0);
+    assert!(lab::stat(&log, "source.full", "refused") >= 300, "{log}");
+    assert!(lab::stat(&log, "source.full", "evicted") >= 1, "{log}");
+    assert!(lab::stat(&log, "source.slow", "timeouts") >= 1, "{log}");
+    assert!(
+        closed || log.contains("no message for 2000 ms"),
+        "the trickling connection was closed: {log}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -22,9 +22,21 @@ pub struct SyslogConfig {
     /// Longest message accepted; longer ones are cut there and counted. Default 64 KiB.
     #[serde(default = "default_max_message")]
     pub max_message: ByteSize,
-    /// TCP/TLS: most connections at once; more are refused and counted. Default 256.
+    /// TCP/TLS: most connections at once. A new one then takes the place of the connection
+    /// that has sent nothing for longest, if it has been quiet for a second or more; otherwise
+    /// it is refused. Default 256.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// TCP/TLS: most connections from one address; more are refused. Default 16.
+    #[serde(default = "default_max_connections_per_peer")]
+    pub max_connections_per_peer: usize,
+    /// TCP/TLS: a connection that delivers no complete message for this long is closed
+    /// ("0s": never). Default "1h".
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: crate::config::Duration,
+    /// TLS: a client that has not completed its handshake in this time is dropped. Default "10s".
+    #[serde(default = "default_handshake_timeout")]
+    pub handshake_timeout: crate::config::Duration,
     /// TLS: the server certificate chain and key (PEM).
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
@@ -37,6 +49,15 @@ fn default_max_message() -> ByteSize {
 }
 fn default_max_connections() -> usize {
     256
+}
+fn default_max_connections_per_peer() -> usize {
+    16
+}
+fn default_idle_timeout() -> crate::config::Duration {
+    crate::config::Duration::from_secs(3600)
+}
+fn default_handshake_timeout() -> crate::config::Duration {
+    crate::config::Duration::from_secs(10)
 }
 
 impl SyslogConfig {

@@ -9,6 +9,9 @@ pub struct Deframer {
     skip: usize,
     /// Messages cut to `max` or with a bad length, since creation.
     pub oversized: u64,
+    /// Bytes at the start of `buf` already searched for a line end: a sender that trickles a
+    /// long line byte by byte costs a scan of each byte once, not of the whole line each time.
+    scanned: usize,
 }
 
 impl Deframer {
@@ -18,6 +21,7 @@ impl Deframer {
             max,
             skip: 0,
             oversized: 0,
+            scanned: 0,
         }
     }
 
@@ -70,17 +74,27 @@ impl Deframer {
                     continue;
                 }
             }
-            match rest.iter().position(|&b| b == b'\n' || b == 0) {
+            let from = if start == 0 {
+                self.scanned.min(rest.len())
+            } else {
+                0
+            };
+            match rest[from..].iter().position(|&b| b == b'\n' || b == 0) {
                 Some(i) => {
+                    let i = from + i;
                     let msg = &rest[..i];
                     f(msg.strip_suffix(b"\r").unwrap_or(msg));
                     start += i + 1;
+                    self.scanned = 0;
                 }
                 None => {
+                    // What is left becomes the start of the buffer, searched to its end.
+                    self.scanned = rest.len();
                     if rest.len() > self.max {
                         self.oversized += 1;
                         f(&rest[..self.max]);
                         start = self.buf.len();
+                        self.scanned = 0;
                     }
                     break;
                 }
@@ -121,6 +135,30 @@ mod tests {
                 whole,
                 "cut at {cut}"
             );
+        }
+    }
+
+    /// A line sent a byte at a time is searched once per byte: 60 000 one-byte feeds look at
+    /// 60 000 bytes, not 1.8 billion.
+    #[test]
+    fn a_trickled_line_is_scanned_once() {
+        let mut d = Deframer::new(64 * 1024);
+        let mut out = Vec::new();
+        for _ in 0..60_000 {
+            d.feed(b"x", |m| out.push(m.len()));
+            assert_eq!(d.scanned, d.buf.len());
+        }
+        d.feed(b"\n", |m| out.push(m.len()));
+        assert_eq!(out, vec![60_000]);
+        assert_eq!(d.scanned, 0);
+        for cut in [1, 7, 30] {
+            let stream = b"<4>one\n9 <4>two\nxx<4>three\n";
+            let mut d = Deframer::new(100);
+            let mut got = Vec::new();
+            for c in stream.chunks(cut) {
+                d.feed(c, |m| got.push(String::from_utf8_lossy(m).into_owned()));
+            }
+            assert_eq!(got, ["<4>one", "<4>two\nxx", "<4>three"], "chunks of {cut}");
         }
     }
 

@@ -9,10 +9,10 @@ use crate::sources::lines::LineBatcher;
 use crate::transforms::action::ActionConfig;
 use anyhow::{anyhow, Context, Result};
 use std::io::Read;
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -130,29 +130,25 @@ pub fn spawn(
                 if tls.is_some() { "TLS" } else { "TCP" },
                 cfg.address
             );
-            let open = Arc::new(AtomicUsize::new(0));
+            let conns = Arc::new(Connections::default());
             Ok(std::thread::Builder::new()
                 .name(format!("syslog:{name}"))
                 .spawn(move || {
                     while !crate::signals::shutdown_requested() {
                         match listener.accept() {
                             Ok((stream, peer)) => {
-                                if open.load(Ordering::Relaxed) >= cfg.max_connections {
-                                    ComponentCounters::add(&counters.errors, 1);
-                                    crate::rate_limited_warn!(
-                                        "source `{name}`: refusing {peer}: {} connections open",
-                                        cfg.max_connections
-                                    );
+                                let Some(conn) = conns.admit(&stream, peer, &cfg, &counters, &name)
+                                else {
                                     continue;
-                                }
-                                open.fetch_add(1, Ordering::Relaxed);
-                                let (open, tls, actions, fanout, conn_counters, name) = (
-                                    open.clone(),
+                                };
+                                let (conns, tls, actions, fanout, conn_counters, name, cfg) = (
+                                    conns.clone(),
                                     tls.clone(),
                                     actions.clone(),
                                     fanout.clone(),
                                     counters.clone(),
                                     name.clone(),
+                                    cfg.clone(),
                                 );
                                 let spawned = std::thread::Builder::new()
                                     .name(format!("syslog:{peer}"))
@@ -167,12 +163,14 @@ pub fn spawn(
                                             fanout,
                                             conn_counters.clone(),
                                         );
-                                        if let Err(e) = serve(stream, tls, b, max, &conn_counters) {
+                                        if let Err(e) =
+                                            serve(stream, tls, b, &cfg, &conn, &conn_counters)
+                                        {
                                             crate::rate_limited_warn!(
                                                 "source `{name}`: connection from {peer}: {e:#}"
                                             );
                                         }
-                                        open.fetch_sub(1, Ordering::Relaxed);
+                                        conns.remove(conn.id);
                                     });
                                 if spawned.is_err() {
                                     ComponentCounters::add(&counters.errors, 1);
@@ -193,31 +191,173 @@ pub fn spawn(
     }
 }
 
-/// Reads one connection until it closes (or nflogd stops), deframing and decoding.
+/// Milliseconds since the listener's first use: when a connection last delivered a message.
+fn now_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+}
+
+/// One open connection, as the listener sees it.
+struct Conn {
+    id: u64,
+    peer: IpAddr,
+    /// When it last delivered a complete message (or connected), in `now_ms` time.
+    last_message: AtomicU64,
+    /// Set when the listener closed it to make room: its reader ends.
+    evicted: std::sync::atomic::AtomicBool,
+    /// A handle on its socket, to close it from the accepting thread.
+    socket: TcpStream,
+}
+
+/// The open connections of one listener: so that idle connections cannot keep every slot
+/// (a new peer takes the place of the one quiet for longest) and one address cannot take
+/// them all (a cap per address).
+#[derive(Default)]
+struct Connections {
+    open: Mutex<Vec<Arc<Conn>>>,
+    next_id: AtomicU64,
+}
+
+/// A connection quiet for less than this is not closed to make room.
+const EVICT_AFTER_MS: u64 = 1000;
+
+impl Connections {
+    /// Registers a new connection, or refuses it (counted) and returns None.
+    fn admit(
+        &self,
+        stream: &TcpStream,
+        peer: SocketAddr,
+        cfg: &SyslogConfig,
+        counters: &ComponentCounters,
+        name: &str,
+    ) -> Option<Arc<Conn>> {
+        let mut open = self.open.lock().ok()?;
+        let refuse = |why: &str| {
+            ComponentCounters::add(&counters.refused, 1);
+            crate::rate_limited_warn!("source `{name}`: refusing {peer}: {why}");
+            None
+        };
+        if open.iter().filter(|c| c.peer == peer.ip()).count() >= cfg.max_connections_per_peer {
+            return refuse(&format!(
+                "{} connections from that address are open",
+                cfg.max_connections_per_peer
+            ));
+        }
+        if open.len() >= cfg.max_connections {
+            let now = now_ms();
+            let quietest = open
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, c)| c.last_message.load(Ordering::Relaxed))
+                .filter(|(_, c)| {
+                    now.saturating_sub(c.last_message.load(Ordering::Relaxed)) >= EVICT_AFTER_MS
+                })
+                .map(|(i, _)| i);
+            let Some(i) = quietest else {
+                return refuse(&format!(
+                    "{} connections are open, all of them active",
+                    cfg.max_connections
+                ));
+            };
+            let victim = open.swap_remove(i);
+            victim.evicted.store(true, Ordering::Relaxed);
+            let _ = victim.socket.shutdown(std::net::Shutdown::Both);
+            ComponentCounters::add(&counters.evicted, 1);
+            crate::rate_limited_warn!(
+                "source `{name}`: {} connections open; closed the quietest, from {}, for {peer}",
+                cfg.max_connections,
+                victim.peer
+            );
+        }
+        let conn = Arc::new(Conn {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            peer: peer.ip(),
+            last_message: AtomicU64::new(now_ms()),
+            evicted: Default::default(),
+            socket: stream.try_clone().ok()?,
+        });
+        open.push(conn.clone());
+        Some(conn)
+    }
+
+    fn remove(&self, id: u64) {
+        if let Ok(mut open) = self.open.lock() {
+            open.retain(|c| c.id != id);
+        }
+    }
+}
+
+/// A connection's byte stream, plain or TLS.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ServerConnection, TcpStream>>),
+}
+
+impl Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+
+    fn handshaking(&self) -> bool {
+        matches!(self, Stream::Tls(s) if s.conn.is_handshaking())
+    }
+}
+
+/// Reads one connection until it closes (or nflogd stops, or it idles too long), deframing and
+/// decoding.
 fn serve(
     stream: TcpStream,
     tls: Option<Arc<rustls::ServerConfig>>,
     mut b: LineBatcher,
-    max: usize,
+    cfg: &SyslogConfig,
+    conn: &Conn,
     counters: &ComponentCounters,
 ) -> Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_millis(250)))?;
-    let mut reader: Box<dyn Read> = match tls {
-        Some(cfg) => Box::new(rustls::StreamOwned::new(
-            rustls::ServerConnection::new(cfg)?,
+    let mut reader = match tls {
+        Some(t) => Stream::Tls(Box::new(rustls::StreamOwned::new(
+            rustls::ServerConnection::new(t)?,
             stream,
-        )),
-        None => Box::new(stream),
+        ))),
+        None => Stream::Plain(stream),
     };
-    let mut deframer = Deframer::new(max);
+    let started = now_ms();
+    let handshake_ms = cfg.handshake_timeout.0.as_millis() as u64;
+    let idle_ms = cfg.idle_timeout.0.as_millis() as u64;
+    let mut deframer = Deframer::new(cfg.max_message.0 as usize);
     let mut buf = vec![0u8; 64 * 1024];
     let mut oversized = 0;
-    while !crate::signals::shutdown_requested() {
+    while !crate::signals::shutdown_requested() && !conn.evicted.load(Ordering::Relaxed) {
+        let now = now_ms();
+        if reader.handshaking() && now.saturating_sub(started) > handshake_ms {
+            ComponentCounters::add(&counters.timeouts, 1);
+            return Err(anyhow!("no TLS handshake within {handshake_ms} ms; closed"));
+        }
+        if idle_ms > 0 && now.saturating_sub(conn.last_message.load(Ordering::Relaxed)) > idle_ms {
+            ComponentCounters::add(&counters.timeouts, 1);
+            b.flush();
+            return Err(anyhow!("no message for {idle_ms} ms; closed"));
+        }
         match reader.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
-                deframer.feed(&buf[..n], |m| b.line(&String::from_utf8_lossy(m), None));
+                let mut messages = 0;
+                deframer.feed(&buf[..n], |m| {
+                    messages += 1;
+                    b.line(&String::from_utf8_lossy(m), None)
+                });
+                if messages > 0 {
+                    conn.last_message.store(now_ms(), Ordering::Relaxed);
+                }
+                // A source that can wait: this blocks while a sink has no room, and TCP's
+                // flow control then holds the sender back.
                 b.flush();
                 if deframer.oversized > oversized {
                     ComponentCounters::add(&counters.malformed, deframer.oversized - oversized);
