@@ -1,6 +1,7 @@
 //! nflogd: a logging, shipping and response daemon for Linux Netfilter.
 
 mod config;
+mod files;
 mod metrics;
 mod parse_cmd;
 mod pipeline;
@@ -144,6 +145,7 @@ fn parse_schema(s: &str) -> Result<schema::SchemaKind> {
 
 fn run(path: Option<PathBuf>) -> Result<()> {
     keep_freed_heap();
+    signals::fail_on_panic();
     let cfg = match &path {
         Some(p) => config::Config::load(p)?,
         None => {

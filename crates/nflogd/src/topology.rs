@@ -22,6 +22,7 @@ pub fn hostname() -> String {
 }
 
 pub fn run(cfg: Config) -> Result<()> {
+    crate::files::set_umask(&cfg.umask)?;
     let host = cfg.hostname.clone().unwrap_or_else(hostname);
     let mut fanouts: HashMap<String, Fanout> = HashMap::new();
     let mut sink_threads = Vec::new();
@@ -156,9 +157,27 @@ pub fn run(cfg: Config) -> Result<()> {
         tracing::info!("all sources have ended");
         crate::signals::request_shutdown();
     }
-    for h in sink_threads {
-        let _ = h.join();
+    // Sinks finish what they hold within their own limits; one that hangs (a peer that never
+    // answers) does not hold the process past the drain time: what it spooled stays spooled.
+    let deadline = std::time::Instant::now() + cfg.drain_timeout.0;
+    while !sink_threads.iter().all(|h| h.is_finished()) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let stuck: Vec<String> = sink_threads
+        .iter()
+        .filter(|h| !h.is_finished())
+        .map(|h| h.thread().name().unwrap_or("?").to_string())
+        .collect();
+    if !stuck.is_empty() {
+        tracing::warn!(
+            "sinks still busy after drain_timeout ({:?}), left behind: {}",
+            cfg.drain_timeout.0,
+            stuck.join(", ")
+        );
     }
     tracing::info!("stopped; final stats: {}", metrics::summary());
+    if crate::signals::failed() {
+        anyhow::bail!("a thread died (see the log above); stopped");
+    }
     Ok(())
 }

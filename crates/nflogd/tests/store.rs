@@ -1059,3 +1059,36 @@ fn a_whole_log_file_reaches_sqlite_and_a_restart_resumes_after_it() {
     assert_eq!(distinct, N as u64 + 1_000, "no line stored twice");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// What nflogd creates is not world-readable (files 0640 under the default umask), and a
+/// symbolic link planted at a log path is refused, not written through.
+#[test]
+fn files_are_created_0640_and_links_are_not_followed() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("nflogd-store-modes-{}", lab::tag()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (events, db) = (dir.join("events.json"), dir.join("store.db"));
+    let line = "Nov 23 10:00:00 fw kernel: [1.0] DROP IN=eth0 OUT= MAC= SRC=10.0.0.1 DST=10.9.9.9 LEN=40 TOS=0x00 PREC=0x00 TTL=64 ID=1 PROTO=TCP SPT=1000 DPT=22 WINDOW=0 RES=0x00 SYN URGP=0 \n";
+    let sinks = format!(
+        "[sinks.e]\ntype = \"file\"\ninputs = [\"in\"]\npath = \"{}\"\n\
+         [sinks.lite]\ntype = \"sqlite\"\ninputs = [\"in\"]\npath = \"{}\"\n",
+        events.display(),
+        db.display()
+    );
+    let (ok, log) = nflogd_stdin(&dir, &sinks, line.as_bytes());
+    assert!(ok, "{log}");
+    for f in [&events, &db] {
+        let mode = std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640, "{}", f.display());
+    }
+    // A link at the log path: the start fails and names the path; the target is untouched.
+    let target = dir.join("precious");
+    std::fs::write(&target, b"keep\n").unwrap();
+    std::fs::remove_file(&events).unwrap();
+    std::os::unix::fs::symlink(&target, &events).unwrap();
+    let (ok, log) = nflogd_stdin(&dir, &sinks, line.as_bytes());
+    assert!(!ok, "{log}");
+    assert!(log.contains(&events.display().to_string()), "{log}");
+    assert_eq!(std::fs::read(&target).unwrap(), b"keep\n");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -32,6 +32,14 @@ pub struct Config {
     /// How often the one-line statistics summary is logged ("0s" disables it).
     #[serde(default = "default_stats_interval")]
     pub stats_interval: Duration,
+    /// How long sinks get, once nflogd is stopping, to finish what they hold before the process
+    /// exits anyway (what a sink spooled stays in its spool). Default "15s".
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout: Duration,
+    /// The mask of the modes of files and directories nflogd creates (logs, spools, stores,
+    /// positions). Default "0027": files 0640, directories 0750.
+    #[serde(default = "default_umask")]
+    pub umask: String,
     /// Name written as the observer host in records; default: this host's name.
     pub hostname: Option<String>,
     /// Serve Prometheus metrics at http://ADDRESS/metrics (e.g. "127.0.0.1:9177"); off by default.
@@ -50,6 +58,14 @@ pub fn default_queue_events() -> u64 {
 
 pub fn default_queue_bytes() -> ByteSize {
     ByteSize(crate::pipeline::QueueLimits::default().bytes)
+}
+
+fn default_umask() -> String {
+    "0027".into()
+}
+
+fn default_drain_timeout() -> Duration {
+    Duration::from_secs(15)
 }
 
 fn default_stats_interval() -> Duration {
@@ -138,6 +154,7 @@ impl Config {
             bail!("no [sinks.*] defined: nflogd needs at least one sink");
         }
         self.actions.validate().context("[actions]")?;
+        crate::files::parse_umask(&self.umask)?;
         let mut groups: HashMap<(Option<&str>, u16), &str> = HashMap::new();
         for (name, s) in &self.sources {
             match s {

@@ -14,7 +14,7 @@
 
 use anyhow::{Context, Result};
 use serde::Deserialize;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -251,10 +251,7 @@ impl Spool {
                 self.write_id += 1;
                 self.write_off = 0;
             }
-            let f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(seg_path(&self.dir, self.write_id))?;
+            let f = crate::files::append_no_follow(&seg_path(&self.dir, self.write_id))?;
             if !self.segments.contains(&self.write_id) {
                 self.segments.push(self.write_id);
             }
@@ -473,9 +470,10 @@ impl Spool {
     }
 
     fn save_ack(&self) {
-        let tmp = self.dir.join("ack.tmp");
-        let ok = std::fs::write(&tmp, format!("{} {}\n", self.read_id, self.read_off))
-            .and_then(|_| std::fs::rename(&tmp, self.dir.join("ack")));
+        let ok = crate::files::replace(
+            &self.dir.join("ack"),
+            format!("{} {}\n", self.read_id, self.read_off).as_bytes(),
+        );
         if let Err(e) = ok {
             crate::rate_limited_warn!(
                 "spool {}: cannot save the read position: {e}",

@@ -6,7 +6,7 @@ use crate::pipeline::{Batch, SinkQueue};
 use crate::schema::{Renderer, SchemaOptions};
 use anyhow::{Context, Result};
 use crossbeam_channel::RecvTimeoutError;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
@@ -31,10 +31,7 @@ impl Output {
         {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        let f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
+        let f = crate::files::append_no_follow(Path::new(path))
             .with_context(|| format!("opening {path}"))?;
         Ok(Output::File(f))
     }

@@ -145,6 +145,7 @@ impl SqliteStore {
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
+        crate::files::refuse_symlink(&self.path)?;
         let c = Connection::open(&self.path)
             .with_context(|| format!("opening {}", self.path.display()))?;
         c.busy_timeout(std::time::Duration::from_secs(5))?;

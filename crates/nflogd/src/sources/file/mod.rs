@@ -73,9 +73,10 @@ fn write_state(p: &Path, pos: Position) -> std::io::Result<()> {
     if let Some(d) = p.parent() {
         std::fs::create_dir_all(d)?;
     }
-    let tmp = p.with_extension("tmp");
-    std::fs::write(&tmp, format!("{} {} {}\n", pos.dev, pos.ino, pos.offset))?;
-    std::fs::rename(tmp, p)
+    crate::files::replace(
+        p,
+        format!("{} {} {}\n", pos.dev, pos.ino, pos.offset).as_bytes(),
+    )
 }
 
 struct Follower {
