@@ -187,6 +187,9 @@ ruleset(name="mtls") {{ action(type="omfile" file="{d}/mtls.log" template="field
 
 /// nflogd is killed with SIGKILL while its receiver is down and events wait in the spool; after
 /// a restart and with the receiver back, every event arrives (a few may arrive twice).
+/// An intake key, to look for where it must not be.
+const SECRET: &str = "NEVER-IN-THE-SPOOL-7f3a";
+
 #[test]
 fn sigkill_while_spooling_loses_nothing() {
     let have = |t: &str| {
@@ -209,7 +212,8 @@ fn sigkill_while_spooling_loses_nothing() {
     let pt = free_port();
     let conf = format!(
         "global(workDirectory=\"{d}\")\nmodule(load=\"imtcp\")\ninput(type=\"imtcp\" address=\"127.0.0.1\" port=\"{pt}\" ruleset=\"r\")\n\
-         template(name=\"m\" type=\"string\" string=\"%msg%\\n\")\nruleset(name=\"r\") {{ action(type=\"omfile\" file=\"{d}/got.log\" template=\"m\") }}\n"
+         template(name=\"m\" type=\"string\" string=\"%msg%\\n\")\ntemplate(name=\"sd\" type=\"string\" string=\"%structured-data%\\n\")\n\
+         ruleset(name=\"r\") {{ action(type=\"omfile\" file=\"{d}/got.log\" template=\"m\") action(type=\"omfile\" file=\"{d}/sd.log\" template=\"sd\") }}\n"
     );
     let input = dir.join("in.log");
     let line = |i: usize| {
@@ -232,7 +236,8 @@ fn sigkill_while_spooling_loses_nothing() {
         &cfg,
         format!(
             "stats_interval = \"0s\"\n[sources.f]\ntype = \"file\"\npath = \"{}\"\nstart = \"beginning\"\nstate_file = \"{d}/pos\"\npoll_interval = \"50ms\"\n\
-             [sinks.s]\ntype = \"syslog\"\ninputs = [\"f\"]\naddress = \"127.0.0.1:{pt}\"\ntransport = \"tcp\"\n[sinks.s.spool]\ndir = \"{d}/spool\"\n",
+             [sinks.s]\ntype = \"syslog\"\ninputs = [\"f\"]\naddress = \"127.0.0.1:{pt}\"\ntransport = \"tcp\"\n[sinks.s.spool]\ndir = \"{d}/spool\"\n\
+             [sinks.s.structured_data.\"SEKOIA@53288\"]\nintake_key = \"{SECRET}\"\n",
             input.display()
         ),
     )
@@ -267,6 +272,14 @@ fn sigkill_while_spooling_loses_nothing() {
         .map(|e| e.metadata().unwrap().len())
         .sum();
     assert!(spooled > 0, "events were spooled before the kill");
+    // The intake key is put in as messages leave: it never rests in the spool.
+    for e in std::fs::read_dir(dir.join("spool")).unwrap() {
+        let bytes = std::fs::read(e.unwrap().path()).unwrap();
+        assert!(
+            !bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
+            "the intake key is in the spool"
+        );
+    }
     append(300, 400);
     let _r = rsyslog(&dir, &conf);
     let n = start();
@@ -290,6 +303,12 @@ fn sigkill_while_spooling_loses_nothing() {
         "every event, in order (got {} messages for 400 events)",
         got.len()
     );
+    let sd = std::fs::read_to_string(dir.join("sd.log")).unwrap();
+    assert_eq!(sd.lines().count(), got.len());
+    for l in sd.lines() {
+        assert_eq!(l, format!("[SEKOIA@53288 intake_key=\"{SECRET}\"]"));
+    }
+    assert!(!log.contains(SECRET), "the intake key is not logged");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -66,12 +66,19 @@ pub struct Header<'a> {
     pub app_name: &'a str,
     pub procid: &'a str,
     pub msgid: &'a str,
-    pub sd: &'a [u8],
 }
 
 impl Header<'_> {
-    /// Writes the header for one message; the message body follows it.
-    pub fn write(&self, severity: u8, time: Timestamp, host: Option<&str>, out: &mut Vec<u8>) {
+    /// Writes the header for one message; the message body follows it. The structured data is
+    /// left out: it is put in when the message is sent (it may hold a secret, which must not
+    /// rest in the spool), and the place it goes is returned (RFC 5424 only).
+    pub fn write(
+        &self,
+        severity: u8,
+        time: Timestamp,
+        host: Option<&str>,
+        out: &mut Vec<u8>,
+    ) -> Option<usize> {
         let pri = self.facility as u16 * 8 + severity as u16;
         let host = host.unwrap_or(self.hostname);
         match self.format {
@@ -86,8 +93,9 @@ impl Header<'_> {
                     nil_or(self.procid),
                     nil_or(self.msgid)
                 );
-                out.extend_from_slice(self.sd);
+                let at = out.len();
                 out.push(b' ');
+                Some(at)
             }
             Format::Rfc3164 => {
                 let _ = write!(out, "<{pri}>");
@@ -97,6 +105,7 @@ impl Header<'_> {
                     let _ = write!(out, "[{}]", self.procid);
                 }
                 out.extend_from_slice(b": ");
+                None
             }
         }
     }
@@ -133,10 +142,9 @@ mod tests {
             app_name: "kernel",
             procid: "",
             msgid: "LOG",
-            sd: b"[SEKOIA@53288 intake_key=\"k\"]",
         };
         let mut v = Vec::new();
-        h.write(
+        let at = h.write(
             4,
             Timestamp {
                 secs: 1_795_442_637,
@@ -144,6 +152,11 @@ mod tests {
             },
             None,
             &mut v,
+        );
+        assert_eq!(at, Some(v.len() - 1));
+        v.splice(
+            at.unwrap()..at.unwrap(),
+            *b"[SEKOIA@53288 intake_key=\"k\"]",
         );
         assert_eq!(
             String::from_utf8(v).unwrap(),
@@ -156,10 +169,9 @@ mod tests {
             app_name: "kernel",
             procid: "",
             msgid: "",
-            sd: b"-",
         };
         let mut v = Vec::new();
-        h.write(
+        let at = h.write(
             6,
             Timestamp {
                 secs: 1_795_442_637,
@@ -168,6 +180,7 @@ mod tests {
             Some("edge"),
             &mut v,
         );
+        assert_eq!(at, None);
         let s = String::from_utf8(v).unwrap();
         assert!(
             s.starts_with("<134>") && s.ends_with(" edge kernel: "),

@@ -62,6 +62,32 @@ impl Conn {
     }
 }
 
+/// The largest UDP payload over IPv4 (65 535 less the IP and UDP headers).
+const MAX_DATAGRAM: usize = 65_507;
+
+/// A spooled message as sent: its structured data `sd` put back at the place its first four
+/// bytes name. A message spooled by an earlier nflogd, without that place, is sent as it is.
+fn with_structured_data<'a>(spooled: &'a [u8], sd: &[u8], out: &'a mut Vec<u8>) -> &'a [u8] {
+    let Some((at, m)) = spooled
+        .split_first_chunk::<4>()
+        .map(|(a, m)| (u32::from_le_bytes(*a), m))
+    else {
+        return spooled;
+    };
+    if at == u32::MAX {
+        return m;
+    }
+    let at = at as usize;
+    if at > m.len() || !m.starts_with(b"<") {
+        return spooled;
+    }
+    out.clear();
+    out.extend_from_slice(&m[..at]);
+    out.extend_from_slice(sd);
+    out.extend_from_slice(&m[at..]);
+    out
+}
+
 fn tls_config(cfg: &SyslogSinkConfig) -> Result<Arc<rustls::ClientConfig>> {
     crate::tls::client_config(
         crate::tls::ServerCheck::Ca(cfg.ca_file.as_deref()),
@@ -147,7 +173,6 @@ impl SyslogSink {
             app_name: &self.cfg.app_name,
             procid: self.cfg.procid.as_deref().unwrap_or(""),
             msgid: self.cfg.msgid.as_deref().unwrap_or(""),
-            sd: &self.sd,
         };
         for ev in batch.iter() {
             let (time, host) = match ev {
@@ -156,25 +181,44 @@ impl SyslogSink {
                 event::Event::Flow(f) => (f.time, None),
                 event::Event::Counter(c) => (c.time, None),
             };
-            header.write(
+            // Each spooled message starts with where its structured data goes (u32::MAX for
+            // none); the data itself is added when it is sent.
+            let start = self.body.len();
+            self.body.extend_from_slice(&[0; 4]);
+            let at = header.write(
                 format::severity(self.severity, ev),
                 time,
                 host,
                 &mut self.body,
             );
+            let at = at.map_or(u32::MAX, |a| (a - start - 4) as u32);
+            self.body[start..start + 4].copy_from_slice(&at.to_le_bytes());
             self.renderer.render(ev, &mut self.body);
             self.ends.push(self.body.len());
         }
     }
 
-    /// Frames messages for the transport into `buf`.
+    /// Frames messages for the transport into `buf`, the structured data put back in place.
     fn frame(&mut self, msgs: &[Vec<u8>]) {
         self.buf.clear();
         self.messages.clear();
-        for m in msgs {
+        let mut whole = Vec::new();
+        for spooled in msgs {
+            let m = with_structured_data(spooled, &self.sd, &mut whole);
             let start = self.buf.len();
             match (self.cfg.transport, self.cfg.framing) {
-                (Transport::Udp, _) => self.buf.extend_from_slice(m),
+                (Transport::Udp, _) => {
+                    // RFC 5426: a message longer than a datagram can carry is truncated.
+                    if m.len() > MAX_DATAGRAM {
+                        ComponentCounters::add(&self.counters.truncated, 1);
+                        crate::rate_limited_warn!(
+                            "sink `{}`: a {}-byte message truncated to {MAX_DATAGRAM} bytes for UDP",
+                            self.name,
+                            m.len()
+                        );
+                    }
+                    self.buf.extend_from_slice(&m[..m.len().min(MAX_DATAGRAM)]);
+                }
                 (_, Framing::OctetCounting) => {
                     let _ = write!(self.buf, "{} ", m.len());
                     self.buf.extend_from_slice(m);
