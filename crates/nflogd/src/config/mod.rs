@@ -33,7 +33,7 @@ pub struct Config {
     #[serde(default = "default_stats_interval")]
     pub stats_interval: Duration,
     /// How long sinks get, once nflogd is stopping, to finish what they hold before the process
-    /// exits anyway (what a sink spooled stays in its spool). Default "15s".
+    /// exits anyway (what a sink spooled stays in its spool). Default "5s".
     #[serde(default = "default_drain_timeout")]
     pub drain_timeout: Duration,
     /// The mask of the modes of files and directories nflogd creates (logs, spools, stores,
@@ -65,7 +65,7 @@ fn default_umask() -> String {
 }
 
 fn default_drain_timeout() -> Duration {
-    Duration::from_secs(15)
+    Duration::from_secs(5)
 }
 
 fn default_stats_interval() -> Duration {

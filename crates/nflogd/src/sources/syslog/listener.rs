@@ -76,6 +76,8 @@ pub fn spawn(
             let sock = UdpSocket::bind(&cfg.address)
                 .with_context(|| format!("binding udp {}", cfg.address))?;
             sock.set_read_timeout(Some(Duration::from_millis(250)))?;
+            super::udp::report_drops(&sock)
+                .with_context(|| format!("source `{name}`: SO_RXQ_OVFL"))?;
             tracing::info!("source `{name}`: syslog over UDP on {}", cfg.address);
             Ok(std::thread::Builder::new()
                 .name(format!("syslog:{name}"))
@@ -83,9 +85,23 @@ pub fn spawn(
                     let mut buf = vec![0u8; max.max(2048)];
                     let mut batchers: std::collections::HashMap<std::net::IpAddr, LineBatcher> =
                         Default::default();
+                    let mut kernel_drops = 0u32;
+                    let mut count_drops = |now: u32| {
+                        let lost = now.wrapping_sub(kernel_drops);
+                        if lost > 0 {
+                            ComponentCounters::add(&counters.kernel_lost, lost as u64);
+                            crate::rate_limited_warn!(
+                                "source `{name}`: the kernel dropped {lost} datagrams (receive buffer full)"
+                            );
+                        }
+                        kernel_drops = now;
+                    };
                     while !crate::signals::shutdown_requested() {
-                        match sock.recv_from(&mut buf) {
-                            Ok((n, peer)) => {
+                        match super::udp::recv(&sock, &mut buf) {
+                            Ok((n, peer, drops)) => {
+                                if let Some(d) = drops {
+                                    count_drops(d);
+                                }
                                 if batchers.len() > 4096 {
                                     batchers.clear();
                                 }
@@ -107,12 +123,21 @@ pub fn spawn(
                                 if matches!(
                                     e.kind(),
                                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                                ) => {}
+                                ) =>
+                            {
+                                // Idle: drops after the last datagram show only here.
+                                if let Some(d) = super::udp::drops_now(&sock) {
+                                    count_drops(d);
+                                }
+                            }
                             Err(e) => {
                                 ComponentCounters::add(&counters.errors, 1);
                                 crate::rate_limited_warn!("source `{name}`: receive failed: {e}");
                             }
                         }
+                    }
+                    if let Some(d) = super::udp::drops_now(&sock) {
+                        count_drops(d);
                     }
                 })?)
         }

@@ -6,6 +6,7 @@
 mod config;
 mod framing;
 mod listener;
+mod udp;
 
 pub use config::{Mode, SyslogConfig};
 pub use listener::spawn;
