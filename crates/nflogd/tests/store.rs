@@ -1092,3 +1092,78 @@ fn files_are_created_0640_and_links_are_not_followed() {
     assert_eq!(std::fs::read(&target).unwrap(), b"keep\n");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The embedded default's shape (NFLOG → ECS file and SQLite, default queues) under a flood of
+/// several seconds: SQLite stores every packet nflogd received, as the file does; what the
+/// store could not take at once waited in its spool, nothing was dropped.
+#[test]
+fn the_default_shape_stores_every_packet_of_a_flood() {
+    if !lab::available() {
+        return;
+    }
+    let lab = Lab::new();
+    lab.nft(
+        &lab.b,
+        r#"table inet lab {
+  chain in {
+    type filter hook input priority 0;
+    udp dport 7100 counter log group 9 prefix "FLOOD "
+  }
+}"#,
+    );
+    let (ecs, db) = (lab.path("events.json"), lab.path("nflogd.db"));
+    let d = lab.nflogd(
+        &lab.b,
+        &format!(
+            "stats_interval = \"0s\"\n[sources.nflog]\ntype = \"nflog\"\ngroups = [9]\n\
+             [sinks.events]\ntype = \"file\"\ninputs = [\"nflog\"]\npath = \"{}\"\nschema = \"ecs\"\n\
+             [sinks.store]\ntype = \"sqlite\"\ninputs = [\"nflog\"]\npath = \"{}\"\nspool.dir = \"{}\"\n",
+            ecs.display(),
+            db.display(),
+            lab.path("spool").display()
+        ),
+    );
+    // 400 000 datagrams at about 130 000 a second.
+    const N: u64 = 400_000;
+    let dst = format!("{}:7100", lab::B4);
+    lab::in_netns(&lab.a, move || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        let start = std::time::Instant::now();
+        for i in 0..N {
+            let _ = s.send_to(&(i as u32).to_be_bytes(), &dst);
+            if i % 1000 == 999 {
+                let due = Duration::from_micros(i * 1_000_000 / 130_000);
+                std::thread::sleep(due.saturating_sub(start.elapsed()));
+            }
+        }
+    });
+    let lines = || {
+        std::fs::read(&ecs)
+            .map(|b| b.iter().filter(|&&c| c == b'\n').count() as u64)
+            .unwrap_or(0)
+    };
+    let mut last = (u64::MAX, u64::MAX);
+    wait_until(180, "the store to catch up", || {
+        std::thread::sleep(Duration::from_millis(1000));
+        let now = (lines(), sqlite_count(&db, "SELECT count(*) FROM packets"));
+        let settled = now == last && now.0 == now.1;
+        last = now;
+        settled
+    });
+    let log = d.stop();
+    let received = lab::stat(&log, "source.nflog", "received");
+    assert!(received > N / 4, "{log}");
+    assert_eq!(lines(), received, "{log}");
+    assert_eq!(
+        sqlite_count(&db, "SELECT count(*) FROM packets"),
+        received,
+        "{log}"
+    );
+    assert_eq!(lab::stat(&log, "sink.store", "dropped"), 0, "{log}");
+    assert_eq!(lab::stat(&log, "sink.events", "dropped"), 0, "{log}");
+    assert_eq!(
+        received + lab::stat(&log, "source.nflog", "kernel_lost"),
+        lab::nft_counter(&lab.b),
+        "every packet the rule logged was received or counted lost: {log}"
+    );
+}
