@@ -100,7 +100,7 @@ bench_begin() {
   export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
   cargo build --release -q -p nflogd -p loadgen
   BIN=$CARGO_TARGET_DIR/release
-  PLUG=/usr/lib/x86_64-linux-gnu/ulogd
+  PLUG=/usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch)/ulogd
   A=$1$$a B=$1$$b
   DIR=$(mktemp -d /var/tmp/nflogd-bench.XXXXXX)
   PIDS=()

@@ -5,7 +5,9 @@
 # rule logs each packet to two groups, one per daemon, and each daemon in turn, alone on the
 # machine, writes into its own database of one PostgreSQL server started here (fsync on) on
 # the loopback of the daemons' namespace.
-# Then nflogd alone into its SQLite store and into ClickHouse (Debian's 18.16, started here too).
+# Then SQLite: ulogd2's SQLITE3 plugin (the same stack, into a table of the same columns as
+# nflogd's `packets`, indexed by time as nflogd's is, a transaction per 1000 rows) and nflogd's
+# sqlite sink, each in turn. Then nflogd alone into ClickHouse (Debian's 18.16, started here too).
 # Offered each time: COUNT UDP packets at RATE per second. For each run it prints the rows
 # stored, the packets lost, and rows per second from the first row to the last; then nflogd's
 # PostgreSQL rate against ulogd2's.
@@ -64,14 +66,30 @@ nflogd_conf "type = \"postgres\"
 url = \"host=127.0.0.1 port=$PORT user=postgres dbname=nflogd sslmode=disable\"
 spool.dir = \"$DIR/spool-pg\"" >"$DIR/pg.toml"
 nflogd_conf "type = \"sqlite\"
-path = \"$DIR/nflogd.db\"" >"$DIR/sqlite.toml"
+path = \"$DIR/nflogd.db\"
+spool.dir = \"$DIR/spool-lite\"" >"$DIR/sqlite.toml"
+# ulogd2's SQLITE3 output takes the columns the table has, by key name (ip_saddr_str is the key
+# ip.saddr.str).
+sqlite3 "$DIR/ulogd.db" <<SQL
+CREATE TABLE ulog_pkt (oob_time_sec INTEGER, oob_time_usec INTEGER, oob_prefix TEXT, oob_hook INTEGER,
+  oob_family INTEGER, oob_in TEXT, oob_out TEXT, mac_saddr_str TEXT, mac_daddr_str TEXT,
+  ip_saddr_str TEXT, ip_daddr_str TEXT, ip_protocol INTEGER, udp_sport INTEGER, udp_dport INTEGER,
+  tcp_sport INTEGER, tcp_dport INTEGER, ip_totlen INTEGER, ip_ttl INTEGER, icmp_type INTEGER,
+  icmp_code INTEGER, oob_mark INTEGER, oob_uid INTEGER, oob_gid INTEGER, raw_pktlen INTEGER);
+CREATE INDEX ulog_pkt_time ON ulog_pkt (oob_time_sec);
+SQL
+{
+  ulogd_nflog_conf SQLITE3 32
+  printf '[sqlite31]\ndb="%s"\ntable="ulog_pkt"\nbuffer=1000\n' "$DIR/ulogd.db"
+} >"$DIR/ulogd-sqlite.conf"
 nflogd_conf "type = \"clickhouse\"
 url = \"http://127.0.0.1:$((PORT + 1))\"
 spool.dir = \"$DIR/spool-ch\"" >"$DIR/ch.toml"
 
 now() { date +%s.%N; }
 rows_pg() { "${PSQL[@]}" -d "$1" -c "SELECT count(*) FROM $2" 2>/dev/null || echo 0; }
-rows_sqlite() { sqlite3 "$DIR/nflogd.db" "SELECT count(*) FROM packets" 2>/dev/null || echo 0; }
+rows_sqlite() { sqlite3 -cmd ".timeout 2000" "$DIR/nflogd.db" "SELECT count(*) FROM packets" 2>/dev/null || echo 0; }
+rows_ulogd_sqlite() { sqlite3 -cmd ".timeout 2000" "$DIR/ulogd.db" "SELECT count(*) FROM ulog_pkt" 2>/dev/null || echo 0; }
 rows_ch() { ip netns exec "$B" curl -sf "http://127.0.0.1:$((PORT + 1))/" --data-binary "SELECT count() FROM nflogd.packets" 2>/dev/null || echo 0; }
 
 # Offers the packets, then polls the row count (command "$@") until it has not moved for 3 s
@@ -109,19 +127,27 @@ nflogd_phase() {
 }
 # (Through a file: each phase must have ended, its nflogd gone, before the next starts.)
 nflogd_phase "$DIR/pg.toml" rows_pg nflogd packets >"$DIR/res"; read -r nrows nsecs <"$DIR/res"
+sync
+taskset -c 1 ip netns exec "$B" ulogd -c "$DIR/ulogd-sqlite.conf" & UPID=$!; PIDS+=($UPID)
+sleep 1
+phase rows_ulogd_sqlite >"$DIR/res"; read -r ulrows ulsecs <"$DIR/res"
+kill "$UPID"; wait "$UPID" 2>/dev/null || true
 nflogd_phase "$DIR/sqlite.toml" rows_sqlite >"$DIR/res"; read -r srows ssecs <"$DIR/res"
 nflogd_phase "$DIR/ch.toml" rows_ch >"$DIR/res"; read -r crows csecs <"$DIR/res"
 
 [ "$urows" -gt 0 ] && [ "$nrows" -gt 0 ] || logs
 echo "offered: $COUNT UDP packets at $RATE/s"
 awk -v c="$COUNT" -v ur="$urows" -v us="$usecs" -v nr="$nrows" -v ns="$nsecs" \
-    -v sr="$srows" -v ss="$ssecs" -v cr="$crows" -v cs="$csecs" 'BEGIN {
+    -v sr="$srows" -v ss="$ssecs" -v cr="$crows" -v cs="$csecs" -v ulr="$ulrows" -v uls="$ulsecs" 'BEGIN {
   rate = "%-22s %9d %6.1f%% %12.0f\n"
   urate = us > 0 ? ur/us : ur; nrate = ns > 0 ? nr/ns : nr
   printf "%-22s %9s %7s %12s\n", "", "rows", "lost", "rows/s"
   printf rate, "ulogd2 → PostgreSQL", ur, 100*(c-ur)/c, urate
   printf rate, "nflogd → PostgreSQL", nr, 100*(c-nr)/c, nrate
+  printf rate, "ulogd2 → SQLite", ulr, 100*(c-ulr)/c, (uls > 0 ? ulr/uls : ulr)
   printf rate, "nflogd → SQLite", sr, 100*(c-sr)/c, (ss > 0 ? sr/ss : sr)
   printf rate, "nflogd → ClickHouse", cr, 100*(c-cr)/c, (cs > 0 ? cr/cs : cr)
   printf "nflogd rows/s into PostgreSQL vs ulogd2: %.1fx\n", nrate/urate
+  ulrate = uls > 0 ? ulr/uls : ulr
+  if (ulrate > 0) printf "nflogd rows stored into SQLite vs ulogd2: %.1fx (rows/s %.1fx)\n", sr/ulr, (ss > 0 ? sr/ss : sr)/ulrate
 }'
