@@ -124,15 +124,17 @@ enum Db {
 }
 
 impl Db {
-    fn open(spec: &str) -> Result<Db> {
+    /// Opens `spec`: a SQLite file, or a PostgreSQL URL, connected with the TLS files of the
+    /// sink it came from (`sink`), if any.
+    fn open(spec: &str, sink: Option<&crate::sinks::postgres::PostgresSinkConfig>) -> Result<Db> {
         let is_pg = spec.starts_with("postgres://")
             || spec.starts_with("postgresql://")
             || spec.contains("host=")
             || spec.contains("dbname=");
         if is_pg {
-            let cfg = crate::sinks::postgres::PostgresSinkConfig::for_url(spec);
+            let url_only = crate::sinks::postgres::PostgresSinkConfig::for_url(spec);
             return Ok(Db::Postgres(Box::new(crate::sinks::postgres::connect(
-                &cfg,
+                sink.unwrap_or(&url_only),
             )?)));
         }
         let path = spec.strip_prefix("sqlite:").unwrap_or(spec);
@@ -218,10 +220,16 @@ fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// The store named by --db, or the first database sink of the configuration.
-fn store_of(args: &QueryArgs) -> Result<String> {
+/// The store named by --db, or the first database sink of the configuration (with the sink's
+/// settings, for its TLS files).
+fn store_of(
+    args: &QueryArgs,
+) -> Result<(
+    String,
+    Option<Box<crate::sinks::postgres::PostgresSinkConfig>>,
+)> {
     if let Some(db) = &args.db {
-        return Ok(db.clone());
+        return Ok((db.clone(), None));
     }
     let cfg = match &args.config {
         Some(p) => Config::load(p)?,
@@ -229,8 +237,8 @@ fn store_of(args: &QueryArgs) -> Result<String> {
     };
     for s in cfg.sinks.values() {
         match s {
-            SinkConfig::Sqlite(s) => return Ok(s.path.display().to_string()),
-            SinkConfig::Postgres(p) => return Ok(p.url.clone()),
+            SinkConfig::Sqlite(s) => return Ok((s.path.display().to_string(), None)),
+            SinkConfig::Postgres(p) => return Ok((p.url.clone(), Some(p.clone()))),
             _ => {}
         }
     }
@@ -260,8 +268,8 @@ fn nat_target(s: &str) -> Result<(std::net::IpAddr, Option<u16>)> {
 }
 
 pub fn run(args: QueryArgs) -> Result<()> {
-    let spec = store_of(&args)?;
-    let mut db = Db::open(&spec)?;
+    let (spec, sink) = store_of(&args)?;
+    let mut db = Db::open(&spec, sink.as_deref())?;
     let d = db.dialect();
     let st = if let Some(n) = &args.nat {
         let (ip, port) = nat_target(n)?;

@@ -1167,3 +1167,58 @@ fn the_default_shape_stores_every_packet_of_a_flood() {
         "every packet the rule logged was received or counted lost: {log}"
     );
 }
+
+/// PostgreSQL is reached over TLS unless the URL says `sslmode=disable`, and the server must
+/// prove who it is: `sslmode=prefer` (libpq's default) no longer falls back to plaintext or
+/// accepts any certificate, and `nflogd query --config` uses the sink's CA file.
+#[test]
+fn postgres_tls_is_verified_and_never_silently_dropped() {
+    let Some((pg, dir, _db, url)) = pg_fixture("tlsq") else {
+        return;
+    };
+    let query = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_nflogd"))
+            .arg("query")
+            .args(args)
+            .arg("--json")
+            .output()
+            .unwrap()
+    };
+    let prefer = url.replace("sslmode=disable", "sslmode=prefer");
+    // No CA file: the lab's server certificate is not signed by a system CA, so no connection.
+    let out = query(&["--db", &prefer]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "connected without checking the server"
+    );
+    assert!(
+        err.contains("certificate") || err.contains("Unknown"),
+        "{err}"
+    );
+    // The sink's CA file, through --config: the same URL connects.
+    let cfg = dir.join("q.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[sources.s]\ntype = \"stdin\"\n[sinks.pg]\ntype = \"postgres\"\ninputs = [\"s\"]\nurl = \"{prefer}\"\nca_file = \"{}\"\n",
+            pg.ca_file().display()
+        ),
+    )
+    .unwrap();
+    // The database is empty but has no tables yet: any answer other than a TLS error will do.
+    let out = query(&["--config", cfg.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("certificate") && !err.contains("TLS"),
+        "{err}"
+    );
+    // Plaintext when the URL says so.
+    let out = query(&["--db", &url]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("certificate") && !err.contains("TLS"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

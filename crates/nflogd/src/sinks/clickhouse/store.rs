@@ -89,7 +89,7 @@ impl ClickHouseStore {
         let endpoint = Endpoint::parse(&cfg.url)?;
         let tls = if endpoint.tls {
             Some(crate::tls::client_config(
-                crate::tls::ServerCheck::Ca(cfg.ca_file.as_deref()),
+                cfg.ca_file.as_deref(),
                 cfg.cert_file.as_deref(),
                 cfg.key_file.as_deref(),
             )?)

@@ -418,25 +418,32 @@ fn prepare_schema(c: &mut Client) -> Result<()> {
     Ok(())
 }
 
+/// Connects as the sink's URL says, over TLS unless it says `sslmode=disable` (or names only
+/// Unix sockets). There is no plaintext fallback: `prefer` (the default) would connect in the
+/// clear to a server, or to whoever is in the middle, that declines TLS. The server's
+/// certificate is checked against `ca_file`, or the system's CAs.
 pub fn connect(cfg: &PostgresSinkConfig) -> Result<Client> {
-    let pg: postgres::Config = cfg.url.parse().context("url")?;
-    let client = match pg.get_ssl_mode() {
-        postgres::config::SslMode::Disable => pg.connect(postgres::NoTls),
-        _ => {
-            let check = match &cfg.ca_file {
-                Some(ca) => crate::tls::ServerCheck::Ca(Some(ca)),
-                // As libpq with sslmode=require and no root certificate: encrypted, unchecked.
-                None => crate::tls::ServerCheck::EncryptOnly,
-            };
-            let tls = crate::tls::client_config(
-                check,
-                cfg.cert_file.as_deref(),
-                cfg.key_file.as_deref(),
-            )?;
-            pg.connect(tokio_postgres_rustls::MakeRustlsConnect::new(
-                (*tls).clone(),
-            ))
-        }
+    use postgres::config::{Host, SslMode};
+    let mut pg: postgres::Config = cfg.url.parse().context("url")?;
+    let local = pg.get_hosts().iter().all(|h| matches!(h, Host::Unix(_)));
+    let plaintext = local || pg.get_ssl_mode() == SslMode::Disable;
+    let client = if plaintext {
+        pg.connect(postgres::NoTls)
+    } else {
+        pg.ssl_mode(SslMode::Require);
+        let tls = crate::tls::client_config(
+            cfg.ca_file.as_deref(),
+            cfg.cert_file.as_deref(),
+            cfg.key_file.as_deref(),
+        )?;
+        pg.connect(tokio_postgres_rustls::MakeRustlsConnect::new(
+            (*tls).clone(),
+        ))
+    };
+    let how = if plaintext {
+        "in plaintext (sslmode=disable)"
+    } else {
+        "over TLS (a server without it needs sslmode=disable in the url)"
     };
     // The URL may carry a password: name only where it failed.
     let hosts = pg
@@ -448,7 +455,7 @@ pub fn connect(cfg: &PostgresSinkConfig) -> Result<Client> {
         })
         .collect::<Vec<_>>()
         .join(",");
-    client.with_context(|| format!("cannot connect to PostgreSQL at {hosts}"))
+    client.with_context(|| format!("cannot connect to PostgreSQL at {hosts} {how}"))
 }
 
 impl Store for PostgresStore {

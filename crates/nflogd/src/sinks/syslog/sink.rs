@@ -90,7 +90,7 @@ fn with_structured_data<'a>(spooled: &'a [u8], sd: &[u8], out: &'a mut Vec<u8>) 
 
 fn tls_config(cfg: &SyslogSinkConfig) -> Result<Arc<rustls::ClientConfig>> {
     crate::tls::client_config(
-        crate::tls::ServerCheck::Ca(cfg.ca_file.as_deref()),
+        cfg.ca_file.as_deref(),
         cfg.cert_file.as_deref(),
         cfg.key_file.as_deref(),
     )
