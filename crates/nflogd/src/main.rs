@@ -1,40 +1,10 @@
 //! nflogd: a logging, shipping and response daemon for Linux Netfilter.
 
-mod config;
-mod files;
-mod metrics;
-mod parse_cmd;
-mod pipeline;
-mod query_cmd;
-mod schema;
-mod signals;
-mod sinks;
-mod sources;
-mod spool;
-mod store;
-mod tls;
-mod topology;
-mod transforms;
-
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use nflogd::{config, parse_cmd, query_cmd, schema, signals, store, topology};
 use std::path::PathBuf;
 use std::process::ExitCode;
-
-/// Logs a warning at most once per second per call site.
-#[macro_export]
-macro_rules! rate_limited_warn {
-    ($($arg:tt)*) => {{
-        static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        if LAST.swap(now, std::sync::atomic::Ordering::Relaxed) != now {
-            tracing::warn!($($arg)*);
-        }
-    }};
-}
 
 #[derive(Parser)]
 #[command(

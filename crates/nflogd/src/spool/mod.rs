@@ -430,7 +430,8 @@ impl Spool {
             match read_record(&mut f, self.read_off)? {
                 Some(Ok((payload, events))) => {
                     self.peeked = Some(((HEADER + payload.len()) as u64, events));
-                    let mut msgs = Vec::with_capacity(events as usize);
+                    // The count comes from the file: no more room than the payload can fill.
+                    let mut msgs = Vec::with_capacity((events as usize).min(payload.len() / 4));
                     let mut p = &payload[..];
                     while p.len() >= 4 {
                         let n = u32::from_le_bytes([p[0], p[1], p[2], p[3]]) as usize;

@@ -12,6 +12,8 @@ pub struct Deframer {
     /// Bytes at the start of `buf` already searched for a line end: a sender that trickles a
     /// long line byte by byte costs a scan of each byte once, not of the whole line each time.
     scanned: usize,
+    /// Dropping the tail of an LF frame that was cut at `max`.
+    discarding: bool,
 }
 
 impl Deframer {
@@ -22,10 +24,12 @@ impl Deframer {
             skip: 0,
             oversized: 0,
             scanned: 0,
+            discarding: false,
         }
     }
 
-    /// Adds bytes and calls `f` with every complete message.
+    /// Adds bytes and calls `f` with every complete message. How the stream is cut into
+    /// calls changes nothing (the fuzz target `syslog_frames` holds it to that).
     pub fn feed(&mut self, data: &[u8], mut f: impl FnMut(&[u8])) {
         let skipped = self.skip.min(data.len());
         self.skip -= skipped;
@@ -36,18 +40,39 @@ impl Deframer {
             if rest.is_empty() {
                 break;
             }
-            if rest[0].is_ascii_digit() {
-                // Octet counting, if a length and a space lead; else an LF frame that starts
-                // with a digit.
-                let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-                if digits == rest.len() {
-                    if digits > 9 {
-                        self.oversized += 1;
-                        start = self.buf.len();
+            // Where the search for a line end resumes in the frame at the buffer's start.
+            let from = if start == 0 {
+                self.scanned.min(rest.len())
+            } else {
+                0
+            };
+            let line_end = rest[from..]
+                .iter()
+                .position(|&b| b == b'\n' || b == 0)
+                .map(|i| from + i);
+            if self.discarding {
+                // The tail of an LF frame already cut at `max`, up to its end.
+                self.scanned = 0;
+                match line_end {
+                    Some(i) => {
+                        start += i + 1;
+                        self.discarding = false;
+                        continue;
                     }
+                    None => {
+                        start = self.buf.len();
+                        break;
+                    }
+                }
+            }
+            if from == 0 && rest[0].is_ascii_digit() {
+                // Octet counting, if a length (at most 9 digits) and a space lead; else an LF
+                // frame that starts with a digit.
+                let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+                if digits == rest.len() && digits <= 9 {
                     break;
                 }
-                if rest[digits] == b' ' && digits <= 9 {
+                if digits <= 9 && rest[digits] == b' ' {
                     let len: usize = std::str::from_utf8(&rest[..digits])
                         .ok()
                         .and_then(|s| s.parse().ok())
@@ -55,10 +80,10 @@ impl Deframer {
                     let total = digits + 1 + len;
                     if len > self.max {
                         // Too long to hold: pass on its start, skip the rest as it arrives.
-                        self.oversized += 1;
                         if rest.len() < digits + 1 + self.max {
                             break;
                         }
+                        self.oversized += 1;
                         f(&rest[digits + 1..digits + 1 + self.max]);
                         let have = rest.len().min(total);
                         self.skip = total - have;
@@ -74,16 +99,16 @@ impl Deframer {
                     continue;
                 }
             }
-            let from = if start == 0 {
-                self.scanned.min(rest.len())
-            } else {
-                0
-            };
-            match rest[from..].iter().position(|&b| b == b'\n' || b == 0) {
+            match line_end {
                 Some(i) => {
-                    let i = from + i;
                     let msg = &rest[..i];
-                    f(msg.strip_suffix(b"\r").unwrap_or(msg));
+                    let msg = msg.strip_suffix(b"\r").unwrap_or(msg);
+                    if msg.len() > self.max {
+                        self.oversized += 1;
+                        f(&msg[..self.max]);
+                    } else {
+                        f(msg);
+                    }
                     start += i + 1;
                     self.scanned = 0;
                 }
@@ -91,10 +116,12 @@ impl Deframer {
                     // What is left becomes the start of the buffer, searched to its end.
                     self.scanned = rest.len();
                     if rest.len() > self.max {
+                        // Too long to hold: pass on its start, drop the rest up to its end.
                         self.oversized += 1;
                         f(&rest[..self.max]);
                         start = self.buf.len();
                         self.scanned = 0;
+                        self.discarding = true;
                     }
                     break;
                 }
@@ -169,6 +196,16 @@ mod tests {
         d.feed(b"0123456789abcdef", |m| out.push(m.to_vec()));
         assert_eq!(out, vec![b"01234567".to_vec()]);
         assert_eq!(d.oversized, 1);
+        // An LF frame that arrives whole is held to the limit as well (found by fuzzing).
+        let mut whole = Deframer::new(8);
+        let mut got = Vec::new();
+        whole.feed(b"xyz0123456789\nok\n", |m| got.push(m.to_vec()));
+        assert_eq!(got, vec![b"xyz01234".to_vec(), b"ok".to_vec()]);
+        assert_eq!(whole.oversized, 1);
+        // The rest of that line, up to its end, is dropped with it.
+        let mut out = Vec::new();
+        d.feed(b"ghij\nnext\n", |m| out.push(m.to_vec()));
+        assert_eq!(out, vec![b"next".to_vec()]);
         // An octet-counted frame over the limit: its start is kept, its tail skipped, and the
         // next frame is intact.
         let mut out = Vec::new();

@@ -4,7 +4,7 @@
 //! Per-connection limits: a maximum message size and a maximum number of connections.
 
 mod config;
-mod framing;
+pub mod framing;
 mod listener;
 mod udp;
 

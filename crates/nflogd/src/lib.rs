@@ -1,0 +1,33 @@
+//! nflogd as a library: the daemon's parts (config, sources, pipeline, sinks, spool, store,
+//! schemas), so that the command line (main.rs), the fuzz targets and tests reach the same code.
+
+pub mod config;
+pub mod files;
+pub mod metrics;
+pub mod parse_cmd;
+pub mod pipeline;
+pub mod query_cmd;
+pub mod schema;
+pub mod signals;
+pub mod sinks;
+pub mod sources;
+pub mod spool;
+pub mod store;
+pub mod tls;
+pub mod topology;
+pub mod transforms;
+
+/// Logs a warning at most once per second per call site.
+#[macro_export]
+macro_rules! rate_limited_warn {
+    ($($arg:tt)*) => {{
+        static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        if LAST.swap(now, std::sync::atomic::Ordering::Relaxed) != now {
+            tracing::warn!($($arg)*);
+        }
+    }};
+}
