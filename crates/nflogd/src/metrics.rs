@@ -121,15 +121,16 @@ const GAUGES: [Field; 4] = [
     ("open_flows", |c| &c.open_flows),
 ];
 
-/// One line per component with its non-zero counters, for the periodic stats log.
-pub fn summary() -> String {
+/// One line per component with its counters, for the stats log: the non-zero ones (`all`
+/// false, the periodic line), or every one (the final line, which tests read).
+pub fn summary(all: bool) -> String {
     let mut out = String::new();
     let Ok(r) = registry().lock() else { return out };
     for e in r.iter() {
         let _ = write!(out, "{}.{}:", e.kind, e.name);
         for (name, f) in FIELDS.iter().chain(GAUGES.iter()) {
             let v = f(&e.counters).load(Relaxed);
-            if v != 0 || *name == "received" {
+            if all || v != 0 || *name == "received" {
                 let _ = write!(out, " {name}={v}");
             }
         }

@@ -145,7 +145,7 @@ pub fn run(cfg: Config) -> Result<()> {
             .name("stats".into())
             .spawn(move || loop {
                 std::thread::sleep(interval);
-                tracing::info!("stats: {}", metrics::summary());
+                tracing::info!("stats: {}", metrics::summary(false));
             })?;
     }
     // Sources end on shutdown (within their receive timeout) or on their own (stdin at its
@@ -175,7 +175,7 @@ pub fn run(cfg: Config) -> Result<()> {
             stuck.join(", ")
         );
     }
-    tracing::info!("stopped; final stats: {}", metrics::summary());
+    tracing::info!("stopped; final stats: {}", metrics::summary(true));
     if crate::signals::failed() {
         anyhow::bail!("a thread died (see the log above); stopped");
     }

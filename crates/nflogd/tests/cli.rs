@@ -29,29 +29,28 @@ fn check_accepts_the_default_and_points_at_bad_keys() {
     assert!(ok, "{msg}");
     assert!(msg.contains("ok"));
 
+    // Each bad file is the default with one change, which must really be there to change.
+    let edited = |from: &str, to: &str| {
+        assert!(default.contains(from), "the default has no `{from}`");
+        default.replace(from, to)
+    };
     let bad = dir.join("bad.toml");
     std::fs::write(
         &bad,
-        default.replace("groups = [1]", "groups = [1]\nqthreshhold = 5"),
+        edited("groups = [1]", "groups = [1]\nqthreshhold = 5"),
     )
     .unwrap();
     let (ok, msg) = nflogd(&["check", bad.to_str().unwrap()]);
     assert!(!ok);
     assert!(msg.contains("qthreshhold") && msg.contains("line"), "{msg}");
 
-    std::fs::write(
-        &bad,
-        default.replace("schema = \"ecs\"", "schema = \"xml\""),
-    )
-    .unwrap();
+    std::fs::write(&bad, edited("schema = \"ecs\"", "schema = \"xml\"")).unwrap();
     let (ok, msg) = nflogd(&["check", bad.to_str().unwrap()]);
     assert!(!ok && msg.contains("xml"), "{msg}");
 
     std::fs::write(
         &bad,
-        default
-            .replace("qtimeout", "x")
-            .replace("groups = [1]", "groups = [1]\nqtimeout = \"soon\""),
+        edited("groups = [1]", "groups = [1]\nqtimeout = \"soon\""),
     )
     .unwrap();
     let (ok, msg) = nflogd(&["check", bad.to_str().unwrap()]);

@@ -398,10 +398,7 @@ fn journald_output_of_real_journal_files() {
     let remote = std::path::Path::new("/lib/systemd/systemd-journal-remote");
     let journalctl = Command::new("journalctl").arg("--version").output();
     if !remote.exists() || journalctl.is_err() {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("systemd-journal-remote or journalctl missing (scripts/deps installs them)");
-        }
-        eprintln!("SKIPPED: needs systemd-journal-remote and journalctl");
+        lab::skip("needs systemd-journal-remote and journalctl (scripts/deps installs them)");
         return;
     }
     let dir = std::env::temp_dir().join(format!("nflogd-journal-{}", std::process::id()));

@@ -14,10 +14,7 @@ fn polls_add_up_to_what_the_rule_counted() {
     }
     let have = |t: &str| sh(&format!("which {t} || true")).contains(t);
     if !have("nfacct") || !have("iptables") {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("nfacct and iptables must be installed under CI");
-        }
-        eprintln!("SKIPPED: nfacct or iptables missing");
+        lab::skip("nfacct or iptables missing");
         return;
     }
     let t = lab::tag();

@@ -693,7 +693,12 @@ fn ulogd_tables_hold_what_ulogd2_itself_writes() {
         "output_PGSQL",
     ]
     .iter()
-    .map(|p| format!("plugin=\"/usr/lib/x86_64-linux-gnu/ulogd/ulogd_{p}.so\"\n"))
+    .map(|p| {
+        format!(
+            "plugin=\"/usr/lib/{}/ulogd/ulogd_{p}.so\"\n",
+            lab::multiarch()
+        )
+    })
     .collect();
     let conf = lab.path("ulogd.conf");
     std::fs::write(

@@ -46,12 +46,13 @@ fn rsyslog_receives_udp_tcp_and_tls_in_order_with_escaped_sd() {
             .unwrap_or(false)
     };
     if !have("rsyslogd")
-        || !std::path::Path::new("/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so").exists()
+        || !std::path::Path::new(&format!(
+            "/usr/lib/{}/rsyslog/lmnsd_gtls.so",
+            lab::multiarch()
+        ))
+        .exists()
     {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("rsyslog and rsyslog-gnutls must be installed under CI");
-        }
-        eprintln!("SKIPPED: rsyslog or rsyslog-gnutls missing");
+        lab::skip("rsyslog or rsyslog-gnutls missing");
         return;
     }
     let dir = std::env::temp_dir().join(format!("nflogd-sink-{}", lab::tag()));
@@ -200,10 +201,7 @@ fn sigkill_while_spooling_loses_nothing() {
             .unwrap_or(false)
     };
     if !have("rsyslogd") {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("rsyslog must be installed under CI");
-        }
-        eprintln!("SKIPPED: rsyslog missing");
+        lab::skip("rsyslog missing");
         return;
     }
     let dir = std::env::temp_dir().join(format!("nflogd-crash-{}", lab::tag()));

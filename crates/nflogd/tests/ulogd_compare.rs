@@ -10,7 +10,10 @@ use serde_json::{Map, Value};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-const PLUGINS: &str = "/usr/lib/x86_64-linux-gnu/ulogd";
+/// Where Debian installs ulogd2's plugins on this machine.
+fn plugins() -> String {
+    format!("/usr/lib/{}/ulogd", lab::multiarch())
+}
 
 fn start_ulogd(lab: &Lab, group: u16) -> (Daemon, std::path::PathBuf) {
     let out = lab.path("ulogd.json");
@@ -24,7 +27,7 @@ fn start_ulogd(lab: &Lab, group: u16) -> (Daemon, std::path::PathBuf) {
         "output_JSON",
     ]
     .iter()
-    .map(|p| format!("plugin=\"{PLUGINS}/ulogd_{p}.so\"\n"))
+    .map(|p| format!("plugin=\"{}/ulogd_{p}.so\"\n", plugins()))
     .collect();
     std::fs::write(
         &conf,
@@ -154,14 +157,11 @@ fn ulogd_schema_matches_ulogd2_key_by_key() {
     if !lab::available() {
         return;
     }
-    if !std::path::Path::new(PLUGINS)
+    if !std::path::Path::new(&plugins())
         .join("ulogd_output_JSON.so")
         .exists()
     {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("ulogd2 and ulogd2-json must be installed under CI");
-        }
-        eprintln!("SKIPPED: ulogd2-json is not installed");
+        lab::skip("ulogd2-json is not installed");
         return;
     }
     let lab = Lab::new();

@@ -132,9 +132,26 @@ impl LineDecoder {
             }
             None => Timestamp::now(),
         });
-        let host = env
-            .host
-            .map(|h| Self::intern_last(&mut self.last_host, &mut self.hosts, &h));
+        // A host name is at most 255 bytes (RFC 1035, RFC 5424's HOSTNAME): a longer one from a
+        // peer is cut there, and counted.
+        let host = env.host.map(|h| {
+            let h = if h.len() > MAX_HOST {
+                ComponentCounters::add(&self.counters.truncated, 1);
+                &h[..h.floor_char_boundary(MAX_HOST)]
+            } else {
+                &h[..]
+            };
+            Self::intern_last(&mut self.last_host, &mut self.hosts, h)
+        });
+        // The kernel's interface names are at most 15 bytes (IFNAMSIZ): a line with a longer
+        // one was not printed by a kernel.
+        let parsed = parsed.and_then(|p| match long_interface_name(&p.event) {
+            Some(name) => Err(logline::ParseError {
+                offset: env.body.find(name).unwrap_or(0),
+                reason: "interface name longer than the kernel's 15 bytes",
+            }),
+            None => Ok(p),
+        });
         match parsed {
             Ok(p) => {
                 // The parser gives prefixes as shared strings already.
@@ -164,6 +181,18 @@ impl LineDecoder {
             }
         }
     }
+}
+
+/// Longest host name kept from a line's header.
+const MAX_HOST: usize = 255;
+
+/// An interface name longer than the kernel allows, if the record has one.
+fn long_interface_name(ev: &event::PacketEvent) -> Option<&str> {
+    [&ev.indev, &ev.outdev, &ev.physindev, &ev.physoutdev]
+        .into_iter()
+        .flatten()
+        .map(|i| &*i.name)
+        .find(|n| n.len() > 15)
 }
 
 /// Gathers the events of a line source into batches for the fan-out.
@@ -275,3 +304,56 @@ impl LineSplitter {
 
 /// Longest line kept; the kernel's own limit is 1024 bytes, syslog relays allow more.
 pub const MAX_LINE: usize = 64 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BODY: &str = "DROP IN=eth0 OUT= MAC= SRC=10.0.0.1 DST=10.0.0.2 LEN=40 TOS=0x00 PREC=0x00 TTL=64 ID=1 PROTO=TCP SPT=1 DPT=2 WINDOW=0 RES=0x00 SYN URGP=0 ";
+
+    fn decoder() -> (LineDecoder, Arc<ComponentCounters>) {
+        let c = Arc::new(ComponentCounters::default());
+        (
+            LineDecoder::new("t", Arc::new(ActionConfig::default()), c.clone()),
+            c,
+        )
+    }
+
+    /// What a peer writes in a header or a field cannot grow without bound: a host name is cut
+    /// at 255 bytes (counted), and an interface name longer than the kernel allows makes the
+    /// line a raw record with its reason.
+    #[test]
+    fn host_and_interface_names_have_caps() {
+        let (mut d, c) = decoder();
+        let host = "h".repeat(1000);
+        let line = format!("<4>1 2026-11-23T10:00:00Z {host} kernel - - - {BODY}");
+        let Some(Event::Packet(p)) = d.decode(&line, None) else {
+            panic!("not a packet")
+        };
+        assert_eq!(p.host.as_deref().map(str::len), Some(255));
+        assert_eq!(c.truncated.load(std::sync::atomic::Ordering::Relaxed), 1);
+        let long = BODY.replace("IN=eth0", &format!("IN={}", "e".repeat(40)));
+        let Some(Event::Raw(r)) = d.decode(&long, None) else {
+            panic!("a 40-byte interface name was taken")
+        };
+        assert!(r.reason.contains("15 bytes"), "{}", r.reason);
+        let fine = BODY.replace("IN=eth0", "IN=enp0s31f6.1234");
+        assert!(matches!(d.decode(&fine, None), Some(Event::Packet(_))));
+    }
+
+    /// A datagram that looks like journald's export form is a line like any other unless the
+    /// source reads that form: the next line from the same sender still gives its record.
+    #[test]
+    fn journal_export_only_when_asked() {
+        let (mut d, _) = decoder();
+        assert!(d.decode("__CURSOR=s=1", None).is_none());
+        assert!(matches!(d.decode(BODY, None), Some(Event::Packet(_))));
+        let (d, _) = decoder();
+        let mut d = d.reading_journal_export();
+        assert!(d.decode("__CURSOR=s=1", None).is_none());
+        assert!(
+            d.decode(&format!("MESSAGE={BODY}"), None).is_none(),
+            "a field, kept"
+        );
+    }
+}

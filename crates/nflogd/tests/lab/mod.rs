@@ -21,6 +21,43 @@ pub const B4: &str = "10.200.0.2";
 pub const A6: &str = "fd00:200::1";
 pub const B6: &str = "fd00:200::2";
 
+/// Whether this runs under CI (any value of `CI`), where nothing may be skipped.
+pub fn under_ci() -> bool {
+    std::env::var_os("CI").is_some()
+}
+
+/// A test that cannot run here says why: under CI it fails; elsewhere the reason is printed
+/// and added to the list of skips that `scripts/test` shows at the end (a skipped test would
+/// otherwise show as `ok`).
+pub fn skip(why: &str) {
+    if under_ci() {
+        panic!("cannot run under CI: {why}");
+    }
+    eprintln!("SKIPPED: {why}");
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    let list = std::env::temp_dir().join("nflogd-test-skips.txt");
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(list)
+    {
+        use std::io::Write;
+        let _ = writeln!(f, "{test}: {why}");
+    }
+}
+
+/// Debian's multiarch directory of this machine (`x86_64-linux-gnu`, `aarch64-linux-gnu`, …),
+/// where plugins (ulogd2's, rsyslog's) are installed.
+pub fn multiarch() -> String {
+    Command::new("gcc")
+        .arg("-print-multiarch")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| format!("{}-linux-gnu", std::env::consts::ARCH))
+}
+
 /// Whether the lab can run here; under CI it must.
 pub fn available() -> bool {
     let root = unsafe { libc::geteuid() } == 0;
@@ -39,10 +76,7 @@ pub fn available() -> bool {
     } else {
         "`nft` or `ip` missing"
     };
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("kernel-lab test cannot run under CI: {why}");
-    }
-    eprintln!("SKIPPED: kernel-lab test needs root, nft and ip ({why})");
+    skip(&format!("kernel-lab test needs root, nft and ip ({why})"));
     false
 }
 
@@ -402,7 +436,8 @@ pub fn nft_counter(ns: &str) -> u64 {
     out[i..].split_whitespace().next().unwrap().parse().unwrap()
 }
 
-/// A counter from nflogd's final stats line, e.g. `stat(log, "source.fw", "received")`.
+/// A counter from nflogd's final stats line, e.g. `stat(log, "source.fw", "received")`. The
+/// line holds every counter of every component: one not there is a failure, not a zero.
 pub fn stat(log: &str, component: &str, name: &str) -> u64 {
     let line = log
         .lines()
@@ -417,7 +452,7 @@ pub fn stat(log: &str, component: &str, name: &str) -> u64 {
     part.split_whitespace()
         .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
         .map(|v| v.parse().unwrap())
-        .unwrap_or(0)
+        .unwrap_or_else(|| panic!("no counter `{name}` of `{component}` in:\n{line}"))
 }
 
 /// Starts nflogd with the config file `cfg`, in namespace `netns` or the root one, its log in
