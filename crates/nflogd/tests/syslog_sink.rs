@@ -86,9 +86,14 @@ ruleset(name="mtls") {{ action(type="omfile" file="{d}/mtls.log" template="field
         lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
     )
     .unwrap();
+    // "sekoia": the preset alone chooses TLS, octet counting, RFC 5424 and the MSGID.
     let sink = |name: &str, transport: &str, port: u16, extra: &str| {
+        let how = match transport {
+            "sekoia" => "preset = \"sekoia\"\n".to_string(),
+            t => format!("transport = \"{t}\"\nmsgid = \"LOG\"\n"),
+        };
         format!(
-            "[sinks.{name}]\ntype = \"syslog\"\ninputs = [\"f\"]\naddress = \"127.0.0.1:{port}\"\ntransport = \"{transport}\"\nhostname = \"fw-{name}\"\nmsgid = \"LOG\"\n{extra}\n[sinks.{name}.spool]\ndir = \"{d}/spool-{name}\"\n[sinks.{name}.structured_data.\"SEKOIA@53288\"]\nintake_key = 'a\"b\\c]d'\n"
+            "[sinks.{name}]\ntype = \"syslog\"\ninputs = [\"f\"]\naddress = \"127.0.0.1:{port}\"\n{how}hostname = \"fw-{name}\"\n{extra}\n[sinks.{name}.spool]\ndir = \"{d}/spool-{name}\"\n[sinks.{name}.structured_data.\"SEKOIA@53288\"]\nintake_key = 'a\"b\\c]d'\n"
         )
     };
     let cfg = dir.join("n.toml");
@@ -99,7 +104,7 @@ ruleset(name="mtls") {{ action(type="omfile" file="{d}/mtls.log" template="field
             input.display(),
             sink("udp", "udp", pu, ""),
             sink("tcp", "tcp", pt, "framing = \"lf\""),
-            sink("tls", "tls", ps, &format!("ca_file = \"{d}/ca.pem\"\nserver_name = \"localhost\"")),
+            sink("tls", "sekoia", ps, &format!("ca_file = \"{d}/ca.pem\"\nserver_name = \"localhost\"")),
             // The receiver requires a client certificate signed by its CA.
             sink("mtls", "tls", pm, &format!("ca_file = \"{d}/ca.pem\"\nserver_name = \"localhost\"\ncert_file = \"{d}/cli.pem\"\nkey_file = \"{d}/cli.key\"")),
         ),

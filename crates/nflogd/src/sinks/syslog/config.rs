@@ -45,14 +45,15 @@ pub struct SyslogSinkConfig {
     pub inputs: Vec<String>,
     /// Receiver `host:port`.
     pub address: String,
-    #[serde(default = "default_transport")]
-    pub transport: Transport,
+    /// `udp`, `tcp` (default; `tls` with the Sekoia preset) or `tls`; read through `transport()`.
+    #[serde(default)]
+    transport: Option<Transport>,
     /// TCP and TLS framing: `octet-counting` (default) or `lf`.
     #[serde(default)]
-    pub framing: Framing,
+    framing: Option<Framing>,
     /// `rfc5424` (default) or `rfc3164`.
     #[serde(default)]
-    pub format: Format,
+    format: Option<Format>,
     /// What the message is: `text` (the kernel LOG line, default), `ecs` or `ulogd` JSON.
     #[serde(default = "default_schema")]
     pub schema: SchemaKind,
@@ -94,9 +95,6 @@ pub struct SyslogSinkConfig {
     pub spool: crate::spool::SpoolConfig,
 }
 
-fn default_transport() -> Transport {
-    Transport::Tcp
-}
 fn default_schema() -> SchemaKind {
     SchemaKind::Text
 }
@@ -153,13 +151,28 @@ fn sd_name_ok(s: &str) -> bool {
 }
 
 impl SyslogSinkConfig {
-    /// Applies the preset's choices where the user made none.
+    /// The transport: as set, else the preset's (TLS for Sekoia), else TCP.
+    pub fn transport(&self) -> Transport {
+        self.transport.unwrap_or(match self.preset {
+            Some(Preset::Sekoia) => Transport::Tls,
+            None => Transport::Tcp,
+        })
+    }
+
+    /// The framing: as set, else octet counting (also Sekoia's).
+    pub fn framing(&self) -> Framing {
+        self.framing.unwrap_or_default()
+    }
+
+    /// The format: as set, else RFC 5424 (also Sekoia's).
+    pub fn format(&self) -> Format {
+        self.format.unwrap_or_default()
+    }
+
+    /// Applies the preset's choices where the user made none (what the user set stays).
     pub fn resolved(&self) -> SyslogSinkConfig {
         let mut c = self.clone();
         if c.preset == Some(Preset::Sekoia) {
-            c.transport = Transport::Tls;
-            c.framing = Framing::OctetCounting;
-            c.format = Format::Rfc5424;
             c.msgid.get_or_insert_with(|| "LOG".into());
         }
         c
@@ -192,7 +205,7 @@ impl SyslogSinkConfig {
         if c.preset == Some(Preset::Sekoia) && !c.structured_data.contains_key("SEKOIA@53288") {
             bail!("preset = \"sekoia\" needs [sinks.NAME.structured_data.\"SEKOIA@53288\"] intake_key = \"…\"");
         }
-        if c.transport != Transport::Tls
+        if c.transport() != Transport::Tls
             && (c.ca_file.is_some() || c.cert_file.is_some() || c.key_file.is_some())
         {
             bail!("ca_file/cert_file/key_file only apply to transport = \"tls\"");
@@ -206,5 +219,37 @@ impl SyslogSinkConfig {
                 .ok_or_else(|| anyhow::anyhow!("log_flags: unknown flag `{n}`"))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sink(extra: &str) -> SyslogSinkConfig {
+        toml::from_str(&format!(
+            "inputs = [\"f\"]\naddress = \"intake.example.net:10514\"\npreset = \"sekoia\"\n{extra}\n[structured_data.\"SEKOIA@53288\"]\nintake_key = \"k\"\n"
+        ))
+        .unwrap()
+    }
+
+    /// The Sekoia preset chooses what the user left unset, and only that.
+    #[test]
+    fn the_sekoia_preset_fills_in_and_never_overrides() {
+        let c = sink("").resolved();
+        assert_eq!(c.transport(), Transport::Tls);
+        assert_eq!(c.framing(), Framing::OctetCounting);
+        assert_eq!(c.format(), Format::Rfc5424);
+        assert_eq!(c.msgid.as_deref(), Some("LOG"));
+        c.validate().unwrap();
+        let c = sink("transport = \"tcp\"\nframing = \"lf\"\nformat = \"rfc3164\"\nmsgid = \"FW\"")
+            .resolved();
+        assert_eq!(c.transport(), Transport::Tcp);
+        assert_eq!(c.framing(), Framing::Lf);
+        assert_eq!(c.format(), Format::Rfc3164);
+        assert_eq!(c.msgid.as_deref(), Some("FW"));
+        let mut c = sink("");
+        c.structured_data.clear();
+        assert!(c.validate().unwrap_err().to_string().contains("intake_key"));
     }
 }

@@ -130,7 +130,7 @@ impl SyslogSink {
             .to_socket_addrs()?
             .next()
             .ok_or_else(|| anyhow!("{} resolves to nothing", self.cfg.address))?;
-        Ok(match self.cfg.transport {
+        Ok(match self.cfg.transport() {
             Transport::Udp => {
                 let s = UdpSocket::bind(if addr.is_ipv6() {
                     "[::]:0"
@@ -167,7 +167,7 @@ impl SyslogSink {
         self.body.clear();
         self.ends.clear();
         let header = Header {
-            format: self.cfg.format,
+            format: self.cfg.format(),
             facility: self.facility,
             hostname: &self.hostname,
             app_name: &self.cfg.app_name,
@@ -206,7 +206,7 @@ impl SyslogSink {
         for spooled in msgs {
             let m = with_structured_data(spooled, &self.sd, &mut whole);
             let start = self.buf.len();
-            match (self.cfg.transport, self.cfg.framing) {
+            match (self.cfg.transport(), self.cfg.framing()) {
                 (Transport::Udp, _) => {
                     // RFC 5426: a message longer than a datagram can carry is truncated.
                     if m.len() > MAX_DATAGRAM {
@@ -407,7 +407,7 @@ pub fn spawn(
     counters: Arc<ComponentCounters>,
 ) -> Result<JoinHandle<()>> {
     let cfg = cfg.resolved();
-    let tls = if cfg.transport == Transport::Tls {
+    let tls = if cfg.transport() == Transport::Tls {
         Some(tls_config(&cfg).with_context(|| format!("sink `{name}`: TLS"))?)
     } else {
         None
@@ -428,7 +428,7 @@ pub fn spawn(
     ComponentCounters::add(&counters.replayed, spool.pending_events());
     let sink = SyslogSink {
         name: name.to_string(),
-        sd: if cfg.format == Format::Rfc5424 {
+        sd: if cfg.format() == Format::Rfc5424 {
             format::structured_data(&cfg)
         } else {
             Vec::new()
@@ -454,9 +454,9 @@ pub fn spawn(
     };
     tracing::info!(
         "sink `{name}`: syslog {:?} to {} over {:?}",
-        sink.cfg.format,
+        sink.cfg.format(),
         sink.cfg.address,
-        sink.cfg.transport
+        sink.cfg.transport()
     );
     Ok(std::thread::Builder::new()
         .name(format!("syslog:{name}"))
