@@ -274,7 +274,9 @@ fn parse_command_unwraps_every_envelope_and_keeps_bad_lines() {
         .as_str()
         .unwrap()
         .contains("SRC=nonsense"));
-    assert_eq!(raw["log"]["offset"], 8);
+    assert_eq!(raw["netfilter"]["position"], 8);
+    assert_eq!(raw["netfilter"]["origin"], "stdin");
+    assert!(raw.get("log").is_none(), "log.file.path only for a file");
     assert!(
         err.contains("1 unparsable") && err.contains("1 other lines skipped"),
         "{err}"

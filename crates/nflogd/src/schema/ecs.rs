@@ -518,10 +518,19 @@ pub fn raw(r: &RawLine, opts: &SchemaOptions, out: &mut Vec<u8>) {
     o.obj(k!("observer"), |ob| {
         ob.str(k!("hostname"), r.host.as_deref().unwrap_or(&opts.hostname));
     });
-    o.obj(k!("log"), |l| {
-        l.str(k!("origin"), &r.origin);
+    // ECS has a field for a file's path (`log.file.path`); where the line came from otherwise
+    // (stdin, kmsg, a syslog peer) and its line or sequence number are nflogd's own fields.
+    if r.origin.starts_with('/') {
+        o.obj(k!("log"), |l| {
+            l.obj(k!("file"), |f| {
+                f.str(k!("path"), &r.origin);
+            });
+        });
+    }
+    o.obj(k!("netfilter"), |n| {
+        n.str(k!("origin"), &r.origin);
         if let Some(p) = r.position {
-            l.num(k!("offset"), p);
+            n.num(k!("position"), p);
         }
     });
     o.close();

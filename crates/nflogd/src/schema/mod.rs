@@ -366,6 +366,41 @@ mod flow_tests {
         }
     }
 
+    /// A line that did not parse keeps where it came from: a file's path in ECS's
+    /// `log.file.path`, the origin and line number under `netfilter` (ECS has no field for them).
+    #[test]
+    fn ecs_raw_records_use_ecs_log_fields() {
+        let mut r = Renderer::new(SchemaOptions {
+            kind: SchemaKind::Ecs,
+            device: "Netfilter".into(),
+            boolean_label: false,
+            log_flags: LogFlags::default(),
+            hostname: "fw".into(),
+        });
+        let mut raw = |origin: &str| {
+            let mut out = Vec::new();
+            r.render(
+                &Event::Raw(Box::new(event::RawLine {
+                    time: event::Timestamp::default(),
+                    host: None,
+                    origin: origin.into(),
+                    position: Some(12),
+                    line: "IN=x SRC=nonsense".into(),
+                    reason: "bad".into(),
+                })),
+                &mut out,
+            );
+            serde_json::from_slice::<serde_json::Value>(&out).unwrap()
+        };
+        let v = raw("/var/log/kern.log");
+        assert_eq!(v["log"]["file"]["path"], "/var/log/kern.log");
+        assert_eq!(v["netfilter"]["position"], 12);
+        assert!(v["log"].get("origin").is_none() && v["log"].get("offset").is_none());
+        let v = raw("tcp:192.0.2.1:5140");
+        assert!(v.get("log").is_none());
+        assert_eq!(v["netfilter"]["origin"], "tcp:192.0.2.1:5140");
+    }
+
     #[test]
     fn ecs_flow_has_nat_counters_duration_and_labels() {
         let v: serde_json::Value =
