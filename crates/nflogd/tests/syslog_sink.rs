@@ -384,14 +384,23 @@ fn a_stalled_receiver_that_answers_garbage_loses_nothing() {
     // Every connection gets garbage first; the first one is then not read for 3 s.
     let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
     let got = received.clone();
+    // Bytes waiting unread in the first connection when its stall ended: the proof that nflogd
+    // kept writing until the socket buffers were full, and then had to wait.
+    let unread = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let unread_seen = unread.clone();
     std::thread::spawn(move || {
         for (i, conn) in listener.incoming().enumerate() {
             let Ok(mut conn) = conn else { return };
             let got = got.clone();
+            let unread = unread_seen.clone();
             std::thread::spawn(move || {
                 let _ = conn.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n\x00\xff garbage \n");
                 if i == 0 {
                     std::thread::sleep(Duration::from_secs(3));
+                    use std::os::fd::AsRawFd;
+                    let mut n: libc::c_int = 0;
+                    unsafe { libc::ioctl(conn.as_raw_fd(), libc::FIONREAD, &mut n) };
+                    unread.store(n as usize, std::sync::atomic::Ordering::SeqCst);
                 }
                 let mut buf = vec![0u8; 1 << 16];
                 while let Ok(n) = conn.read(&mut buf) {
@@ -432,6 +441,13 @@ fn a_stalled_receiver_that_answers_garbage_loses_nothing() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let log = n.stop();
+    let waiting = unread.load(std::sync::atomic::Ordering::SeqCst);
+    // The receive window (half of the default 128 KiB buffer) full: with 20 MB still to send,
+    // nflogd could only wait.
+    assert!(
+        waiting >= 32 << 10,
+        "only {waiting} bytes waited unread after the stall: nflogd's writes never filled the window"
+    );
     let bytes = received.lock().unwrap().clone();
     let text = String::from_utf8_lossy(&bytes);
     // Messages are octet-counted (`LEN SP MSG`); the LOG line is the message's tail.
