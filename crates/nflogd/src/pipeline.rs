@@ -294,20 +294,18 @@ mod tests {
             .collect()
     }
 
+    /// A fan-out to one sink with queue limits of `events` and `bytes`.
+    fn one_sink(events: u64, bytes: u64) -> (Fanout, SinkQueue, Arc<ComponentCounters>) {
+        let counters = Arc::new(ComponentCounters::default());
+        let (handle, queue) = sink_queue("t", counters.clone(), QueueLimits { events, bytes });
+        (Fanout::new(vec![handle]), queue, counters)
+    }
+
     /// A sink that keeps up never drops, however much passes through in total: taking a batch
     /// gives back its events and its bytes.
     #[test]
     fn queue_room_comes_back_when_batches_are_taken() {
-        let counters = Arc::new(ComponentCounters::default());
-        let limits = QueueLimits {
-            events: 1000,
-            bytes: 1 << 20,
-        };
-        let (handle, queue) = sink_queue("t", counters.clone(), limits);
-        let mut fanout = Fanout {
-            sinks: vec![handle],
-            ..Fanout::default()
-        };
+        let (mut fanout, queue, counters) = one_sink(1000, 1 << 20);
         for _ in 0..500 {
             fanout.send(&mut raw_batch(100)); // over 100 kB a batch; over 100 MB in all
             fanout.send(&mut raw_batch(100));
@@ -324,16 +322,7 @@ mod tests {
     /// A sink that does not keep up has its queue bounded by bytes, and the rest is counted.
     #[test]
     fn a_stuck_sink_drops_past_its_byte_limit_and_counts() {
-        let counters = Arc::new(ComponentCounters::default());
-        let limits = QueueLimits {
-            events: 1_000_000,
-            bytes: 256 << 10,
-        };
-        let (handle, _queue) = sink_queue("t", counters.clone(), limits);
-        let mut fanout = Fanout {
-            sinks: vec![handle],
-            ..Fanout::default()
-        };
+        let (mut fanout, _queue, counters) = one_sink(1_000_000, 256 << 10);
         for _ in 0..10 {
             fanout.send(&mut raw_batch(100));
         }
@@ -377,17 +366,8 @@ mod tests {
     #[test]
     fn a_waiting_source_blocks_until_the_sink_has_room() {
         use std::sync::atomic::AtomicBool;
-        let counters = Arc::new(ComponentCounters::default());
-        let limits = QueueLimits {
-            events: 100,
-            bytes: 1 << 30,
-        };
-        let (handle, queue) = sink_queue("t", counters.clone(), limits);
-        let mut fanout = Fanout {
-            sinks: vec![handle],
-            ..Fanout::default()
-        }
-        .waiting();
+        let (fanout, queue, counters) = one_sink(100, 1 << 30);
+        let mut fanout = fanout.waiting();
         let first = fanout.send(&mut raw_batch(100)).unwrap();
         assert!(!fanout.all_taken(&first));
         let done = Arc::new(AtomicBool::new(false));
@@ -419,17 +399,8 @@ mod tests {
     /// A waiting source does not wait for a sink whose thread is gone: it counts the loss.
     #[test]
     fn a_waiting_source_does_not_wait_for_a_dead_sink() {
-        let counters = Arc::new(ComponentCounters::default());
-        let limits = QueueLimits {
-            events: 10,
-            bytes: 1 << 30,
-        };
-        let (handle, queue) = sink_queue("t", counters.clone(), limits);
-        let mut fanout = Fanout {
-            sinks: vec![handle],
-            ..Fanout::default()
-        }
-        .waiting();
+        let (fanout, queue, counters) = one_sink(10, 1 << 30);
+        let mut fanout = fanout.waiting();
         fanout.send(&mut raw_batch(10));
         drop(queue);
         fanout.send(&mut raw_batch(10));
