@@ -5,7 +5,8 @@
 # the machine to itself (sender on CPU 0, daemon on CPU 1) and is offered the same rounds: COUNT
 # new UDP flows at a rate, then `conntrack -F`, which ends them all at once (a burst of DESTROY
 # events). For each rate it prints the events each wrote of the 2×COUNT the kernel sent, the CPU
-# each spent per event, and nflogd's CPU per event as a fraction of ulogd2's.
+# each spent per event, and nflogd's CPU per event as a fraction of ulogd2's. Both get the same
+# receive buffer: 32 MiB, growing to 128 MiB on an overrun (nflogd's defaults).
 #
 # usage: sudo bench/conntrack.sh [RATES...]   (new flows per second; default 10000 25000 50000)
 # Traffic stays between two namespaces this script creates (10.202.0.0/24) and removes.
@@ -40,8 +41,8 @@ stack=ct1:NFCT,ip2str1:IP2STR,json1:JSON
 [ct1]
 hash_enable=0
 event_mask=5
-netlink_socket_buffer_size=8388608
-netlink_socket_buffer_maxsize=67108864
+netlink_socket_buffer_size=33554432
+netlink_socket_buffer_maxsize=134217728
 [json1]
 file="$DIR/ulogd.json"
 CONF
