@@ -200,9 +200,10 @@ impl Fanout {
             return None;
         }
         let capacity = batch.capacity();
-        // A batch far smaller than its vector (one UDP datagram in a vector sized for a busy
-        // file) would hold the whole vector in the queue: give it one of its own size.
-        if batch.len() * 4 < capacity {
+        // A few events in a vector sized for a busy source (one UDP datagram in a vector made
+        // for a file's lines) would hold the whole vector in the queue: give them one of their
+        // own size. Larger batches keep their vector, which the source reuses.
+        if batch.len() <= 16 && batch.len() * 4 < capacity {
             batch.shrink_to_fit();
         }
         let n = batch.len() as u64;
