@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Kernel LOG lines → structured records: syslog-ng's iptables-parser() (Debian syslog-ng 3.38,
 # kv-parser into .iptables.* name-value pairs, written as JSON) and `nflogd parse` (every field,
-# written as ECS JSON, and as the kernel's text again) on the same 1M-line kern.log in one run.
+# written as ECS JSON, and as the kernel's text again) on the same 1M-line kern.log of diverse
+# lines (bench/corpus.py) in one run.
 # Prints lines per second and CPU seconds of each, and the ratio.
 #
 # usage: bench/loglines.sh [LINES]   (default 1000000; needs syslog-ng-core and syslog-ng-scl)
@@ -20,10 +21,11 @@ SNG=
 cleanup() { [ -n "$SNG" ] && kill "$SNG" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$DIR"; }
 trap cleanup EXIT INT TERM
 
-# The input: the real kernel lines of crates/logline/tests/kernel-lines.txt in a syslog file,
-# 1000 lines per second, as rsyslog writes kern.log.
-awk -v n="$N" 'BEGIN{c=0} {l[c++]=$0} END{for(i=0;i<n;i++){s=int(i/1000); printf "Nov 23 %02d:%02d:%02d fw1 kernel: [%d.%06d] %s\n", int(s/3600)%24, int(s/60)%60, s%60, 1000+int(i/1000), i%1000000, l[i%c]}}' \
-  crates/logline/tests/kernel-lines.txt >"$DIR/kern.log"
+# The input: N lines of a firewall's diversity (bench/corpus.py: many addresses, ports,
+# interfaces, hosts and prefixes, TCP/UDP/ICMP over IPv4 and IPv6) in a syslog file, 1000 lines
+# per second, as rsyslog writes kern.log. (It used to repeat 100 real lines, which flattered
+# nflogd's caches of prefixes and interface names.)
+python3 bench/corpus.py "$N" >"$DIR/kern.log"
 
 # nflogd's runs are short next to syslog-ng's, and this VM's neighbours come and go: each
 # schema is run twice before syslog-ng and three times after it, and the median of the five is
