@@ -148,4 +148,42 @@ mod tests {
         .be32()
         .is_err());
     }
+
+    /// The edges of an attribute walk: a length below the 4-byte header is an error (and ends
+    /// the walk); an empty attribute is fine; the last attribute needs no padding after it;
+    /// 1–3 bytes left after the last attribute are padding, not an attribute.
+    #[test]
+    fn short_lengths_empty_attributes_and_trailing_bytes() {
+        for len in 0u16..4 {
+            let mut b = len.to_ne_bytes().to_vec();
+            b.extend_from_slice(&1u16.to_ne_bytes());
+            b.extend_from_slice(&[0; 4]);
+            let v: Vec<_> = Attrs::new(&b).collect();
+            assert_eq!(v.len(), 1, "len {len}");
+            assert!(v[0].is_err(), "len {len}");
+        }
+        let mut b = Vec::new();
+        put(&mut b, 3, &[]);
+        put(&mut b, 4, &[9, 9, 9, 9, 9]); // 9 bytes, padded to 12
+        b.truncate(b.len() - 3); // the last attribute without its padding
+        let v: Vec<_> = Attrs::new(&b).collect::<Result<_>>().unwrap();
+        assert_eq!((v[0].kind, v[0].data.len()), (3, 0));
+        assert_eq!(v[1].data, &[9, 9, 9, 9, 9]);
+        for extra in 1..4 {
+            let mut t = Vec::new();
+            put(&mut t, 5, &[1, 2, 3, 4]);
+            t.extend(std::iter::repeat_n(0xff, extra));
+            let v: Vec<_> = Attrs::new(&t).collect::<Result<_>>().unwrap();
+            assert_eq!(v.len(), 1, "{extra} trailing bytes");
+        }
+        // Fixed-width readers refuse data shorter than their width.
+        let a = Attr {
+            kind: 0,
+            data: &[1, 2],
+        };
+        assert!(a.be32().is_err() && a.be64().is_err() && a.ne32().is_err());
+        assert_eq!(a.be16().unwrap(), 0x0102);
+        let empty = Attr { kind: 0, data: &[] };
+        assert!(empty.u8().is_err() && empty.be16().is_err());
+    }
 }

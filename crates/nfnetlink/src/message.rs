@@ -165,4 +165,49 @@ mod tests {
         assert_eq!(r.len(), 1);
         assert!(r[0].is_err());
     }
+
+    /// Datagrams cut short: fewer bytes than a header, a length below the header's, a length
+    /// past the datagram; each ends the walk with one error, after the messages before it.
+    #[test]
+    fn short_headers_and_lengths() {
+        let ok = Request::new(NLMSG_DONE, 0, 1).finish();
+        for cut in 1..NLMSG_HDRLEN {
+            let mut d = ok.clone();
+            d.extend_from_slice(&ok[..cut]);
+            let r: Vec<_> = Messages::new(&d).collect();
+            assert_eq!(r.len(), 2, "cut {cut}");
+            assert!(r[0].is_ok() && r[1].is_err(), "cut {cut}");
+        }
+        for len in [0u32, 4, 15] {
+            let mut d = ok.clone();
+            d[..4].copy_from_slice(&len.to_ne_bytes());
+            let r: Vec<_> = Messages::new(&d).collect();
+            assert_eq!(r.len(), 1);
+            assert!(r[0].is_err(), "nlmsg_len {len}");
+        }
+        // A message shorter than its nfgenmsg.
+        let m = Messages::new(&ok).next().unwrap().unwrap();
+        assert!(m.nfgen().is_err());
+    }
+
+    /// NLMSG_ERROR: the errno the kernel sends (negative), 0 for an acknowledgement, and an
+    /// error when the payload is too short to hold it.
+    #[test]
+    fn error_messages() {
+        let err = |code: i32| {
+            Request::new(NLMSG_ERROR, 0, 3)
+                .raw(&code.to_ne_bytes())
+                .finish()
+        };
+        let m = |d: &[u8]| Messages::new(d).next().unwrap().unwrap().error_code();
+        assert_eq!(m(&err(-libc_ebusy())).unwrap(), libc_ebusy());
+        assert_eq!(m(&err(0)).unwrap(), 0);
+        let short = Request::new(NLMSG_ERROR, 0, 3).finish();
+        assert!(m(&short).is_err());
+    }
+
+    /// EBUSY (16), as the kernel answers a bind to an NFLOG group another process holds.
+    fn libc_ebusy() -> i32 {
+        16
+    }
 }
