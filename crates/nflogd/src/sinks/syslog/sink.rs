@@ -65,27 +65,24 @@ impl Conn {
 /// The largest UDP payload over IPv4 (65 535 less the IP and UDP headers).
 const MAX_DATAGRAM: usize = 65_507;
 
-/// A spooled message as sent: its structured data `sd` put back at the place its first four
-/// bytes name. A message spooled by an earlier nflogd, without that place, is sent as it is.
-fn with_structured_data<'a>(spooled: &'a [u8], sd: &[u8], out: &'a mut Vec<u8>) -> &'a [u8] {
+/// A spooled message as two parts, with its structured data to go between them (at the place
+/// its first four bytes name), or as one when it has none. A message spooled by an earlier
+/// nflogd, without that place, is sent as it is.
+fn sd_parts(spooled: &[u8]) -> (&[u8], Option<&[u8]>) {
     let Some((at, m)) = spooled
         .split_first_chunk::<4>()
         .map(|(a, m)| (u32::from_le_bytes(*a), m))
     else {
-        return spooled;
+        return (spooled, None);
     };
     if at == u32::MAX {
-        return m;
+        return (m, None);
     }
     let at = at as usize;
     if at > m.len() || !m.starts_with(b"<") {
-        return spooled;
+        return (spooled, None);
     }
-    out.clear();
-    out.extend_from_slice(&m[..at]);
-    out.extend_from_slice(sd);
-    out.extend_from_slice(&m[at..]);
-    out
+    (&m[..at], Some(&m[at..]))
 }
 
 fn tls_config(cfg: &SyslogSinkConfig) -> Result<Arc<rustls::ClientConfig>> {
@@ -202,33 +199,41 @@ impl SyslogSink {
     fn frame(&mut self, msgs: &[Vec<u8>]) {
         self.buf.clear();
         self.messages.clear();
-        let mut whole = Vec::new();
         for spooled in msgs {
-            let m = with_structured_data(spooled, &self.sd, &mut whole);
+            let (head, tail) = sd_parts(spooled);
+            let len = head.len() + tail.map_or(0, |t| self.sd.len() + t.len());
             let start = self.buf.len();
+            if let (Transport::Tcp | Transport::Tls, Framing::OctetCounting) =
+                (self.cfg.transport(), self.cfg.framing())
+            {
+                let _ = write!(self.buf, "{len} ");
+            }
+            let body = self.buf.len();
+            self.buf.extend_from_slice(head);
+            if let Some(t) = tail {
+                self.buf.extend_from_slice(&self.sd);
+                self.buf.extend_from_slice(t);
+            }
             match (self.cfg.transport(), self.cfg.framing()) {
-                (Transport::Udp, _) => {
+                (Transport::Udp, _) if len > MAX_DATAGRAM => {
                     // RFC 5426: a message longer than a datagram can carry is truncated.
-                    if m.len() > MAX_DATAGRAM {
-                        ComponentCounters::add(&self.counters.truncated, 1);
-                        crate::rate_limited_warn!(
-                            "sink `{}`: a {}-byte message truncated to {MAX_DATAGRAM} bytes for UDP",
-                            self.name,
-                            m.len()
-                        );
-                    }
-                    self.buf.extend_from_slice(&m[..m.len().min(MAX_DATAGRAM)]);
+                    ComponentCounters::add(&self.counters.truncated, 1);
+                    crate::rate_limited_warn!(
+                        "sink `{}`: a {len}-byte message truncated to {MAX_DATAGRAM} bytes for UDP",
+                        self.name
+                    );
+                    self.buf.truncate(body + MAX_DATAGRAM);
                 }
-                (_, Framing::OctetCounting) => {
-                    let _ = write!(self.buf, "{} ", m.len());
-                    self.buf.extend_from_slice(m);
-                }
-                (_, Framing::Lf) => {
+                (Transport::Tcp | Transport::Tls, Framing::Lf) => {
                     // An LF inside a message would split it: LF framing cannot carry one.
-                    self.buf
-                        .extend(m.iter().map(|&b| if b == b'\n' { b' ' } else { b }));
+                    for b in &mut self.buf[body..] {
+                        if *b == b'\n' {
+                            *b = b' ';
+                        }
+                    }
                     self.buf.push(b'\n');
                 }
+                _ => {}
             }
             self.messages.push((start, self.buf.len()));
         }
@@ -461,4 +466,23 @@ pub fn spawn(
     Ok(std::thread::Builder::new()
         .name(format!("syslog:{name}"))
         .spawn(move || sink.run(queue))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sd_parts;
+
+    /// A spooled message splits where its structured data goes; one without a place (RFC 3164)
+    /// is whole; one spooled by an earlier nflogd (no place recorded) is sent as it was.
+    #[test]
+    fn spooled_messages_split_where_the_structured_data_goes() {
+        let mut m = 12u32.to_le_bytes().to_vec();
+        m.extend_from_slice(b"<4>1 - h k - IN=eth0");
+        assert_eq!(sd_parts(&m), (&b"<4>1 - h k -"[..], Some(&b" IN=eth0"[..])));
+        let mut bsd = u32::MAX.to_le_bytes().to_vec();
+        bsd.extend_from_slice(b"<4>Nov 23 fw kernel: IN=");
+        assert_eq!(sd_parts(&bsd), (&bsd[4..], None));
+        let old = b"<4>1 2026-11-23T10:00:00Z fw kernel - - [SD] IN=";
+        assert_eq!(sd_parts(old), (&old[..], None));
+    }
 }
