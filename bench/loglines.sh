@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 N=${1:-1000000}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 cargo build --release -q -p nflogd
-BIN=$CARGO_TARGET_DIR/release/nflogd
+BIN=$(cd "$CARGO_TARGET_DIR/release" && pwd)/nflogd
 # Both outputs go to tmpfs when there is room (about 2 GB in all), so that neither side's CPU
 # time includes the disk's writeback; the input too, so both read it from memory.
 BASE=/var/tmp

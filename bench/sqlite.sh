@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 N=${1:-1000000}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 cargo build --release -q -p nflogd
-BIN=$CARGO_TARGET_DIR/release/nflogd
+BIN=$(cd "$CARGO_TARGET_DIR/release" && pwd)/nflogd
 DIR=$(mktemp -d /var/tmp/nflogd-sqlite.XXXXXX)
 trap 'rm -rf "$DIR"' EXIT INT TERM
 python3 bench/corpus.py "$N" >"$DIR/kern.log"

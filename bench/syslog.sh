@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 N=${1:-300000}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 cargo build --release -q -p nflogd
-BIN=$CARGO_TARGET_DIR/release/nflogd
+BIN=$(cd "$CARGO_TARGET_DIR/release" && pwd)/nflogd   # absolute: the script changes directory
 DIR=$(mktemp -d /var/tmp/nflogd-syslog.XXXXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$DIR"; }
