@@ -7,6 +7,7 @@ pub mod metrics;
 pub mod parse_cmd;
 pub mod pipeline;
 pub mod query_cmd;
+pub mod relp;
 pub mod schema;
 pub mod signals;
 pub mod sinks;

@@ -32,6 +32,9 @@ pub struct ComponentCounters {
     pub spooled: AtomicU64,
     /// Events found in the spool at start-up and sent again (some may be duplicates).
     pub replayed: AtomicU64,
+    /// Events sent again after a broken connection, because the receiver had not confirmed
+    /// them (some may be duplicates).
+    pub resent: AtomicU64,
     /// Spool records skipped as corrupt or cut short.
     pub spool_corrupt: AtomicU64,
     /// Conntrack table dumps after an overrun, to find the flows whose events were lost.
@@ -90,7 +93,7 @@ pub fn register(kind: &'static str, name: &str) -> Arc<ComponentCounters> {
 
 type Field = (&'static str, fn(&ComponentCounters) -> &AtomicU64);
 
-const FIELDS: [Field; 20] = [
+const FIELDS: [Field; 21] = [
     ("received", |c| &c.received),
     ("sent", |c| &c.sent),
     ("dropped", |c| &c.dropped),
@@ -103,6 +106,7 @@ const FIELDS: [Field; 20] = [
     ("ignored", |c| &c.ignored),
     ("spooled", |c| &c.spooled),
     ("replayed", |c| &c.replayed),
+    ("resent", |c| &c.resent),
     ("spool_corrupt", |c| &c.spool_corrupt),
     ("resyncs", |c| &c.resyncs),
     ("resynced", |c| &c.resynced),

@@ -9,6 +9,10 @@
 //! - `ack` holds the read position (segment, offset), replaced atomically after each delivery;
 //!   a record leaves only after the sink confirmed it. After a crash the last records may be
 //!   delivered again (counted as `replayed`), never lost.
+//! - Sending runs ahead of confirming: `peek`/`sent` walk a send position over records the
+//!   receiver has not confirmed yet, `confirm` moves the read position up to them, and `rewind`
+//!   goes back to it after a broken connection, so what the receiver may not have taken is
+//!   sent again.
 //! - A record with a bad checksum or cut short ends its segment's reading: the rest of that
 //!   segment is skipped and counted, the next segment is read.
 //! - A size cap with a stated policy: `block` (stop taking new events; the sink's memory queue
@@ -17,6 +21,7 @@
 
 use anyhow::{Context, Result};
 use serde::Deserialize;
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -126,8 +131,25 @@ pub struct Spool {
     pending_bytes: u64,
     pending_events: u64,
     pub stats: SpoolStats,
-    /// The record handed out by `peek`, not yet acknowledged: (bytes it takes, events).
+    /// Where the next `peek` reads: at or past the read position.
+    send_id: u64,
+    send_off: u64,
+    /// Records sent and not yet confirmed, oldest first.
+    inflight: VecDeque<Sent>,
+    /// Corrupt places already counted, so that reading one again after a rewind does not
+    /// count it twice.
+    corrupt_seen: std::collections::BTreeSet<(u64, u64)>,
+    /// The record handed out by `peek`, not yet sent: (bytes it takes, events).
     peeked: Option<(u64, u32)>,
+}
+
+/// A record written to the receiver and not yet confirmed: the segment it is in, where it ends.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    id: u64,
+    end: u64,
+    bytes: u64,
+    events: u32,
 }
 
 fn seg_path(dir: &Path, id: u64) -> PathBuf {
@@ -212,6 +234,10 @@ impl Spool {
             pending_bytes: 0,
             pending_events: 0,
             stats: SpoolStats::default(),
+            send_id: read_id,
+            send_off: read_off,
+            inflight: VecDeque::new(),
+            corrupt_seen: Default::default(),
             peeked: None,
         };
         s.recover()?;
@@ -397,6 +423,13 @@ impl Spool {
         self.peeked = None;
         self.read_id = self.segments.first().copied().unwrap_or(self.write_id);
         self.read_off = 0;
+        // What was sent from the dropped segment needs no confirming; the send position moves
+        // on if it was there.
+        self.inflight.retain(|s| s.id != oldest);
+        if self.send_id == oldest {
+            self.send_id = self.read_id;
+            self.send_off = 0;
+        }
         self.save_ack();
         Ok(true)
     }
@@ -416,18 +449,18 @@ impl Spool {
         Ok((bytes, events))
     }
 
-    /// The next batch to deliver (its messages), without removing it.
+    /// The next batch to send (its messages), without moving past it: `sent` does that.
     pub fn peek(&mut self) -> std::io::Result<Option<Vec<Vec<u8>>>> {
         loop {
-            if !self.segments.contains(&self.read_id) {
+            if !self.segments.contains(&self.send_id) {
                 return Ok(None);
             }
-            let mut f = match File::open(seg_path(&self.dir, self.read_id)) {
+            let mut f = match File::open(seg_path(&self.dir, self.send_id)) {
                 Ok(f) => f,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(e),
             };
-            match read_record(&mut f, self.read_off)? {
+            match read_record(&mut f, self.send_off)? {
                 Some(Ok((payload, events))) => {
                     self.peeked = Some(((HEADER + payload.len()) as u64, events));
                     // The count comes from the file: no more room than the payload can fill.
@@ -442,15 +475,18 @@ impl Spool {
                     return Ok(Some(msgs));
                 }
                 Some(Err(())) => {
-                    // Corrupt or cut short: skip the rest of this segment, for good.
-                    self.stats.corrupt_records += 1;
-                    tracing::warn!(
-                        "spool {}: segment {} is corrupt at byte {}; skipping the rest of it",
-                        self.dir.display(),
-                        self.read_id,
-                        self.read_off
-                    );
-                    if self.write_id == self.read_id {
+                    // Corrupt or cut short: skip the rest of this segment, for good. (Read
+                    // again after a rewind, it is not counted twice.)
+                    if self.corrupt_seen.insert((self.send_id, self.send_off)) {
+                        self.stats.corrupt_records += 1;
+                        tracing::warn!(
+                            "spool {}: segment {} is corrupt at byte {}; skipping the rest of it",
+                            self.dir.display(),
+                            self.send_id,
+                            self.send_off
+                        );
+                    }
+                    if self.write_id == self.send_id {
                         self.writer = None;
                         self.write_id += 1;
                         self.write_off = 0;
@@ -458,12 +494,16 @@ impl Spool {
                     if !self.segments.contains(&self.write_id) {
                         self.segments.push(self.write_id);
                     }
-                    if !self.next_segment()? {
+                    if !self.next_send_segment() {
                         return Ok(None);
+                    }
+                    if self.inflight.is_empty() {
+                        // Nothing waits for confirmation before it: the read position follows.
+                        self.confirm_to(self.send_id, 0)?;
                     }
                 }
                 None => {
-                    if self.read_id == self.write_id || !self.next_segment()? {
+                    if self.send_id == self.write_id || !self.next_send_segment() {
                         return Ok(None);
                     }
                 }
@@ -471,36 +511,100 @@ impl Spool {
         }
     }
 
-    fn next_segment(&mut self) -> std::io::Result<bool> {
-        let Some(pos) = self.segments.iter().position(|&s| s > self.read_id) else {
-            return Ok(false);
+    fn next_send_segment(&mut self) -> bool {
+        let Some(&next) = self.segments.iter().find(|&&s| s > self.send_id) else {
+            return false;
         };
-        let done = self.read_id;
-        self.read_id = self.segments[pos];
-        self.read_off = 0;
-        self.save_ack();
-        if done != self.write_id {
-            let _ = std::fs::remove_file(seg_path(&self.dir, done));
-            self.segments.retain(|&s| s != done);
+        self.send_id = next;
+        self.send_off = 0;
+        true
+    }
+
+    /// The peeked batch was written to the receiver: the next `peek` reads past it. It stays
+    /// in the spool until confirmed.
+    pub fn sent(&mut self) {
+        if let Some((bytes, events)) = self.peeked.take() {
+            self.send_off += bytes;
+            self.inflight.push_back(Sent {
+                id: self.send_id,
+                end: self.send_off,
+                bytes,
+                events,
+            });
         }
-        let (bytes, events) = self.segments.iter().try_fold((0, 0), |(b, e), &id| {
-            let (b2, e2) =
-                self.count_from(id, if id == self.read_id { self.read_off } else { 0 })?;
+    }
+
+    /// The peeked batch was delivered and confirmed at once: move past it for good.
+    pub fn ack(&mut self) {
+        self.sent();
+        self.confirm(self.inflight.len());
+    }
+
+    /// Records sent and not confirmed yet.
+    pub fn unconfirmed(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// Events sent and not confirmed yet.
+    pub fn unconfirmed_events(&self) -> u64 {
+        self.inflight.iter().map(|s| s.events as u64).sum()
+    }
+
+    /// The receiver has the oldest `n` records sent: they leave the spool.
+    pub fn confirm(&mut self, n: usize) {
+        let n = n.min(self.inflight.len());
+        let Some(last) = n.checked_sub(1).and_then(|i| self.inflight.get(i)).copied() else {
+            return;
+        };
+        let (bytes, events) = self
+            .inflight
+            .drain(..n)
+            .fold((0, 0), |(b, e), s| (b + s.bytes, e + s.events as u64));
+        if last.id == self.read_id {
+            self.read_off = last.end;
+            self.pending_bytes = self.pending_bytes.saturating_sub(bytes);
+            self.pending_events = self.pending_events.saturating_sub(events);
+            self.save_ack();
+        } else if let Err(e) = self.confirm_to(last.id, last.end) {
+            crate::rate_limited_warn!("spool {}: {e}", self.dir.display());
+        }
+    }
+
+    /// Moves the read position to a later segment, deleting the ones before it and counting
+    /// anew what is pending (a corrupt tail skipped on the way held an unknown amount).
+    fn confirm_to(&mut self, id: u64, off: u64) -> std::io::Result<()> {
+        let done: Vec<u64> = self
+            .segments
+            .iter()
+            .copied()
+            .filter(|&s| s < id && s != self.write_id)
+            .collect();
+        self.read_id = id;
+        self.read_off = off;
+        self.save_ack();
+        for s in done {
+            let _ = std::fs::remove_file(seg_path(&self.dir, s));
+            self.segments.retain(|&x| x != s);
+        }
+        self.corrupt_seen.retain(|&(s, _)| s >= id);
+        let (bytes, events) = self.segments.iter().try_fold((0, 0), |(b, e), &s| {
+            let (b2, e2) = self.count_from(s, if s == self.read_id { self.read_off } else { 0 })?;
             Ok::<_, std::io::Error>((b + b2, e + e2))
         })?;
         self.pending_bytes = bytes;
         self.pending_events = events;
-        Ok(true)
+        Ok(())
     }
 
-    /// The peeked batch was delivered: move past it for good.
-    pub fn ack(&mut self) {
-        if let Some((bytes, events)) = self.peeked.take() {
-            self.read_off += bytes;
-            self.pending_bytes = self.pending_bytes.saturating_sub(bytes);
-            self.pending_events = self.pending_events.saturating_sub(events as u64);
-            self.save_ack();
-        }
+    /// The connection broke: what was sent and not confirmed will be sent again. Returns how
+    /// many events that is.
+    pub fn rewind(&mut self) -> u64 {
+        let events = self.unconfirmed_events();
+        self.inflight.clear();
+        self.peeked = None;
+        self.send_id = self.read_id;
+        self.send_off = self.read_off;
+        events
     }
 
     fn save_ack(&self) {
@@ -534,6 +638,74 @@ mod tests {
             s.ack();
         }
         out
+    }
+
+    /// Sending runs ahead of confirming; a rewind sends the unconfirmed again, across a
+    /// segment boundary; a restart resumes at the last confirmed record, and a confirmed
+    /// segment is deleted.
+    #[test]
+    fn send_ahead_confirm_and_rewind() {
+        let d = dir("ahead");
+        let mut s = Spool::open(&d, 1 << 30, WhenFull::Block).unwrap();
+        let big = vec![b'x'; 6 << 20];
+        for i in 0..6 {
+            let m = format!("m{i}");
+            s.append(&[m.as_bytes(), &big]).unwrap();
+        }
+        let segs = |d: &Path| {
+            std::fs::read_dir(d)
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .path()
+                        .extension()
+                        .is_some_and(|x| x == "seg")
+                })
+                .count()
+        };
+        assert_eq!(
+            segs(&d),
+            2,
+            "16 MiB segments: records 0-2 in one, 3-5 in the next"
+        );
+        let send = |s: &mut Spool, n: usize| -> Vec<String> {
+            (0..n)
+                .map(|_| {
+                    let b = s.peek().unwrap().unwrap();
+                    s.sent();
+                    String::from_utf8(b[0].clone()).unwrap()
+                })
+                .collect()
+        };
+        assert_eq!(send(&mut s, 4), ["m0", "m1", "m2", "m3"]);
+        assert_eq!(s.unconfirmed(), 4);
+        assert_eq!(
+            s.pending_events(),
+            12,
+            "unconfirmed events are still pending"
+        );
+        s.confirm(1);
+        assert_eq!(s.pending_events(), 10);
+        assert_eq!(s.rewind(), 6, "three records of two events sent again");
+        assert_eq!(send(&mut s, 3), ["m1", "m2", "m3"]);
+        s.confirm(3);
+        assert_eq!(
+            segs(&d),
+            1,
+            "the first segment went once all of it was confirmed"
+        );
+        assert_eq!(send(&mut s, 1), ["m4"]);
+        drop(s);
+        let mut s = Spool::open(&d, 1 << 30, WhenFull::Block).unwrap();
+        assert_eq!(
+            s.pending_events(),
+            4,
+            "m4 was sent, not confirmed: it is replayed"
+        );
+        let rest: Vec<String> = drain(&mut s).into_iter().filter(|m| m.len() < 10).collect();
+        assert_eq!(rest, ["m4", "m5"]);
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

@@ -486,3 +486,45 @@ pub fn start_nflogd(netns: Option<&str>, cfg: &Path, log: &Path) -> Daemon {
     d.wait_log("nflogd running", Duration::from_secs(10));
     d
 }
+
+/// Starts rsyslogd in the foreground with `conf` (written to `dir`), and waits until each of
+/// the TCP `ports` accepts connections.
+pub fn rsyslog(dir: &Path, conf: &str, ports: &[u16]) -> Daemon {
+    let f = dir.join("rsyslog.conf");
+    std::fs::write(&f, conf).unwrap();
+    let child = Command::new("rsyslogd")
+        .args(["-n", "-f"])
+        .arg(&f)
+        .arg("-i")
+        .arg(dir.join("rsyslog.pid"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("rsyslog.err")).unwrap())
+        .spawn()
+        .expect("start rsyslogd");
+    let d = Daemon {
+        child: Some(child),
+        log: dir.join("rsyslog.err"),
+    };
+    for &p in ports {
+        wait_port(p, Duration::from_secs(10));
+    }
+    d
+}
+
+/// Waits until something accepts TCP connections on 127.0.0.1:`port`.
+pub fn wait_port(port: u16, timeout: Duration) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < timeout, "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether a program is on the PATH.
+pub fn have(tool: &str) -> bool {
+    Command::new("which")
+        .arg(tool)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}

@@ -10,6 +10,20 @@ pub enum Transport {
     Udp,
     Tcp,
     Tls,
+    /// RELP (rsyslog's omrelp/imrelp): every message confirmed by the receiver.
+    Relp,
+    /// RELP over TLS.
+    #[serde(rename = "relp-tls")]
+    RelpTls,
+}
+
+impl Transport {
+    pub fn tls(self) -> bool {
+        matches!(self, Transport::Tls | Transport::RelpTls)
+    }
+    pub fn relp(self) -> bool {
+        matches!(self, Transport::Relp | Transport::RelpTls)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -45,7 +59,8 @@ pub struct SyslogSinkConfig {
     pub inputs: Vec<String>,
     /// Receiver `host:port`.
     pub address: String,
-    /// `udp`, `tcp` (default; `tls` with the Sekoia preset) or `tls`; read through `transport()`.
+    /// `udp`, `tcp` (default; `tls` with the Sekoia preset), `tls`, `relp` or `relp-tls`;
+    /// read through `transport()`.
     #[serde(default)]
     transport: Option<Transport>,
     /// TCP and TLS framing: `octet-counting` (default) or `lf`.
@@ -205,10 +220,13 @@ impl SyslogSinkConfig {
         if c.preset == Some(Preset::Sekoia) && !c.structured_data.contains_key("SEKOIA@53288") {
             bail!("preset = \"sekoia\" needs [sinks.NAME.structured_data.\"SEKOIA@53288\"] intake_key = \"…\"");
         }
-        if c.transport() != Transport::Tls
+        if !c.transport().tls()
             && (c.ca_file.is_some() || c.cert_file.is_some() || c.key_file.is_some())
         {
-            bail!("ca_file/cert_file/key_file only apply to transport = \"tls\"");
+            bail!("ca_file/cert_file/key_file only apply to transport = \"tls\" or \"relp-tls\"");
+        }
+        if c.transport().relp() && c.framing.is_some() {
+            bail!("framing: RELP frames each message itself");
         }
         if c.cert_file.is_some() != c.key_file.is_some() {
             bail!("cert_file and key_file go together");

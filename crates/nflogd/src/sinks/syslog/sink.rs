@@ -1,66 +1,30 @@
 //! The sender thread: renders each batch into messages, appends them to the sink's disk spool,
-//! and sends from the spool, oldest first; a batch leaves the spool only once written to the
-//! receiver. On failure it reconnects with backoff while new batches keep going to the spool.
+//! and sends from the spool, oldest first. A batch leaves the spool only once the receiver has
+//! it: confirmed frame by frame over RELP, known read from the socket over plain TCP/TLS (see
+//! `conn::ReadProgress`), at once over UDP. After a broken connection what was sent and not
+//! confirmed is sent again (counted as `resent`). On failure it reconnects with backoff while
+//! new batches keep going to the spool.
 
 use super::config::{facility_code, severity_code, Format, Framing, SyslogSinkConfig, Transport};
+use super::conn::{Conn, ReadProgress, Wire};
 use super::format::{self, Header};
+use super::relp::{self, Session};
 use crate::metrics::ComponentCounters;
 use crate::pipeline::{Batch, SinkQueue};
 use crate::schema::{Renderer, SchemaOptions};
 use crate::spool::Spool;
 use anyhow::{anyhow, Context, Result};
 use crossbeam_channel::RecvTimeoutError;
-use std::io::{Read, Write};
+use std::collections::VecDeque;
+use std::io::Write;
 use std::net::{TcpStream, ToSocketAddrs, UdpSocket};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-enum Conn {
-    Udp(UdpSocket),
-    Tcp(TcpStream),
-    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
-}
-
-impl Conn {
-    fn tcp(&self) -> Option<&TcpStream> {
-        match self {
-            Conn::Udp(_) => None,
-            Conn::Tcp(s) => Some(s),
-            Conn::Tls(s) => Some(s.get_ref()),
-        }
-    }
-
-    /// A stream whose peer closed reads end-of-file: find out before writing into it, so a
-    /// batch is not written into a dead connection.
-    fn peer_closed(&self) -> bool {
-        let Some(s) = self.tcp() else { return false };
-        let _ = s.set_nonblocking(true);
-        let mut b = [0u8; 1];
-        let closed = matches!(s.peek(&mut b), Ok(0)) || matches!(s.take_error(), Ok(Some(_)));
-        let _ = s.set_nonblocking(false);
-        closed
-    }
-
-    fn send(&mut self, buf: &[u8], messages: &[(usize, usize)]) -> std::io::Result<()> {
-        match self {
-            Conn::Udp(s) => {
-                for &(a, b) in messages {
-                    s.send(&buf[a..b])?;
-                }
-                Ok(())
-            }
-            Conn::Tcp(s) => {
-                s.write_all(buf)?;
-                s.flush()
-            }
-            Conn::Tls(s) => {
-                s.write_all(buf)?;
-                s.flush()
-            }
-        }
-    }
-}
+/// Events sent and not confirmed, at most; past it the oldest count as delivered (a plain TCP
+/// receiver whose socket never shows it read everything must not stall the sink).
+const MAX_UNCONFIRMED: u64 = 1_000_000;
 
 /// The largest UDP payload over IPv4 (65 535 less the IP and UDP headers).
 const MAX_DATAGRAM: usize = 65_507;
@@ -99,6 +63,13 @@ struct SyslogSink {
     tls: Option<Arc<rustls::ClientConfig>>,
     server_name: String,
     conn: Option<Conn>,
+    /// The RELP session on `conn`, for the RELP transports.
+    relp: Option<Session>,
+    /// Plain TCP/TLS: what the receiver has read, as the socket tells.
+    progress: ReadProgress,
+    /// For each record sent and not yet confirmed, oldest first, where it ends: the stream's
+    /// byte count (TCP/TLS) or the session's frame count (RELP).
+    marks: VecDeque<u64>,
     renderer: Renderer,
     sd: Vec<u8>,
     facility: u8,
@@ -120,43 +91,49 @@ struct SyslogSink {
 }
 
 impl SyslogSink {
-    fn connect(&self) -> Result<Conn> {
+    fn connect(&self) -> Result<(Conn, Option<Session>)> {
         let addr = self
             .cfg
             .address
             .to_socket_addrs()?
             .next()
             .ok_or_else(|| anyhow!("{} resolves to nothing", self.cfg.address))?;
-        Ok(match self.cfg.transport() {
-            Transport::Udp => {
-                let s = UdpSocket::bind(if addr.is_ipv6() {
-                    "[::]:0"
-                } else {
-                    "0.0.0.0:0"
-                })?;
-                s.connect(addr)?;
-                Conn::Udp(s)
-            }
-            Transport::Tcp | Transport::Tls => {
-                let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-                s.set_nodelay(true)?;
-                s.set_write_timeout(Some(Duration::from_secs(30)))?;
-                match &self.tls {
-                    None => Conn::Tcp(s),
-                    Some(cfg) => {
-                        let name =
-                            rustls_pki_types::ServerName::try_from(self.server_name.clone())?;
-                        let mut c = rustls::ClientConnection::new(cfg.clone(), name)?;
-                        let mut s = s;
-                        // Finish the handshake now, so that certificate errors show as such.
-                        while c.is_handshaking() {
-                            c.complete_io(&mut s)?;
-                        }
-                        Conn::Tls(Box::new(rustls::StreamOwned::new(c, s)))
-                    }
+        let transport = self.cfg.transport();
+        if transport == Transport::Udp {
+            let s = UdpSocket::bind(if addr.is_ipv6() {
+                "[::]:0"
+            } else {
+                "0.0.0.0:0"
+            })?;
+            s.connect(addr)?;
+            return Ok((Conn::Udp(s), None));
+        }
+        let sock = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        sock.set_nodelay(true)?;
+        sock.set_write_timeout(Some(Duration::from_secs(30)))?;
+        if !transport.relp() {
+            super::conn::probe_when_idle(&sock);
+        }
+        let wire = Wire { sock, written: 0 };
+        let mut conn = match &self.tls {
+            None => Conn::Tcp(wire),
+            Some(cfg) => {
+                let name = rustls_pki_types::ServerName::try_from(self.server_name.clone())?;
+                let mut c = rustls::ClientConnection::new(cfg.clone(), name)?;
+                let mut wire = wire;
+                // Finish the handshake now, so that certificate errors show as such.
+                while c.is_handshaking() {
+                    c.complete_io(&mut wire)?;
                 }
+                Conn::Tls(Box::new(rustls::StreamOwned::new(c, wire)))
             }
-        })
+        };
+        let session = if transport.relp() {
+            Some(Session::open(&mut conn).context("opening the RELP session")?)
+        } else {
+            None
+        };
+        Ok((conn, session))
     }
 
     /// Renders a batch to message bodies (header + record), one after the other in `body`.
@@ -195,7 +172,8 @@ impl SyslogSink {
         }
     }
 
-    /// Frames messages for the transport into `buf`, the structured data put back in place.
+    /// Frames messages for the transport into `buf`, the structured data put back in place
+    /// (RELP: numbered `syslog` frames of the session).
     fn frame(&mut self, msgs: &[Vec<u8>]) {
         self.buf.clear();
         self.messages.clear();
@@ -203,6 +181,22 @@ impl SyslogSink {
             let (head, tail) = sd_parts(spooled);
             let len = head.len() + tail.map_or(0, |t| self.sd.len() + t.len());
             let start = self.buf.len();
+            if let Some(session) = self.relp.as_mut() {
+                let sd = tail.map_or(&[][..], |_| &self.sd[..]);
+                let mut parts = [head, sd, tail.unwrap_or(&[])];
+                if len > relp::MAX_DATA {
+                    // imrelp ends a session whose frame is over its `maxDataSize`: cut it.
+                    ComponentCounters::add(&self.counters.truncated, 1);
+                    let mut room = relp::MAX_DATA;
+                    for p in &mut parts {
+                        *p = &p[..p.len().min(room)];
+                        room -= p.len();
+                    }
+                }
+                session.frame(&mut self.buf, &parts);
+                self.messages.push((start, self.buf.len()));
+                continue;
+            }
             if let (Transport::Tcp | Transport::Tls, Framing::OctetCounting) =
                 (self.cfg.transport(), self.cfg.framing())
             {
@@ -251,12 +245,19 @@ impl SyslogSink {
         self.spool.append_counted(&self.name, &msgs, &self.counters)
     }
 
-    /// Sends what the spool holds, oldest first, each batch acknowledged once written; stops at
-    /// the first failure (and waits out the backoff before connecting again).
+    /// Sends what the spool holds, oldest first, and takes the receiver's confirmations; stops
+    /// at the first failure (and waits out the backoff before connecting again).
     fn deliver(&mut self) {
         loop {
-            if self.conn.as_ref().is_some_and(Conn::peer_closed) {
-                self.conn = None;
+            if self.conn.as_ref().is_some_and(Conn::peer_closed) && self.relp.is_none() {
+                self.broken("the receiver closed the connection");
+            }
+            if let Err(e) = self.take_confirmations() {
+                self.broken(&format!("{e:#}"));
+            }
+            if self.spool.unconfirmed_events() >= MAX_UNCONFIRMED {
+                // A receiver that never shows it read: confirm the oldest rather than stall.
+                self.confirm(1);
             }
             let msgs = match self.spool.peek() {
                 Ok(Some(m)) => m,
@@ -267,50 +268,158 @@ impl SyslogSink {
                     break;
                 }
             };
-            if self.conn.is_none() {
-                if std::time::Instant::now() < self.next_connect {
-                    break;
-                }
-                match self.connect() {
-                    Ok(c) => {
-                        tracing::info!("sink `{}`: connected to {}", self.name, self.cfg.address);
-                        self.conn = Some(c);
-                        self.backoff = Duration::from_millis(100);
-                    }
-                    Err(e) => {
-                        ComponentCounters::add(&self.counters.errors, 1);
-                        crate::rate_limited_warn!(
-                            "sink `{}`: cannot reach {}: {e:#}; retrying",
-                            self.name,
-                            self.cfg.address
-                        );
-                        self.next_connect = std::time::Instant::now() + self.backoff;
-                        self.backoff = (self.backoff * 2).min(Duration::from_secs(30));
-                        break;
-                    }
-                }
+            if self.conn.is_none() && !self.reconnect() {
+                break;
             }
-            self.frame(&msgs);
-            let Some(c) = self.conn.as_mut() else { break };
-            match c.send(&self.buf, &self.messages) {
-                Ok(()) => {
-                    self.spool.ack();
-                    ComponentCounters::add(&self.counters.sent, msgs.len() as u64);
-                }
-                Err(e) => {
-                    ComponentCounters::add(&self.counters.errors, 1);
-                    crate::rate_limited_warn!(
-                        "sink `{}`: sending to {} failed: {e}; reconnecting",
-                        self.name,
-                        self.cfg.address
-                    );
-                    self.conn = None;
-                    self.next_connect = std::time::Instant::now() + self.backoff;
-                    break;
-                }
+            if let Err(e) = self.send(&msgs) {
+                self.broken(&format!("sending failed: {e:#}"));
+                break;
             }
         }
         self.publish();
+    }
+
+    /// Connects (unless the backoff says wait); false if there is no connection.
+    fn reconnect(&mut self) -> bool {
+        if Instant::now() < self.next_connect {
+            return false;
+        }
+        match self.connect() {
+            Ok((c, session)) => {
+                tracing::info!("sink `{}`: connected to {}", self.name, self.cfg.address);
+                self.conn = Some(c);
+                self.relp = session;
+                self.progress = ReadProgress::default();
+                self.backoff = Duration::from_millis(100);
+                true
+            }
+            Err(e) => {
+                ComponentCounters::add(&self.counters.errors, 1);
+                crate::rate_limited_warn!(
+                    "sink `{}`: cannot reach {}: {e:#}; retrying",
+                    self.name,
+                    self.cfg.address
+                );
+                self.next_connect = Instant::now() + self.backoff;
+                self.backoff = (self.backoff * 2).min(Duration::from_secs(30));
+                false
+            }
+        }
+    }
+
+    /// Sends one spooled record. UDP has nothing to confirm with: it leaves the spool at once.
+    fn send(&mut self, msgs: &[Vec<u8>]) -> Result<()> {
+        if self.relp.is_some() {
+            // A window of frames at a time, waiting for answers in between.
+            let mut i = 0;
+            while i < msgs.len() {
+                let (Some(c), Some(session)) = (self.conn.as_mut(), self.relp.as_mut()) else {
+                    return Err(anyhow!("not connected"));
+                };
+                session.wait_for_window(c)?;
+                let room = (relp::WINDOW - (session.sent - session.confirmed)) as usize;
+                let part = &msgs[i..(i + room).min(msgs.len())];
+                self.frame(part);
+                if let Some(c) = self.conn.as_mut() {
+                    c.send(&self.buf, &self.messages)?;
+                }
+                i += part.len();
+            }
+            let sent = self.relp.as_ref().map_or(0, |s| s.sent);
+            self.spool.sent();
+            self.marks.push_back(sent);
+            return Ok(());
+        }
+        self.frame(msgs);
+        let Some(c) = self.conn.as_mut() else {
+            return Err(anyhow!("not connected"));
+        };
+        c.send(&self.buf, &self.messages)?;
+        match c.wire() {
+            Some(w) => {
+                let end = w.written;
+                self.spool.sent();
+                self.marks.push_back(end);
+            }
+            None => {
+                self.spool.ack();
+                ComponentCounters::add(&self.counters.sent, msgs.len() as u64);
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves past what the receiver has confirmed: answered over RELP, read over TCP/TLS.
+    fn take_confirmations(&mut self) -> Result<()> {
+        let Some(c) = self.conn.as_mut() else {
+            return Ok(());
+        };
+        let upto = match (self.relp.as_mut(), c.wire()) {
+            (Some(session), _) => {
+                session.read_answers(c, Instant::now())?;
+                session.confirmed
+            }
+            (None, Some(w)) => self.progress.read_upto(w),
+            (None, None) => return Ok(()),
+        };
+        let n = self.marks.iter().take_while(|&&m| m <= upto).count();
+        self.confirm(n);
+        Ok(())
+    }
+
+    /// The oldest `n` records sent are the receiver's: they leave the spool.
+    fn confirm(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let before = self.spool.unconfirmed_events();
+        self.spool.confirm(n);
+        self.marks.drain(..n.min(self.marks.len()));
+        ComponentCounters::add(
+            &self.counters.sent,
+            before - self.spool.unconfirmed_events(),
+        );
+    }
+
+    /// The connection is gone: what it did not confirm will be sent again on the next one.
+    fn broken(&mut self, why: &str) {
+        ComponentCounters::add(&self.counters.errors, 1);
+        self.conn = None;
+        self.relp = None;
+        self.marks.clear();
+        let again = self.spool.rewind();
+        ComponentCounters::add(&self.counters.resent, again);
+        crate::rate_limited_warn!(
+            "sink `{}`: {}: {why}; reconnecting{}",
+            self.name,
+            self.cfg.address,
+            if again > 0 {
+                format!(", and sending again the {again} events it had not confirmed")
+            } else {
+                String::new()
+            }
+        );
+        self.next_connect = Instant::now() + self.backoff;
+    }
+
+    /// Closes the connection the orderly way (RELP `close`; TCP/TLS: our end first, then the
+    /// receiver's, which comes once it has read everything), confirming what was sent; what a
+    /// receiver does not confirm by `deadline` is sent again later.
+    fn close(&mut self, deadline: Instant) {
+        let Some(mut c) = self.conn.take() else {
+            return;
+        };
+        let all_read = match self.relp.as_mut() {
+            Some(session) => session.close(&mut c, deadline).is_ok(),
+            None => c.close_and_wait(deadline),
+        };
+        if all_read {
+            self.confirm(self.marks.len());
+        }
+        self.conn = None;
+        self.relp = None;
+        self.marks.clear();
+        self.spool.rewind();
     }
 
     fn publish(&self) {
@@ -359,8 +468,8 @@ impl SyslogSink {
             if g != generation {
                 // SIGHUP: reconnect (the receiver may have moved behind its name).
                 generation = g;
-                self.conn = None;
-                self.next_connect = std::time::Instant::now();
+                self.close(Instant::now() + Duration::from_secs(1));
+                self.next_connect = Instant::now();
             }
             self.deliver();
             if last_sync.elapsed() >= self.sync_interval {
@@ -376,16 +485,20 @@ impl SyslogSink {
                 ComponentCounters::add(&self.counters.dropped, n);
             }
         }
-        // Stopping: give the receiver a last chance; what it does not take stays spooled for
-        // the next start.
-        let deadline = std::time::Instant::now() + Duration::from_secs(2);
-        while self.spool.pending_events() > 0 && std::time::Instant::now() < deadline {
-            self.next_connect = std::time::Instant::now();
+        // Stopping: give the receiver a last chance, then close so that it confirms what it
+        // read; what it does not take stays spooled for the next start.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while self.spool.pending_events() > self.spool.unconfirmed_events()
+            && Instant::now() < deadline
+        {
+            self.next_connect = Instant::now();
             self.deliver();
-            if self.spool.pending_events() > 0 {
+            if self.spool.pending_events() > self.spool.unconfirmed_events() {
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
+        self.close(Instant::now() + Duration::from_secs(1));
+        self.publish();
         let _ = self.spool.sync();
         if self.spool.pending_events() > 0 {
             tracing::warn!(
@@ -393,13 +506,6 @@ impl SyslogSink {
                 self.name,
                 self.spool.pending_events()
             );
-        }
-        if let Some(Conn::Tls(mut s)) = self.conn.take() {
-            s.conn.send_close_notify();
-            let _ = s.flush();
-            let mut b = [0u8; 1];
-            let _ = s.sock.set_read_timeout(Some(Duration::from_millis(100)));
-            let _ = s.read(&mut b);
         }
     }
 }
@@ -412,7 +518,7 @@ pub fn spawn(
     counters: Arc<ComponentCounters>,
 ) -> Result<JoinHandle<()>> {
     let cfg = cfg.resolved();
-    let tls = if cfg.transport() == Transport::Tls {
+    let tls = if cfg.transport().tls() {
         Some(tls_config(&cfg).with_context(|| format!("sink `{name}`: TLS"))?)
     } else {
         None
@@ -444,6 +550,9 @@ pub fn spawn(
         tls,
         server_name,
         conn: None,
+        relp: None,
+        progress: ReadProgress::default(),
+        marks: VecDeque::new(),
         renderer: Renderer::new(opts),
         counters,
         buf: Vec::with_capacity(256 * 1024),

@@ -9,6 +9,20 @@ pub enum Mode {
     Udp,
     Tcp,
     Tls,
+    /// RELP (what rsyslog's omrelp sends): each message answered once nflogd has taken it.
+    Relp,
+    /// RELP over TLS.
+    #[serde(rename = "relp-tls")]
+    RelpTls,
+}
+
+impl Mode {
+    pub fn tls(self) -> bool {
+        matches!(self, Mode::Tls | Mode::RelpTls)
+    }
+    pub fn relp(self) -> bool {
+        matches!(self, Mode::Relp | Mode::RelpTls)
+    }
 }
 
 /// `[sources.NAME] type = "syslog"`.
@@ -17,7 +31,7 @@ pub enum Mode {
 pub struct SyslogConfig {
     /// Address to listen on, e.g. "0.0.0.0:514" or "[::]:6514".
     pub address: String,
-    /// `udp`, `tcp` or `tls`.
+    /// `udp`, `tcp`, `tls`, `relp` or `relp-tls`.
     pub mode: Mode,
     /// Longest message accepted; longer ones are cut there and counted. Default 64 KiB.
     #[serde(default = "default_max_message")]
@@ -65,13 +79,13 @@ impl SyslogConfig {
         if self.address.parse::<std::net::SocketAddr>().is_err() {
             bail!("address: `{}` is not an IP:port", self.address);
         }
-        if self.mode == Mode::Tls && (self.cert_file.is_none() || self.key_file.is_none()) {
-            bail!("mode = \"tls\" needs cert_file and key_file");
+        if self.mode.tls() && (self.cert_file.is_none() || self.key_file.is_none()) {
+            bail!("mode = \"tls\" or \"relp-tls\" needs cert_file and key_file");
         }
-        if self.mode != Mode::Tls
+        if !self.mode.tls()
             && (self.cert_file.is_some() || self.key_file.is_some() || self.ca_file.is_some())
         {
-            bail!("cert_file/key_file/ca_file only apply to mode = \"tls\"");
+            bail!("cert_file/key_file/ca_file only apply to mode = \"tls\" or \"relp-tls\"");
         }
         Ok(())
     }

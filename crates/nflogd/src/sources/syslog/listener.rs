@@ -141,8 +141,8 @@ pub fn spawn(
                     }
                 })?)
         }
-        Mode::Tcp | Mode::Tls => {
-            let tls = if cfg.mode == Mode::Tls {
+        Mode::Tcp | Mode::Tls | Mode::Relp | Mode::RelpTls => {
+            let tls = if cfg.mode.tls() {
                 Some(tls_config(&cfg).with_context(|| format!("source `{name}`: TLS"))?)
             } else {
                 None
@@ -152,7 +152,12 @@ pub fn spawn(
             listener.set_nonblocking(true)?;
             tracing::info!(
                 "source `{name}`: syslog over {} on {}",
-                if tls.is_some() { "TLS" } else { "TCP" },
+                match cfg.mode {
+                    Mode::Relp => "RELP",
+                    Mode::RelpTls => "RELP over TLS",
+                    Mode::Tls => "TLS",
+                    _ => "TCP",
+                },
                 cfg.address
             );
             let conns = Arc::new(Connections::default());
@@ -180,7 +185,11 @@ pub fn spawn(
                                     .spawn(move || {
                                         let origin = format!(
                                             "{}:{peer}",
-                                            if tls.is_some() { "tls" } else { "tcp" }
+                                            match cfg.mode {
+                                                Mode::Relp | Mode::RelpTls => "relp",
+                                                Mode::Tls => "tls",
+                                                _ => "tcp",
+                                            }
                                         );
                                         let b = LineBatcher::new(
                                             &origin,
@@ -316,22 +325,47 @@ impl Connections {
 }
 
 /// A connection's byte stream, plain or TLS.
-enum Stream {
+pub(super) enum Stream {
     Plain(TcpStream),
     Tls(Box<rustls::StreamOwned<rustls::ServerConnection, TcpStream>>),
 }
 
-impl Stream {
+impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         match self {
             Stream::Plain(s) => s.read(buf),
             Stream::Tls(s) => s.read(buf),
         }
     }
+}
 
+impl std::io::Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
+impl Stream {
     fn handshaking(&self) -> bool {
         matches!(self, Stream::Tls(s) if s.conn.is_handshaking())
     }
+}
+
+/// What one connection's reader does with the bytes it reads.
+pub(super) enum Protocol {
+    /// Syslog frames (octet counting or LF), nothing answered.
+    Syslog(Deframer),
+    /// RELP: frames answered as their messages are taken.
+    Relp(super::relp::Server),
 }
 
 /// Reads one connection until it closes (or nflogd stops, or it idles too long), deframing and
@@ -356,7 +390,12 @@ fn serve(
     let started = now_ms();
     let handshake_ms = cfg.handshake_timeout.0.as_millis() as u64;
     let idle_ms = cfg.idle_timeout.0.as_millis() as u64;
-    let mut deframer = Deframer::new(cfg.max_message.0 as usize);
+    let max = cfg.max_message.0 as usize;
+    let mut protocol = if cfg.mode.relp() {
+        Protocol::Relp(super::relp::Server::new(max))
+    } else {
+        Protocol::Syslog(Deframer::new(max))
+    };
     let mut buf = vec![0u8; 64 * 1024];
     let mut oversized = 0;
     while !crate::signals::shutdown_requested() && !conn.evicted.load(Ordering::Relaxed) {
@@ -374,19 +413,44 @@ fn serve(
             Ok(0) => break,
             Ok(n) => {
                 let mut messages = 0;
-                deframer.feed(&buf[..n], |m| {
+                let mut line = |m: &[u8]| {
                     messages += 1;
                     b.line(&String::from_utf8_lossy(m), None)
-                });
+                };
+                let (ended, bad) = match &mut protocol {
+                    Protocol::Syslog(d) => {
+                        d.feed(&buf[..n], &mut line);
+                        (false, None)
+                    }
+                    Protocol::Relp(r) => match r.feed(&buf[..n], &mut line) {
+                        Ok(ended) => (ended, None),
+                        Err(e) => (true, Some(e)),
+                    },
+                };
                 if messages > 0 {
                     conn.last_message.store(now_ms(), Ordering::Relaxed);
                 }
                 // A source that can wait: this blocks while a sink has no room, and TCP's
                 // flow control then holds the sender back.
                 b.flush();
-                if deframer.oversized > oversized {
-                    ComponentCounters::add(&counters.malformed, deframer.oversized - oversized);
-                    oversized = deframer.oversized;
+                let cut = match &mut protocol {
+                    Protocol::Syslog(d) => d.oversized,
+                    Protocol::Relp(r) => {
+                        // Answered only now that the fan-out has taken the messages.
+                        r.answer(&mut reader)?;
+                        r.oversized
+                    }
+                };
+                if cut > oversized {
+                    ComponentCounters::add(&counters.malformed, cut - oversized);
+                    oversized = cut;
+                }
+                if let Some(e) = bad {
+                    ComponentCounters::add(&counters.malformed, 1);
+                    return Err(e);
+                }
+                if ended {
+                    break;
                 }
             }
             Err(e)

@@ -1,11 +1,13 @@
 //! The `syslog` source: a listener so one nflogd collects the LOG lines of many firewalls.
 //! UDP (one message per datagram), TCP and TLS (rustls) with both RFC 6587 framings, told apart
-//! per frame (octet counting `LEN SP MSG`, or LF-terminated); RFC 3164 and RFC 5424 messages.
+//! per frame (octet counting `LEN SP MSG`, or LF-terminated), and RELP (plain or TLS), which
+//! answers each message once the pipeline has taken it; RFC 3164 and RFC 5424 messages.
 //! Per-connection limits: a maximum message size and a maximum number of connections.
 
 mod config;
 pub mod framing;
 mod listener;
+mod relp;
 mod udp;
 
 pub use config::{Mode, SyslogConfig};
