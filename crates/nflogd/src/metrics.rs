@@ -167,28 +167,25 @@ pub fn prometheus() -> String {
     out
 }
 
-/// Serves `GET /metrics` on `address` from a thread of its own (a minimal HTTP/1.0 responder:
-/// one request per connection, as Prometheus scrapes).
+/// Serves `GET /metrics` on `address` from a thread of its own (tiny_http).
 pub fn serve(address: &str) -> std::io::Result<()> {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind(address)?;
+    let server = tiny_http::Server::http(address).map_err(std::io::Error::other)?;
     tracing::info!("metrics: http://{address}/metrics");
     std::thread::Builder::new().name("metrics".into()).spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut s) = conn else { continue };
-            let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
-            let mut req = [0u8; 1024];
-            let n = s.read(&mut req).unwrap_or(0);
-            let head = String::from_utf8_lossy(&req[..n]);
-            let (status, body) = if head.starts_with("GET /metrics") {
-                ("200 OK", prometheus())
-            } else {
-                ("404 Not Found", "try /metrics\n".to_string())
+        for req in server.incoming_requests() {
+            let (code, body) = match (req.method(), req.url()) {
+                (tiny_http::Method::Get, "/metrics") => (200, prometheus()),
+                _ => (404, "try /metrics\n".to_string()),
             };
-            let _ = write!(
-                s,
-                "HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
+            let content_type = tiny_http::Header::from_bytes(
+                &b"Content-Type"[..],
+                &b"text/plain; version=0.0.4"[..],
+            )
+            .expect("a valid header");
+            let _ = req.respond(
+                tiny_http::Response::from_string(body)
+                    .with_status_code(code)
+                    .with_header(content_type),
             );
         }
     })?;

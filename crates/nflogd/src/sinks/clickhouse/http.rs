@@ -1,10 +1,7 @@
-//! Just enough HTTP/1.1 for ClickHouse's interface: one POST per request, body sent with its
-//! length, the answer read to its end (Content-Length, chunked, or close).
+//! ClickHouse's HTTP interface through ureq: one POST per query (the rows of an INSERT as its
+//! body), connections kept alive between them, answers read to a bounded size.
 
-use anyhow::{anyhow, bail, Context, Result};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::Arc;
+use anyhow::{anyhow, bail, Result};
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -53,13 +50,10 @@ impl std::fmt::Display for Unreachable {
 
 impl std::error::Error for Unreachable {}
 
-trait Stream: Read + Write {}
-impl<T: Read + Write> Stream for T {}
-
 pub struct Client {
-    pub endpoint: Endpoint,
-    pub auth: Option<String>,
-    pub tls: Option<Arc<rustls::ClientConfig>>,
+    endpoint: Endpoint,
+    auth: Option<String>,
+    agent: ureq::Agent,
 }
 
 fn percent_encode(s: &str) -> String {
@@ -74,113 +68,65 @@ fn percent_encode(s: &str) -> String {
     o
 }
 
+/// An answer is a status or a few rows; a body beyond this is a broken peer, not data.
+const MAX_ANSWER: u64 = 64 << 20;
+
 impl Client {
-    fn connect(&self) -> Result<Box<dyn Stream>> {
-        let addr = (self.endpoint.host.as_str(), self.endpoint.port)
-            .to_socket_addrs()?
-            .next()
-            .ok_or_else(|| anyhow!("{} resolves to nothing", self.endpoint.host))?;
-        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-        s.set_read_timeout(Some(Duration::from_secs(60)))?;
-        s.set_write_timeout(Some(Duration::from_secs(60)))?;
-        Ok(match &self.tls {
-            None => Box::new(s),
-            Some(cfg) => {
-                let name = rustls_pki_types::ServerName::try_from(self.endpoint.host.clone())?;
-                let c = rustls::ClientConnection::new(cfg.clone(), name)?;
-                Box::new(rustls::StreamOwned::new(c, s))
-            }
-        })
+    /// A client of `endpoint`, with HTTP basic `auth` (base64 of `user:password`), checking an
+    /// https server with `tls`.
+    pub fn new(endpoint: Endpoint, auth: Option<String>, tls: Option<ureq::tls::TlsConfig>) -> Client {
+        let mut config = ureq::Agent::config_builder()
+            // ClickHouse's refusals come with a body that says why: read it, not an error.
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(5)))
+            .timeout_global(Some(Duration::from_secs(120)))
+            .max_response_header_size(64 << 10);
+        if let Some(t) = tls {
+            config = config.tls_config(t);
+        }
+        Client {
+            endpoint,
+            auth,
+            agent: config.build().new_agent(),
+        }
     }
 
     /// Runs `query` with `body` after it (the data of an INSERT); returns the answer's body.
     /// A transport failure is `Unreachable`; a refusal carries ClickHouse's message.
     pub fn post(&self, query: &str, body: &[u8]) -> Result<Vec<u8>> {
-        let mut s = self.connect().map_err(|e| {
-            Unreachable(format!(
-                "{}:{}: {e:#}",
-                self.endpoint.host, self.endpoint.port
-            ))
-        })?;
-        let mut head = format!(
-            "POST /?query={} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
-            percent_encode(query),
-            self.endpoint.host,
-            body.len()
-        );
-        if let Some(a) = &self.auth {
-            head.push_str(&format!("Authorization: Basic {a}\r\n"));
-        }
-        head.push_str("\r\n");
-        let sent = s
-            .write_all(head.as_bytes())
-            .and_then(|_| s.write_all(body))
-            .and_then(|_| s.flush());
-        if let Err(e) = sent {
-            return Err(Unreachable(format!("sending: {e}")).into());
-        }
-        let mut r = BufReader::new(s);
-        let mut status = String::new();
-        r.read_line(&mut status)
-            .map_err(|e| Unreachable(format!("reading the answer: {e}")))?;
-        let code: u16 = status
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| Unreachable(format!("not an HTTP answer: {status:?}")))?;
-        let (mut length, mut chunked) = (None, false);
-        loop {
-            let mut h = String::new();
-            r.read_line(&mut h).context("reading headers")?;
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                match k.trim().to_ascii_lowercase().as_str() {
-                    "content-length" => length = v.trim().parse::<usize>().ok(),
-                    "transfer-encoding" => chunked = v.to_ascii_lowercase().contains("chunked"),
-                    _ => {}
-                }
-            }
-        }
-        // An answer is a status or a few rows; a length beyond this is a broken peer, not data.
-        const MAX_ANSWER: usize = 64 << 20;
-        let mut answer = Vec::new();
-        if chunked {
-            loop {
-                let mut line = String::new();
-                r.read_line(&mut line)?;
-                let n = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
-                    .map_err(|_| anyhow!("bad chunk size {line:?}"))?;
-                if n == 0 {
-                    break;
-                }
-                if answer.len() + n > MAX_ANSWER {
-                    bail!("answer larger than {MAX_ANSWER} bytes");
-                }
-                let start = answer.len();
-                answer.resize(start + n, 0);
-                r.read_exact(&mut answer[start..])?;
-                let mut crlf = [0u8; 2];
-                r.read_exact(&mut crlf)?;
-            }
-        } else if let Some(n) = length {
-            if n > MAX_ANSWER {
-                bail!("answer larger than {MAX_ANSWER} bytes");
-            }
-            answer.resize(n, 0);
-            r.read_exact(&mut answer)?;
+        let e = &self.endpoint;
+        let host = if e.host.contains(':') {
+            format!("[{}]", e.host)
         } else {
-            r.take(MAX_ANSWER as u64).read_to_end(&mut answer)?;
+            e.host.clone()
+        };
+        let url = format!(
+            "{}://{host}:{}/?query={}",
+            if e.tls { "https" } else { "http" },
+            e.port,
+            percent_encode(query)
+        );
+        let mut req = self.agent.post(&url);
+        if let Some(a) = &self.auth {
+            req = req.header("Authorization", &format!("Basic {a}"));
         }
+        let mut answer = req
+            .send(body)
+            .map_err(|err| Unreachable(format!("{}:{}: {err}", e.host, e.port)))?;
+        let code = answer.status().as_u16();
+        let text = answer
+            .body_mut()
+            .with_config()
+            .limit(MAX_ANSWER)
+            .read_to_vec()
+            .map_err(|err| anyhow!("reading ClickHouse's answer: {err}"))?;
         if code != 200 {
             bail!(
                 "ClickHouse answered {code}: {}",
-                String::from_utf8_lossy(&answer).trim()
+                String::from_utf8_lossy(&text).trim()
             );
         }
-        Ok(answer)
+        Ok(text)
     }
 
     pub fn query(&self, q: &str) -> Result<String> {
@@ -211,6 +157,7 @@ mod tests {
 
     /// A peer that answers `reply` to one request.
     fn answering(reply: &'static [u8]) -> Client {
+        use std::io::{Read, Write};
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         std::thread::spawn(move || {
@@ -219,11 +166,11 @@ mod tests {
             let _ = c.read(&mut b);
             let _ = c.write_all(reply);
         });
-        Client {
-            endpoint: Endpoint::parse(&format!("http://127.0.0.1:{port}")).unwrap(),
-            auth: None,
-            tls: None,
-        }
+        Client::new(
+            Endpoint::parse(&format!("http://127.0.0.1:{port}")).unwrap(),
+            None,
+            None,
+        )
     }
 
     #[test]
@@ -231,6 +178,8 @@ mod tests {
         for reply in [
             &b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999\r\n\r\n"[..],
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffff\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\n",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
             b"garbage\r\n\r\n",
             b"HTTP/1.1 500 Internal\r\nContent-Length: 5\r\n\r\nnope!",

@@ -88,7 +88,7 @@ impl ClickHouseStore {
         use base64::Engine;
         let endpoint = Endpoint::parse(&cfg.url)?;
         let tls = if endpoint.tls {
-            Some(crate::tls::client_config(
+            Some(crate::tls::http_client_config(
                 cfg.ca_file.as_deref(),
                 cfg.cert_file.as_deref(),
                 cfg.key_file.as_deref(),
@@ -101,11 +101,7 @@ impl ClickHouseStore {
                 .encode(format!("{u}:{}", cfg.password.as_deref().unwrap_or("")))
         });
         Ok(ClickHouseStore {
-            client: Client {
-                endpoint,
-                auth,
-                tls,
-            },
+            client: Client::new(endpoint, auth, tls),
             database: cfg.database.clone(),
             ready: false,
             coerced: 0,
