@@ -116,6 +116,8 @@ fn parse_schema(s: &str) -> Result<schema::SchemaKind> {
 fn run(path: Option<PathBuf>) -> Result<()> {
     keep_freed_heap();
     signals::fail_on_panic();
+    // Test builds only (feature `failpoints`): the FAILPOINTS variable arms fault points.
+    let _faults = fail::FailScenario::setup();
     let cfg = match &path {
         Some(p) => config::Config::load(p)?,
         None => {

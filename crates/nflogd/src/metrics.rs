@@ -171,23 +171,25 @@ pub fn prometheus() -> String {
 pub fn serve(address: &str) -> std::io::Result<()> {
     let server = tiny_http::Server::http(address).map_err(std::io::Error::other)?;
     tracing::info!("metrics: http://{address}/metrics");
-    std::thread::Builder::new().name("metrics".into()).spawn(move || {
-        for req in server.incoming_requests() {
-            let (code, body) = match (req.method(), req.url()) {
-                (tiny_http::Method::Get, "/metrics") => (200, prometheus()),
-                _ => (404, "try /metrics\n".to_string()),
-            };
-            let content_type = tiny_http::Header::from_bytes(
-                &b"Content-Type"[..],
-                &b"text/plain; version=0.0.4"[..],
-            )
-            .expect("a valid header");
-            let _ = req.respond(
-                tiny_http::Response::from_string(body)
-                    .with_status_code(code)
-                    .with_header(content_type),
-            );
-        }
-    })?;
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            for req in server.incoming_requests() {
+                let (code, body) = match (req.method(), req.url()) {
+                    (tiny_http::Method::Get, "/metrics") => (200, prometheus()),
+                    _ => (404, "try /metrics\n".to_string()),
+                };
+                let content_type = tiny_http::Header::from_bytes(
+                    &b"Content-Type"[..],
+                    &b"text/plain; version=0.0.4"[..],
+                )
+                .expect("a valid header");
+                let _ = req.respond(
+                    tiny_http::Response::from_string(body)
+                        .with_status_code(code)
+                        .with_header(content_type),
+                );
+            }
+        })?;
     Ok(())
 }

@@ -74,7 +74,11 @@ const MAX_ANSWER: u64 = 64 << 20;
 impl Client {
     /// A client of `endpoint`, with HTTP basic `auth` (base64 of `user:password`), checking an
     /// https server with `tls`.
-    pub fn new(endpoint: Endpoint, auth: Option<String>, tls: Option<ureq::tls::TlsConfig>) -> Client {
+    pub fn new(
+        endpoint: Endpoint,
+        auth: Option<String>,
+        tls: Option<ureq::tls::TlsConfig>,
+    ) -> Client {
         let mut config = ureq::Agent::config_builder()
             // ClickHouse's refusals come with a body that says why: read it, not an error.
             .http_status_as_error(false)

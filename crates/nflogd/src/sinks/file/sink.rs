@@ -135,6 +135,7 @@ impl FileSink {
             }
             match q.rx.recv_timeout(Duration::from_millis(200)) {
                 Ok(b) => {
+                    fail::fail_point!("file-sink-take");
                     self.take(&b);
                     q.taken(&b);
                     while self.buf.len() < WRITE_CHUNK {

@@ -153,6 +153,7 @@ impl Follower {
             match f.read(buf) {
                 Ok(0) => break,
                 Ok(n) => {
+                    fail::fail_point!("file-source-read");
                     any = true;
                     self.pos.offset += n as u64;
                     let line_no = &mut self.line_no;
