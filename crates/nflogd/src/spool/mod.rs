@@ -143,13 +143,15 @@ pub struct Spool {
     peeked: Option<(u64, u32)>,
 }
 
-/// A record written to the receiver and not yet confirmed: the segment it is in, where it ends.
+/// A record written to the receiver and not yet confirmed: the segment it is in, where it ends,
+/// and the sender's mark for it (where the record ends in what the connection carried).
 #[derive(Debug, Clone, Copy)]
 struct Sent {
     id: u64,
     end: u64,
     bytes: u64,
     events: u32,
+    mark: u64,
 }
 
 fn seg_path(dir: &Path, id: u64) -> PathBuf {
@@ -520,9 +522,9 @@ impl Spool {
         true
     }
 
-    /// The peeked batch was written to the receiver: the next `peek` reads past it. It stays
-    /// in the spool until confirmed.
-    pub fn sent(&mut self) {
+    /// The peeked batch was written to the receiver, ending at `mark` in what the connection
+    /// carried: the next `peek` reads past it. It stays in the spool until confirmed.
+    pub fn sent(&mut self, mark: u64) {
         if let Some((bytes, events)) = self.peeked.take() {
             self.send_off += bytes;
             self.inflight.push_back(Sent {
@@ -530,14 +532,24 @@ impl Spool {
                 end: self.send_off,
                 bytes,
                 events,
+                mark,
             });
         }
     }
 
     /// The peeked batch was delivered and confirmed at once: move past it for good.
     pub fn ack(&mut self) {
-        self.sent();
+        self.sent(0);
         self.confirm(self.inflight.len());
+    }
+
+    /// The receiver has everything up to `mark`: the records sent up to there leave the
+    /// spool. Returns how many events that was.
+    pub fn confirm_upto(&mut self, mark: u64) -> u64 {
+        let n = self.inflight.iter().take_while(|s| s.mark <= mark).count();
+        let before = self.unconfirmed_events();
+        self.confirm(n);
+        before - self.unconfirmed_events()
     }
 
     /// Records sent and not confirmed yet.
@@ -673,7 +685,7 @@ mod tests {
             (0..n)
                 .map(|_| {
                     let b = s.peek().unwrap().unwrap();
-                    s.sent();
+                    s.sent(0);
                     String::from_utf8(b[0].clone()).unwrap()
                 })
                 .collect()

@@ -15,7 +15,6 @@ use crate::schema::{Renderer, SchemaOptions};
 use crate::spool::Spool;
 use anyhow::{anyhow, Context, Result};
 use crossbeam_channel::RecvTimeoutError;
-use std::collections::VecDeque;
 use std::io::Write;
 use std::net::{TcpStream, ToSocketAddrs, UdpSocket};
 use std::sync::Arc;
@@ -67,9 +66,6 @@ struct SyslogSink {
     relp: Option<Session>,
     /// Plain TCP/TLS: what the receiver has read, as the socket tells.
     progress: ReadProgress,
-    /// For each record sent and not yet confirmed, oldest first, where it ends: the stream's
-    /// byte count (TCP/TLS) or the session's frame count (RELP).
-    marks: VecDeque<u64>,
     renderer: Renderer,
     sd: Vec<u8>,
     facility: u8,
@@ -257,7 +253,12 @@ impl SyslogSink {
             }
             if self.spool.unconfirmed_events() >= MAX_UNCONFIRMED {
                 // A receiver that never shows it read: confirm the oldest rather than stall.
-                self.confirm(1);
+                let before = self.spool.unconfirmed_events();
+                self.spool.confirm(1);
+                ComponentCounters::add(
+                    &self.counters.sent,
+                    before - self.spool.unconfirmed_events(),
+                );
             }
             let msgs = match self.spool.peek() {
                 Ok(Some(m)) => m,
@@ -325,9 +326,9 @@ impl SyslogSink {
                 }
                 i += part.len();
             }
+            // The record's mark: the session's frame count at its end.
             let sent = self.relp.as_ref().map_or(0, |s| s.sent);
-            self.spool.sent();
-            self.marks.push_back(sent);
+            self.spool.sent(sent);
             return Ok(());
         }
         self.frame(msgs);
@@ -336,11 +337,8 @@ impl SyslogSink {
         };
         c.send(&self.buf, &self.messages)?;
         match c.wire() {
-            Some(w) => {
-                let end = w.written;
-                self.spool.sent();
-                self.marks.push_back(end);
-            }
+            // The record's mark: the stream's byte count at its end.
+            Some(w) => self.spool.sent(w.written),
             None => {
                 self.spool.ack();
                 ComponentCounters::add(&self.counters.sent, msgs.len() as u64);
@@ -362,23 +360,14 @@ impl SyslogSink {
             (None, Some(w)) => self.progress.read_upto(w),
             (None, None) => return Ok(()),
         };
-        let n = self.marks.iter().take_while(|&&m| m <= upto).count();
-        self.confirm(n);
+        self.confirm_upto(upto);
         Ok(())
     }
 
-    /// The oldest `n` records sent are the receiver's: they leave the spool.
-    fn confirm(&mut self, n: usize) {
-        if n == 0 {
-            return;
-        }
-        let before = self.spool.unconfirmed_events();
-        self.spool.confirm(n);
-        self.marks.drain(..n.min(self.marks.len()));
-        ComponentCounters::add(
-            &self.counters.sent,
-            before - self.spool.unconfirmed_events(),
-        );
+    /// The records sent up to `mark` are the receiver's: they leave the spool.
+    fn confirm_upto(&mut self, mark: u64) {
+        let n = self.spool.confirm_upto(mark);
+        ComponentCounters::add(&self.counters.sent, n);
     }
 
     /// The connection is gone: what it did not confirm will be sent again on the next one.
@@ -386,7 +375,6 @@ impl SyslogSink {
         ComponentCounters::add(&self.counters.errors, 1);
         self.conn = None;
         self.relp = None;
-        self.marks.clear();
         let again = self.spool.rewind();
         ComponentCounters::add(&self.counters.resent, again);
         crate::rate_limited_warn!(
@@ -414,12 +402,11 @@ impl SyslogSink {
             None => c.close_and_wait(deadline),
         };
         if all_read {
-            self.confirm(self.marks.len());
+            self.confirm_upto(u64::MAX);
         }
-        self.conn = None;
         self.relp = None;
-        self.marks.clear();
-        self.spool.rewind();
+        let again = self.spool.rewind();
+        ComponentCounters::add(&self.counters.resent, again);
     }
 
     fn publish(&self) {
@@ -552,7 +539,6 @@ pub fn spawn(
         conn: None,
         relp: None,
         progress: ReadProgress::default(),
-        marks: VecDeque::new(),
         renderer: Renderer::new(opts),
         counters,
         buf: Vec::with_capacity(256 * 1024),
