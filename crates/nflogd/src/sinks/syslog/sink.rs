@@ -66,6 +66,8 @@ struct SyslogSink {
     relp: Option<Session>,
     /// Plain TCP/TLS: what the receiver has read, as the socket tells.
     progress: ReadProgress,
+    /// Events of the record being sent that went out before a failure (see `send`).
+    handed_over: u64,
     renderer: Renderer,
     sd: Vec<u8>,
     facility: u8,
@@ -273,6 +275,8 @@ impl SyslogSink {
                 break;
             }
             if let Err(e) = self.send(&msgs) {
+                // Part of this record may have reached the receiver: it is sent again too.
+                ComponentCounters::add(&self.counters.resent, self.handed_over);
                 self.broken(&format!("sending failed: {e:#}"));
                 break;
             }
@@ -309,7 +313,9 @@ impl SyslogSink {
     }
 
     /// Sends one spooled record. UDP has nothing to confirm with: it leaves the spool at once.
+    /// On failure `handed_over` says how many of its events may have reached the receiver.
     fn send(&mut self, msgs: &[Vec<u8>]) -> Result<()> {
+        self.handed_over = 0;
         if self.relp.is_some() {
             // A window of frames at a time, waiting for answers in between.
             let mut i = 0;
@@ -321,10 +327,11 @@ impl SyslogSink {
                 let room = (relp::WINDOW - (session.sent - session.confirmed)) as usize;
                 let part = &msgs[i..(i + room).min(msgs.len())];
                 self.frame(part);
+                i += part.len();
+                self.handed_over = i as u64;
                 if let Some(c) = self.conn.as_mut() {
                     c.send(&self.buf, &self.messages)?;
                 }
-                i += part.len();
             }
             // The record's mark: the session's frame count at its end.
             let sent = self.relp.as_ref().map_or(0, |s| s.sent);
@@ -335,6 +342,7 @@ impl SyslogSink {
         let Some(c) = self.conn.as_mut() else {
             return Err(anyhow!("not connected"));
         };
+        self.handed_over = msgs.len() as u64;
         c.send(&self.buf, &self.messages)?;
         match c.wire() {
             // The record's mark: the stream's byte count at its end.
@@ -539,6 +547,7 @@ pub fn spawn(
         conn: None,
         relp: None,
         progress: ReadProgress::default(),
+        handed_over: 0,
         renderer: Renderer::new(opts),
         counters,
         buf: Vec::with_capacity(256 * 1024),
