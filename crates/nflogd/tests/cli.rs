@@ -2,6 +2,8 @@
 
 mod lab;
 
+use lab::SpawnOwned;
+
 use std::process::Command;
 
 fn nflogd(args: &[&str]) -> (bool, String) {
@@ -95,7 +97,7 @@ fn a_thread_that_panics_stops_nflogd_with_status_1() {
             .env("FAILPOINTS", format!("{point}=panic"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
-            .spawn()
+            .spawn_owned()
             .unwrap();
         let start = std::time::Instant::now();
         let status = loop {

@@ -4,6 +4,8 @@
 
 mod lab;
 
+use lab::SpawnOwned;
+
 use lab::nat::{masquerade, tcp_hello, Masquerade};
 use lab::{json_lines, sh, wait_lines};
 use serde_json::Value;
@@ -91,12 +93,12 @@ fn masqueraded_flows_carry_tuples_nat_counters_and_times() {
                 .args(["conntrack", "-E", "-o", "extended,id"])
                 .stdout(std::fs::File::create(&events_seen).unwrap())
                 .stderr(std::process::Stdio::null())
-                .spawn()
+                .spawn_owned()
                 .unwrap(),
         ),
         log: events_seen.clone(),
     };
-    std::thread::sleep(Duration::from_millis(300));
+    lab::wait_ct_subscribed(watcher.pid(), Duration::from_secs(10));
 
     // A TCP connection, UDP and a ping.
     let (peer, got, _) = tcp_hello(&m, 8080, Duration::ZERO);
@@ -482,7 +484,7 @@ fn flows_match_ulogd2_nfct_key_by_key() {
                 .arg(&conf)
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
-                .spawn()
+                .spawn_owned()
                 .expect("start ulogd"),
         ),
         log: dir.join("ulogd.log"),
@@ -498,7 +500,7 @@ fn flows_match_ulogd2_nfct_key_by_key() {
     )
     .unwrap();
     let d = lab::start_nflogd(Some(&m.r), &cfg, &dir.join("log"));
-    std::thread::sleep(Duration::from_millis(700));
+    lab::wait_ct_subscribed(ulogd.pid(), Duration::from_secs(10));
 
     tcp_hello(&m, 8080, Duration::ZERO);
     lab::udp_burst(&m.c, "10.210.2.2", 5353, 3);

@@ -5,6 +5,8 @@
 
 mod lab;
 
+use lab::SpawnOwned;
+
 use lab::{wait_lines, Kmsg, Lab};
 use std::time::Duration;
 
@@ -202,7 +204,7 @@ table inet lab {{
         ])
         .arg(&cfg)
         .stderr(std::fs::File::create(dir.join("log")).unwrap())
-        .spawn()
+        .spawn_owned()
         .unwrap();
     let d = lab::Daemon {
         child: Some(child),

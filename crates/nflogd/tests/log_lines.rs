@@ -4,6 +4,8 @@
 
 mod lab;
 
+use lab::SpawnOwned;
+
 use lab::{json_lines, wait_lines, Lab};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -373,7 +375,7 @@ fn parse_stdin(args: &[&str], input: &[u8]) -> (Vec<Value>, String) {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()
+        .spawn_owned()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let input = input.to_vec();
@@ -433,7 +435,7 @@ fn journald_output_of_real_journal_files() {
         .arg("-")
         .stdin(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()
+        .spawn_owned()
         .unwrap();
     w.stdin
         .take()

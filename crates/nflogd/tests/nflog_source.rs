@@ -3,6 +3,8 @@
 
 mod lab;
 
+use lab::SpawnOwned;
+
 use lab::{json_lines, wait_lines, Lab, B4};
 use serde_json::Value;
 use std::time::Duration;
@@ -54,7 +56,7 @@ fn ecs_records_carry_every_protocol() {
         .args(["run", "--config"])
         .arg(&cfg)
         .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
+        .spawn_owned()
         .unwrap();
     let d = lab::Daemon {
         child: Some(child),

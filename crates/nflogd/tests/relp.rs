@@ -9,14 +9,6 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn have_relp() -> bool {
     let ok = lab::have("rsyslogd")
         && Path::new(&format!("/usr/lib/{}/rsyslog/imrelp.so", lab::multiarch())).exists();
@@ -78,7 +70,7 @@ fn nothing_is_lost_when_the_receiver_is_killed_mid_stream() {
     let dir = std::env::temp_dir().join(format!("nflogd-relp-kill-{}", lab::tag()));
     std::fs::create_dir_all(&dir).unwrap();
     let d = dir.display();
-    let (pr, pt) = (free_port(), free_port());
+    let (pr, pt) = (lab::free_port(), lab::free_port());
     // Direct queues: what rsyslog has read is in its file before it reads on (and, over RELP,
     // before it answers), so a kill loses only what sat unread in its socket.
     let conf = format!(
@@ -176,7 +168,7 @@ fn the_relp_source_takes_omrelp_and_nflogd_over_relp_tls() {
     std::fs::create_dir_all(&dir).unwrap();
     let d = dir.display();
     lab::certificates(&dir);
-    let (pin, pr, ptls) = (free_port(), free_port(), free_port());
+    let (pin, pr, ptls) = (lab::free_port(), lab::free_port(), lab::free_port());
     // The receiving nflogd: RELP from rsyslog, RELP over TLS from another nflogd.
     let cfg = dir.join("recv.toml");
     std::fs::write(

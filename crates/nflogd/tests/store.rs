@@ -5,6 +5,8 @@
 
 mod lab;
 
+use lab::SpawnOwned;
+
 use lab::clickhouse::ClickHouse;
 use lab::nat::{masquerade, tcp_hello};
 use lab::pg::Postgres;
@@ -47,7 +49,7 @@ fn nflogd_stdin(dir: &Path, sinks: &str, input: &[u8]) -> (bool, String) {
         .arg(&cfg)
         .stdin(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
-        .spawn()
+        .spawn_owned()
         .unwrap();
     // A start that fails has closed its end: the write may fail then.
     let _ = child.stdin.take().unwrap().write_all(input);
@@ -735,14 +737,14 @@ fn ulogd_tables_hold_what_ulogd2_itself_writes() {
         ),
     )
     .unwrap();
-    let _ulogd = lab::Daemon {
+    let ulogd = lab::Daemon {
         child: Some(
             Command::new("ip")
                 .args(["netns", "exec", &lab.b, "ulogd", "-c"])
                 .arg(&conf)
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
-                .spawn()
+                .spawn_owned()
                 .unwrap(),
         ),
         log: lab.path("ulogd.log"),
@@ -756,7 +758,7 @@ fn ulogd_tables_hold_what_ulogd2_itself_writes() {
             lab.path("spool").display()
         ),
     );
-    std::thread::sleep(Duration::from_millis(700));
+    lab::wait_nflog_bound(ulogd.pid(), 11, Duration::from_secs(10));
     lab.traffic();
     let count = |db: &str| pg.psql(db, "SELECT count(*) FROM ulog2").trim().to_string();
     wait_until(10, "ulogd2's rows", || count("by_ulogd") != "0");

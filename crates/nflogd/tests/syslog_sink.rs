@@ -5,17 +5,11 @@
 
 mod lab;
 
+use lab::SpawnOwned;
+
 use lab::{wait_lines, Daemon};
 use std::process::Command;
 use std::time::Duration;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[test]
 fn rsyslog_receives_udp_tcp_and_tls_in_order_with_escaped_sd() {
@@ -40,7 +34,7 @@ fn rsyslog_receives_udp_tcp_and_tls_in_order_with_escaped_sd() {
     std::fs::create_dir_all(&dir).unwrap();
     let d = dir.display();
     lab::certificates(&dir);
-    let (pu, pt, ps, pm) = (free_port(), free_port(), free_port(), free_port());
+    let (pu, pt, ps, pm) = (lab::free_port(), lab::free_port(), lab::free_port(), lab::free_port());
     let conf = format!(
         r#"global(workDirectory="{d}" defaultNetstreamDriverCAFile="{d}/ca.pem" defaultNetstreamDriverCertFile="{d}/srv.pem" defaultNetstreamDriverKeyFile="{d}/srv.key")
 module(load="imudp")
@@ -196,7 +190,7 @@ fn sigkill_while_spooling_loses_nothing() {
     let dir = std::env::temp_dir().join(format!("nflogd-crash-{}", lab::tag()));
     std::fs::create_dir_all(&dir).unwrap();
     let d = dir.display();
-    let pt = free_port();
+    let pt = lab::free_port();
     let conf = format!(
         "global(workDirectory=\"{d}\")\nmodule(load=\"imtcp\")\ninput(type=\"imtcp\" address=\"127.0.0.1\" port=\"{pt}\" ruleset=\"r\")\n\
          template(name=\"m\" type=\"string\" string=\"%msg%\\n\")\ntemplate(name=\"sd\" type=\"string\" string=\"%structured-data%\\n\")\n\
@@ -240,7 +234,7 @@ fn sigkill_while_spooling_loses_nothing() {
                     .open(dir.join("n.log"))
                     .unwrap(),
             )
-            .spawn()
+            .spawn_owned()
             .unwrap();
         Daemon {
             child: Some(child),
@@ -321,7 +315,7 @@ fn a_stuck_sink_slows_nothing_else() {
         lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
     )
     .unwrap();
-    let closed = free_port();
+    let closed = lab::free_port();
     let cfg = dir.join("c.toml");
     std::fs::write(
         &cfg,

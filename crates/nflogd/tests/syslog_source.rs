@@ -3,20 +3,14 @@
 
 mod lab;
 
+use lab::SpawnOwned;
+
 use lab::{json_lines, wait_lines};
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const BODY: &str = "IN=vb OUT= MAC=b6:2a:bb:9c:87:e1:06:f7:19:19:b5:4a:08:00 SRC=10.77.0.1 DST=10.77.0.2 LEN=60 TOS=0x00 PREC=0x00 TTL=64 ID=52759 DF PROTO=TCP SPT=48312 DPT=81 WINDOW=64240 RES=0x00 SYN URGP=0";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn tool(t: &str) -> bool {
     let ok = Command::new("which")
@@ -43,7 +37,7 @@ fn logger_and_openssl_clients_over_udp_tcp_and_tls() {
         key.display(),
         cert.display()
     ));
-    let (pu, pt, ps) = (free_port(), free_port(), free_port());
+    let (pu, pt, ps) = (lab::free_port(), lab::free_port(), lab::free_port());
     let cfg = dir.join("s.toml");
     std::fs::write(
         &cfg,
@@ -87,7 +81,7 @@ fn logger_and_openssl_clients_over_udp_tcp_and_tls() {
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .spawn()
+        .spawn_owned()
         .unwrap();
     s.stdin
         .as_mut()
@@ -184,7 +178,7 @@ fn the_listener_holds_against_idle_connections_trickles_and_spoofed_datagrams() 
     let dir = std::env::temp_dir().join(format!("nflogd-syslog-attack-{}", lab::tag()));
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("out.json");
-    let (full, slow, udp) = (free_port(), free_port(), free_port());
+    let (full, slow, udp) = (lab::free_port(), lab::free_port(), lab::free_port());
     let cfg = dir.join("s.toml");
     std::fs::write(
         &cfg,
@@ -287,7 +281,7 @@ fn udp_datagrams_are_all_accounted_for_and_a_stalled_sink_keeps_memory_bounded()
     std::fs::create_dir_all(&dir).unwrap();
     let d = dir.display();
     let out = dir.join("out.txt");
-    let udp = free_port();
+    let udp = lab::free_port();
     // A receiver that takes connections and never reads them.
     let stalled = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let stalled_port = stalled.local_addr().unwrap().port();

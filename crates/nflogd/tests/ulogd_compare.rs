@@ -5,6 +5,8 @@
 
 mod lab;
 
+use lab::SpawnOwned;
+
 use lab::{json_lines, wait_lines, Daemon, Lab};
 use serde_json::{Map, Value};
 use std::process::{Command, Stdio};
@@ -43,9 +45,9 @@ fn start_ulogd(lab: &Lab, group: u16) -> (Daemon, std::path::PathBuf) {
         .arg(&conf)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .spawn()
+        .spawn_owned()
         .expect("start ulogd");
-    std::thread::sleep(Duration::from_millis(700));
+    lab::wait_nflog_bound(child.id(), group, Duration::from_secs(10));
     (
         Daemon {
             child: Some(child),

@@ -27,7 +27,7 @@ impl ClickHouse {
         let dir = std::env::temp_dir().join(format!("nflogd-ch-{}", super::tag()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let (port, tcp) = (super::pg::free_port(), super::pg::free_port());
+        let (port, tcp) = (super::free_port(), super::free_port());
         let d = dir.display();
         std::fs::write(
             dir.join("users.xml"),
@@ -86,6 +86,8 @@ impl ClickHouse {
             .stderr(std::fs::File::create(self.dir.join("stderr.log")).unwrap())
             .spawn()
             .expect("start clickhouse-server");
+        // For the next test process, should this one be killed (`lab::sweep_leftovers`).
+        let _ = std::fs::write(self.dir.join("server.pid"), child.id().to_string());
         *self.child.lock().unwrap() = Some(child);
         let start = Instant::now();
         while self.try_query("SELECT 1").is_err() {

@@ -145,13 +145,92 @@ impl Drop for KernelLogFromNetns {
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-/// A unique short tag for names, prefixes and files of one test.
+/// A unique short tag for names, prefixes and files of one test: this process's PID and a
+/// counter, so no two live test processes share one, and what a killed one left behind says
+/// whose it was (see `sweep_leftovers`).
 pub fn tag() -> String {
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    SWEPT.call_once(sweep_leftovers);
     format!(
-        "{}{}",
-        std::process::id() % 100_000,
+        "{}x{}",
+        std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// The PID in a name made from `tag()` after `prefix`, if that process is gone.
+fn dead_owner(name: &str, prefix: &str) -> bool {
+    let Some(rest) = name.strip_prefix(prefix) else {
+        return false;
+    };
+    let Some((pid, _)) = rest.split_once('x') else {
+        return false;
+    };
+    pid.parse::<u32>()
+        .is_ok_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+}
+
+/// A test process that was killed never ran its drops: its namespaces, database servers and
+/// files stay. The next test process removes those whose owner is gone.
+fn sweep_leftovers() {
+    if let Ok(out) = Command::new("ip").args(["netns", "list"]).output() {
+        for ns in String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|ns| dead_owner(ns, "nfl"))
+        {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(kind) = name.strip_prefix("nflogd-") else {
+            continue;
+        };
+        let Some((_, owner)) = kind.rsplit_once('-') else {
+            continue;
+        };
+        if !dead_owner(owner, "") {
+            continue;
+        }
+        let dir = e.path();
+        // A server it started: PostgreSQL's postmaster.pid, ClickHouse's server.pid. Ended
+        // only if that PID still runs a command naming this directory.
+        for pid_file in [dir.join("data/postmaster.pid"), dir.join("server.pid")] {
+            let pid = std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|t| t.lines().next()?.trim().parse::<i32>().ok());
+            let Some(pid) = pid else { continue };
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&*dir.to_string_lossy()) {
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// Spawning a process that ends with the thread that started it: a test killed before its
+/// drops run does not leave its daemons running.
+pub trait SpawnOwned {
+    fn spawn_owned(&mut self) -> std::io::Result<Child>;
+}
+
+impl SpawnOwned for Command {
+    fn spawn_owned(&mut self) -> std::io::Result<Child> {
+        use std::os::unix::process::CommandExt;
+        // Safety: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            self.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        self.spawn()
+    }
 }
 
 /// Two namespaces, `a` (sender, 10.200.0.1, fd00:200::1) and `b` (firewall/receiver,
@@ -221,7 +300,7 @@ impl Lab {
             .arg(&cfg)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
+            .spawn_owned()
             .expect("start nflogd");
         let d = Daemon {
             child: Some(child),
@@ -288,6 +367,11 @@ impl Daemon {
             "`{needle}` not in the log after {timeout:?}:\n{}",
             self.log_text()
         );
+    }
+
+    /// The process's PID (`ip netns exec` execs the command: it is the command's own).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
     }
 
     pub fn signal(&self, sig: i32) {
@@ -477,7 +561,7 @@ pub fn start_nflogd(netns: Option<&str>, cfg: &Path, log: &Path) -> Daemon {
                 .open(log)
                 .unwrap(),
         )
-        .spawn()
+        .spawn_owned()
         .expect("start nflogd");
     let d = Daemon {
         child: Some(child),
@@ -499,7 +583,7 @@ pub fn rsyslog(dir: &Path, conf: &str, ports: &[u16]) -> Daemon {
         .arg(dir.join("rsyslog.pid"))
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("rsyslog.err")).unwrap())
-        .spawn()
+        .spawn_owned()
         .expect("start rsyslogd");
     let d = Daemon {
         child: Some(child),
@@ -520,6 +604,27 @@ pub fn wait_port(port: u16, timeout: Duration) {
     }
 }
 
+/// A loopback port for a server a test starts, free for TCP and UDP. Taken below the kernel's
+/// ephemeral range (32768 up), so no socket bound to port 0 or connecting out can be handed it
+/// between this check and the server's bind, and from a per-process counter, so tests running
+/// side by side never pick the same one.
+pub fn free_port() -> u16 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 15_000;
+    const SPAN: u32 = 17_000;
+    let start = (std::process::id() % 170) * 100;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < SPAN, "no free port left for this test process");
+        let port = (LOW + (start + n) % SPAN) as u16;
+        let free = std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok();
+        if free {
+            return port;
+        }
+    }
+}
+
 /// Whether a program is on the PATH.
 pub fn have(tool: &str) -> bool {
     Command::new("which")
@@ -527,4 +632,56 @@ pub fn have(tool: &str) -> bool {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false)
+}
+
+/// The inodes of the sockets process `pid` holds.
+fn socket_inodes(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect()
+}
+
+/// Waits until process `pid` listens to conntrack events: one of its netfilter netlink sockets
+/// has joined multicast groups (`/proc/PID/net/netlink`, in the process's own namespace).
+/// What `conntrack -E` and ulogd2's NFCT print nothing to show it.
+pub fn wait_ct_subscribed(pid: u32, timeout: Duration) {
+    let start = Instant::now();
+    loop {
+        let inodes = socket_inodes(pid);
+        let table = std::fs::read_to_string(format!("/proc/{pid}/net/netlink")).unwrap_or_default();
+        // sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode
+        let joined = table.lines().skip(1).any(|l| {
+            let c: Vec<&str> = l.split_whitespace().collect();
+            c.len() >= 10 && c[1] == "12" && c[3].trim_start_matches('0') != "" && inodes.iter().any(|i| i == c[9])
+        });
+        if joined {
+            return;
+        }
+        assert!(start.elapsed() < timeout, "process {pid} never subscribed to conntrack events");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until NFLOG `group` is bound in the namespace of process `pid` (ulogd2 ready to log).
+pub fn wait_nflog_bound(pid: u32, group: u16, timeout: Duration) {
+    let start = Instant::now();
+    loop {
+        let table = std::fs::read_to_string(format!("/proc/{pid}/net/netfilter/nfnetlink_log"))
+            .unwrap_or_default();
+        if table
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(&group.to_string()))
+        {
+            return;
+        }
+        assert!(start.elapsed() < timeout, "NFLOG group {group} never bound by process {pid}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -36,14 +36,6 @@ pub fn available() -> bool {
     false
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Postgres {
     pub fn start() -> Postgres {
         Postgres::start_in(None)
@@ -64,7 +56,7 @@ impl Postgres {
         ));
         let pg = Postgres {
             dir,
-            port: free_port(),
+            port: super::free_port(),
             bin,
             netns: netns.map(str::to_string),
         };
