@@ -572,6 +572,7 @@ pub fn parse(line: &str) -> Result<Parsed, ParseError> {
         ev.headers = Headers {
             network: Network::Arp(arp(&mut c)?),
             truncated: false,
+            ..Headers::default()
         };
     } else if c.peek("SRC=") {
         let v6 = c.tail()[4..]
@@ -586,6 +587,7 @@ pub fn parse(line: &str) -> Result<Parsed, ParseError> {
             ev.headers = Headers {
                 network: Network::Ipv6(ip),
                 truncated: false,
+                ..Headers::default()
             };
             if trailer {
                 self::trailer(&mut c, &mut ev)?;
@@ -598,6 +600,7 @@ pub fn parse(line: &str) -> Result<Parsed, ParseError> {
             ev.headers = Headers {
                 network: Network::Ipv4(ip),
                 truncated: false,
+                ..Headers::default()
             };
             if trailer {
                 self::trailer(&mut c, &mut ev)?;
@@ -616,6 +619,7 @@ pub fn parse(line: &str) -> Result<Parsed, ParseError> {
         ev.headers = Headers {
             network: Network::Truncated { ethertype: et },
             truncated: true,
+            ..Headers::default()
         };
     } else {
         let ip_or_arp = |p: u16| [ethertype::IPV4, ethertype::IPV6, ethertype::ARP].contains(&p);
@@ -631,6 +635,7 @@ pub fn parse(line: &str) -> Result<Parsed, ParseError> {
                     ethertype: ev.hw_protocol,
                 },
                 truncated: false,
+                ..Headers::default()
             };
         } else {
             // A packet logged without its payload. With an input device the IP loggers always

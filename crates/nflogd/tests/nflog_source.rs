@@ -375,3 +375,261 @@ fn a_group_already_bound_is_a_clear_start_error() {
     assert!(err.contains("NFLOG group 6 is already bound"), "{err}");
     d.stop();
 }
+
+/// What tcpdump captured on the same interface, each frame decoded by scapy.
+fn captured(pcap: &std::path::Path) -> Vec<Value> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/pcap2json.py");
+    let out = lab::sh(&format!(
+        "/usr/bin/python3 {} {}",
+        script.display(),
+        pcap.display()
+    ));
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn ecs_mac(m: &Value) -> String {
+    m.as_str().unwrap().to_uppercase().replace(':', "-")
+}
+
+/// ARP (the arp family's input hook) and every frame of the netdev ingress hook, tagged
+/// 802.1Q, QinQ or not, checked field by field against tcpdump's capture of the same
+/// interface: ulogd2 decodes neither family, so the reference is the wire itself.
+#[test]
+fn arp_and_netdev_records_match_what_tcpdump_captured() {
+    if !lab::available() {
+        return;
+    }
+    if !lab::have("tcpdump") {
+        lab::skip("tcpdump is not installed");
+        return;
+    }
+    let lab = Lab::new();
+    lab.nft(
+        &lab.b,
+        r#"table arp lab {
+  chain in {
+    type filter hook input priority 0;
+    log group 21 prefix "ARP-IN "
+  }
+}
+table netdev lab {
+  chain ing {
+    type filter hook ingress device "vb" priority 0;
+    log group 21 prefix "ING "
+  }
+}"#,
+    );
+    let pcap = lab.path("vb.pcap");
+    let dump = lab::Daemon {
+        child: Some(
+            std::process::Command::new("ip")
+                .args([
+                    "netns", "exec", &lab.b, "tcpdump", "-i", "vb", "-Q", "in", "-n", "-U",
+                ])
+                .args(["--immediate-mode", "-w"])
+                .arg(&pcap)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(lab.path("tcpdump.err")).unwrap())
+                .spawn_owned()
+                .unwrap(),
+        ),
+        log: lab.path("tcpdump.err"),
+    };
+    dump.wait_log("listening on vb", Duration::from_secs(10));
+    let (ecs, ulogd) = (lab.path("l2.ecs.json"), lab.path("l2.ulogd.json"));
+    let d = lab.nflogd(
+        &lab.b,
+        &format!(
+            "stats_interval = \"0s\"\n[sources.fw]\ntype = \"nflog\"\ngroups = [21]\n\
+             [sinks.e]\ntype = \"file\"\ninputs = [\"fw\"]\npath = \"{}\"\nschema = \"ecs\"\n\
+             [sinks.u]\ntype = \"file\"\ninputs = [\"fw\"]\npath = \"{}\"\nschema = \"ulogd\"\n",
+            ecs.display(),
+            ulogd.display()
+        ),
+    );
+    lab.craft();
+    lab.traffic();
+    // An ARP reply coming in: `b` asks for `a`'s address afresh.
+    lab.exec(
+        &lab.b,
+        "ip neigh flush dev vb && ping -c1 -W1 10.200.0.1 >/dev/null",
+    );
+    // The last frame: once nflogd has logged it, tcpdump has captured everything before it.
+    lab.exec(
+        &lab.a,
+        &format!("bash -c \"echo NFLOGD-L2-END >/dev/udp/{B4}/9\""),
+    );
+    let ends = |p: &std::path::Path| {
+        std::fs::read(p).is_ok_and(|b| b.windows(13).any(|w| w == b"NFLOGD-L2-END"))
+    };
+    let start = std::time::Instant::now();
+    while !(ends(&pcap)
+        && std::fs::read_to_string(&ecs)
+            .is_ok_and(|t| t.contains("\"destination\":{\"ip\":\"10.200.0.2\",\"port\":9,")))
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the last frame never arrived"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    d.stop();
+    drop(dump);
+    let frames = captured(&pcap);
+    let ecs = json_lines(&wait_lines(&ecs, 1, Duration::ZERO));
+    let ulogd = json_lines(&wait_lines(&ulogd, 1, Duration::ZERO));
+    assert_eq!(ecs.len(), ulogd.len());
+    let family = |r: &Value| r["netfilter"]["family"].as_str().unwrap().to_string();
+    // Up to the last frame: the namespace's own chatter (router solicitations, MLD) may go on.
+    let is_end = |dst: &Value, port: &Value| dst == B4 && port == 9;
+    let mut netdev: Vec<&Value> = ecs.iter().filter(|r| family(r) == "netdev").collect();
+    let end = netdev
+        .iter()
+        .position(|r| is_end(&r["destination"]["ip"], &r["destination"]["port"]));
+    netdev.truncate(end.expect("the last frame is logged") + 1);
+    let mut frames = frames;
+    let end = frames
+        .iter()
+        .position(|f| is_end(&f["ip"]["dst"], &f["ports"][1]));
+    frames.truncate(end.expect("the last frame is captured") + 1);
+
+    // Every frame tcpdump saw came through the ingress hook, in the same order.
+    assert_eq!(
+        netdev.len(),
+        frames.len(),
+        "netdev records vs captured frames"
+    );
+    let mut diffs = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, (r, f)) in netdev.iter().zip(&frames).enumerate() {
+        let mut check = |what: &str, ours: Value, theirs: Value| {
+            if ours != theirs {
+                diffs.push(format!(
+                    "#{i} {what}: ours {ours} vs capture {theirs}\n  {r}\n  {f}"
+                ));
+            }
+        };
+        check(
+            "source.mac",
+            r["source"]["mac"].clone(),
+            ecs_mac(&f["src"]).into(),
+        );
+        check(
+            "destination.mac",
+            r["destination"]["mac"].clone(),
+            ecs_mac(&f["dst"]).into(),
+        );
+        let vlans: Vec<Value> = f["vlans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_string().into())
+            .collect();
+        check(
+            "network.vlan.id",
+            r["network"]["vlan"]["id"].clone(),
+            vlans.first().cloned().unwrap_or(Value::Null),
+        );
+        check(
+            "network.inner.vlan.id",
+            r["network"]["inner"]["vlan"]["id"].clone(),
+            vlans.get(1).cloned().unwrap_or(Value::Null),
+        );
+        if let Some(a) = f.get("arp") {
+            seen.insert("arp");
+            check("network.type", r["network"]["type"].clone(), "arp".into());
+            check("source.ip", r["source"]["ip"].clone(), a["psrc"].clone());
+            check(
+                "destination.ip",
+                r["destination"]["ip"].clone(),
+                a["pdst"].clone(),
+            );
+        } else if let Some(ip) = f.get("ip") {
+            seen.insert(if ip["src"].as_str().unwrap().contains(':') {
+                "ipv6"
+            } else {
+                "ipv4"
+            });
+            check("source.ip", r["source"]["ip"].clone(), ip["src"].clone());
+            check(
+                "destination.ip",
+                r["destination"]["ip"].clone(),
+                ip["dst"].clone(),
+            );
+            if !ip["proto"].is_null() {
+                check(
+                    "network.iana_number",
+                    r["network"]["iana_number"].clone(),
+                    ip["proto"].to_string().into(),
+                );
+            }
+            if let Some(p) = f.get("ports") {
+                check("source.port", r["source"]["port"].clone(), p[0].clone());
+                check(
+                    "destination.port",
+                    r["destination"]["port"].clone(),
+                    p[1].clone(),
+                );
+            }
+        } else {
+            seen.insert("other");
+            check("network.type", r["network"]["type"].clone(), Value::Null);
+        }
+        if !vlans.is_empty() {
+            seen.insert(if vlans.len() == 2 { "qinq" } else { "vlan" });
+        }
+    }
+
+    // The arp family's records: the ARP frames addressed to this host, field by field as
+    // ulogd2's keys name them.
+    let arp_frames: Vec<&Value> = frames
+        .iter()
+        .filter(|f| f["vlans"].as_array().unwrap().is_empty())
+        .filter_map(|f| f.get("arp").map(|a| (f, a)))
+        .filter(|(_, a)| a["pdst"] == B4)
+        .map(|(f, _)| f)
+        .collect();
+    let arp: Vec<&Value> = ulogd.iter().filter(|r| r["oob.family"] == 3).collect();
+    assert_eq!(
+        arp.len(),
+        arp_frames.len(),
+        "arp records vs ARP frames for {B4}"
+    );
+    for (i, (r, f)) in arp.iter().zip(&arp_frames).enumerate() {
+        let a = &f["arp"];
+        for (key, want) in [
+            ("arp.hwtype", a["hwtype"].clone()),
+            ("arp.protocoltype", a["ptype"].clone()),
+            ("arp.operation", a["op"].clone()),
+            ("arp.saddr.str", a["psrc"].clone()),
+            ("arp.daddr.str", a["pdst"].clone()),
+            ("mac.saddr.str", f["src"].clone()),
+            ("mac.daddr.str", f["dst"].clone()),
+        ] {
+            if r[key] != want {
+                diffs.push(format!(
+                    "arp #{i} {key}: ours {} vs capture {want}\n  {r}\n  {f}",
+                    r[key]
+                ));
+            }
+        }
+    }
+    assert!(
+        diffs.is_empty(),
+        "{} differences:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
+    for kind in ["arp", "ipv4", "ipv6", "vlan", "qinq", "other"] {
+        assert!(
+            seen.contains(kind),
+            "no {kind} frame was compared: {seen:?}"
+        );
+    }
+    assert!(
+        arp.iter().any(|r| r["arp.operation"] == 1) && arp.iter().any(|r| r["arp.operation"] == 2),
+        "requests and replies"
+    );
+}

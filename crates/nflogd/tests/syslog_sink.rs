@@ -34,7 +34,12 @@ fn rsyslog_receives_udp_tcp_and_tls_in_order_with_escaped_sd() {
     std::fs::create_dir_all(&dir).unwrap();
     let d = dir.display();
     lab::certificates(&dir);
-    let (pu, pt, ps, pm) = (lab::free_port(), lab::free_port(), lab::free_port(), lab::free_port());
+    let (pu, pt, ps, pm) = (
+        lab::free_port(),
+        lab::free_port(),
+        lab::free_port(),
+        lab::free_port(),
+    );
     let conf = format!(
         r#"global(workDirectory="{d}" defaultNetstreamDriverCAFile="{d}/ca.pem" defaultNetstreamDriverCertFile="{d}/srv.pem" defaultNetstreamDriverKeyFile="{d}/srv.key")
 module(load="imudp")

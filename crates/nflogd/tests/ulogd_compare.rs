@@ -126,7 +126,8 @@ fn compare(i: usize, ours: &Map<String, Value>, theirs: &Map<String, Value>) -> 
         if theirs.contains_key(k) {
             continue;
         }
-        // ulogd2 2.0.8 decodes no packet of the ARP (3) and netdev (5) families.
+        // ulogd2 2.0.8 decodes no packet of the ARP (3) and netdev (5) families: those are
+        // checked against tcpdump instead (nflog_source.rs).
         let undecoded_family =
             matches!(ours.get("oob.family").and_then(Value::as_u64), Some(3 | 5));
         let allowed = undecoded_family

@@ -1,6 +1,8 @@
 //! From a network-layer payload to typed headers.
 
 use crate::arp::{self, Arp};
+use crate::bytes::u16_at;
+use crate::ethernet::Vlan;
 use crate::gre::{self, Gre};
 use crate::icmp::{self, Icmp};
 use crate::icmpv6::{self, Icmpv6};
@@ -106,6 +108,9 @@ pub enum Network {
 /// Everything decoded from one packet.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Headers {
+    /// 802.1Q/802.1ad tags at the start of the payload, outermost first (on receive the kernel
+    /// moves only the outermost tag out of the packet; a second one stays in the payload).
+    pub vlans: [Option<Vlan>; 2],
     pub network: Network,
     /// The packet's own length fields announce more bytes than were captured (snaplen).
     pub truncated: bool,
@@ -134,9 +139,24 @@ impl Headers {
 
 /// Decodes a payload that starts at the network header, choosing the decoder by ethertype
 /// (NFLOG's `hw_protocol`).
-pub fn decode_ethertype(ethertype: u16, payload: &[u8]) -> Headers {
+pub fn decode_ethertype(mut ethertype: u16, mut payload: &[u8]) -> Headers {
     if payload.is_empty() {
         return Headers::default();
+    }
+    let mut vlans = [None, None];
+    for slot in vlans.iter_mut() {
+        if ethertype != ethertype::VLAN && ethertype != ethertype::QINQ {
+            break;
+        }
+        let (Some(tci), Some(next)) = (u16_at(payload, 0), u16_at(payload, 2)) else {
+            break;
+        };
+        *slot = Some(Vlan {
+            tpid: ethertype,
+            tci,
+        });
+        ethertype = next;
+        payload = &payload[4..];
     }
     let network = match ethertype {
         ethertype::IPV4 => ipv4::parse(payload, false).map(Network::Ipv4),
@@ -152,7 +172,11 @@ pub fn decode_ethertype(ethertype: u16, payload: &[u8]) -> Headers {
         Network::Arp(a) => a.is_ether_ipv4() && a.addrs.is_none(),
         _ => false,
     };
-    Headers { network, truncated }
+    Headers {
+        vlans,
+        network,
+        truncated,
+    }
 }
 
 /// Decodes a payload that starts at the network header when only the IP version is known:
@@ -163,7 +187,7 @@ pub fn decode(payload: &[u8]) -> Headers {
         Some(6) => decode_ethertype(ethertype::IPV6, payload),
         Some(_) => Headers {
             network: Network::Other { ethertype: 0 },
-            truncated: false,
+            ..Headers::default()
         },
         None => Headers::default(),
     }

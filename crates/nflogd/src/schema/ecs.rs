@@ -144,6 +144,20 @@ pub fn packet(p: &PacketEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
             }
             _ => {}
         }
+        // ECS: the outer tag in `network.vlan`, the one inside it in `network.inner.vlan`.
+        let tags = p.vlans();
+        if let Some(v) = tags.first() {
+            n.obj(k!("vlan"), |x| {
+                x.num_str(k!("id"), v.id());
+            });
+        }
+        if let Some(v) = tags.get(1) {
+            n.obj(k!("inner"), |i| {
+                i.obj(k!("vlan"), |x| {
+                    x.num_str(k!("id"), v.id());
+                });
+            });
+        }
     });
     for (key, ip, port, mac) in [
         (

@@ -659,12 +659,18 @@ pub fn wait_ct_subscribed(pid: u32, timeout: Duration) {
         // sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode
         let joined = table.lines().skip(1).any(|l| {
             let c: Vec<&str> = l.split_whitespace().collect();
-            c.len() >= 10 && c[1] == "12" && c[3].trim_start_matches('0') != "" && inodes.iter().any(|i| i == c[9])
+            c.len() >= 10
+                && c[1] == "12"
+                && c[3].trim_start_matches('0') != ""
+                && inodes.iter().any(|i| i == c[9])
         });
         if joined {
             return;
         }
-        assert!(start.elapsed() < timeout, "process {pid} never subscribed to conntrack events");
+        assert!(
+            start.elapsed() < timeout,
+            "process {pid} never subscribed to conntrack events"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -681,7 +687,10 @@ pub fn wait_nflog_bound(pid: u32, group: u16, timeout: Duration) {
         {
             return;
         }
-        assert!(start.elapsed() < timeout, "NFLOG group {group} never bound by process {pid}");
+        assert!(
+            start.elapsed() < timeout,
+            "NFLOG group {group} never bound by process {pid}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
