@@ -37,6 +37,22 @@ fn text_schema_equals_kernel_log_lines() {
     oifname "vb" meta nfproto ipv4 jump logit
     oifname "vb" ip6 saddr fd00:200::/64 jump logit
   }}
+}}
+table arp lab {{
+  chain in {{
+    type filter hook input priority 0;
+    log prefix "{pa}" flags all log group 7 prefix "{pa}" log prefix "{pn}" log group 8 prefix "{pn}"
+  }}
+  chain out {{
+    type filter hook output priority 0;
+    log prefix "{pa}" flags all log group 7 prefix "{pa}" log prefix "{pn}" log group 8 prefix "{pn}"
+  }}
+}}
+table netdev lab {{
+  chain ing {{
+    type filter hook ingress device "vb" priority 0;
+    log prefix "{pa}" flags all log group 7 prefix "{pa}" log prefix "{pn}" log group 8 prefix "{pn}"
+  }}
 }}"#
         ),
     );
@@ -71,40 +87,125 @@ schema = "text"
     let mut kmsg = Kmsg::open();
     lab.craft();
     lab.traffic();
-    std::thread::sleep(Duration::from_millis(500));
-    let kernel = kmsg.read();
-    let k_all: Vec<_> = kernel
-        .iter()
-        .filter(|l| l.starts_with(&pa))
-        .cloned()
-        .collect();
-    let k_none: Vec<_> = kernel
-        .iter()
-        .filter(|l| l.starts_with(&pn))
-        .cloned()
-        .collect();
-    let n_all = wait_lines(&fa, k_all.len(), Duration::from_secs(5));
-    let n_none = wait_lines(&fnn, k_none.len(), Duration::from_secs(5));
-    d.stop();
-    assert!(
-        k_all.len() >= 60,
-        "too few kernel lines ({}): {k_all:#?}",
-        k_all.len()
+    // The last packet, seen inbound twice (netdev ingress, then prerouting). The namespace's own
+    // chatter (router solicitations, MLD) goes on after it, so both sides are cut there.
+    lab.exec(
+        &lab.a,
+        &format!("bash -c \"echo end >/dev/udp/{}/7919\"", lab::B4),
     );
-    for (kernel, ours, what) in [
-        (&k_all, &n_all, "flags all"),
-        (&k_none, &n_none, "no flags"),
-    ] {
-        let mut only_ours: Vec<&String> = ours.iter().collect();
-        let mut only_kernel = Vec::new();
-        for k in kernel.iter() {
-            match only_ours.iter().position(|o| *o == k) {
+    let cut = |lines: &[String], prefix: &str| -> Option<Vec<String>> {
+        let mine: Vec<String> = lines
+            .iter()
+            .filter(|l| l.starts_with(prefix))
+            .cloned()
+            .collect();
+        let end = mine
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.contains("IN=vb ") && l.contains(" DPT=7919 "))
+            .nth(1)?
+            .0;
+        Some(mine[..=end].to_vec())
+    };
+    let mut kernel = Vec::new();
+    let start = std::time::Instant::now();
+    let (k_all, k_none) = loop {
+        kernel.extend(kmsg.read());
+        if let (Some(a), Some(n)) = (cut(&kernel, &pa), cut(&kernel, &pn)) {
+            break (a, n);
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the last packet was never logged"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let ours = |path: &std::path::Path, prefix: &str| {
+        let start = std::time::Instant::now();
+        loop {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let lines: Vec<String> = text.lines().map(str::to_string).collect();
+            if let Some(c) = cut(&lines, prefix) {
+                return c;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "nflogd never logged the last packet"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let (n_all, n_none) = (ours(&fa, &pa), ours(&fnn, &pn));
+    d.stop();
+    // Everything each side logged by now: a packet on another CPU may sit on either side of
+    // the last one in one log and not the other, so each side's lines up to the cut are looked
+    // for among all of the other's.
+    // The lines of `mine` not found among `theirs`, each of theirs used once.
+    fn missing<'a>(mine: &'a [String], theirs: &[String]) -> Vec<&'a String> {
+        let mut left: Vec<&String> = theirs.iter().collect();
+        let mut out = Vec::new();
+        for m in mine {
+            match left.iter().position(|t| *t == m) {
                 Some(i) => {
-                    only_ours.remove(i);
+                    left.remove(i);
                 }
-                None => only_kernel.push(k),
+                None => out.push(m),
             }
         }
+        out
+    }
+    let all = |lines: &[String], prefix: &str| -> Vec<String> {
+        lines
+            .iter()
+            .filter(|l| l.starts_with(prefix))
+            .cloned()
+            .collect()
+    };
+    let (n_all_rest, n_none_rest) = (
+        wait_lines(&fa, 0, Duration::ZERO),
+        wait_lines(&fnn, 0, Duration::ZERO),
+    );
+    // A kernel line may reach the log a moment after its NFLOG twin reached nflogd.
+    let start = std::time::Instant::now();
+    let (k_all_rest, k_none_rest) = loop {
+        kernel.extend(kmsg.read());
+        let (a, n) = (all(&kernel, &pa), all(&kernel, &pn));
+        let settled = missing(&n_all, &a).is_empty() && missing(&n_none, &n).is_empty();
+        if settled || start.elapsed() > Duration::from_secs(3) {
+            break (a, n);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for (lines, what) in [(&k_all, "flags all"), (&k_none, "no flags")] {
+        assert!(
+            lines.len() >= 120,
+            "{what}: too few kernel lines ({}): {lines:#?}",
+            lines.len()
+        );
+        // Each family's lines were compared, not only the inet ones: ARP lines carry its
+        // opcode; with flags, netdev lines decode the MAC header and its VLAN tag.
+        let marks: &[(&str, &str)] = if what == "flags all" {
+            &[
+                ("arp", "ARP HTYPE="),
+                ("decoded MAC", "MACSRC="),
+                ("vlan", "VID="),
+            ]
+        } else {
+            &[("arp", "ARP HTYPE=")]
+        };
+        for (family, mark) in marks {
+            assert!(
+                lines.iter().any(|l| l.contains(mark)),
+                "{what}: no {family} line: {lines:#?}"
+            );
+        }
+    }
+    for (kernel, kernel_rest, ours, ours_rest, what) in [
+        (&k_all, &k_all_rest, &n_all, &n_all_rest, "flags all"),
+        (&k_none, &k_none_rest, &n_none, &n_none_rest, "no flags"),
+    ] {
+        let only_kernel = missing(kernel, ours_rest);
+        let only_ours = missing(ours, kernel_rest);
         assert!(
             only_kernel.is_empty() && only_ours.is_empty(),
             "{what}: {} kernel lines, {} nflogd lines.\nonly the kernel printed:\n{}\nonly nflogd rendered:\n{}",

@@ -74,7 +74,17 @@ impl Decoder {
                 vlan: p.vlan,
             }
         });
-        let payload = p.payload.unwrap_or_default();
+        let mut payload = p.payload.unwrap_or_default();
+        if p.family == family::ARP && p.hook == ARP_OUT {
+            payload = without_ethernet_header(payload);
+        }
+        // A socket on a frame at the netdev ingress hook is its sender's, in another network
+        // namespace (a veth peer): the kernel's LOG does not show it, nor do we.
+        let (uid, gid) = if p.family == family::NETDEV && p.hook == NETDEV_INGRESS {
+            (None, None)
+        } else {
+            (p.uid, p.gid)
+        };
         let kind = match p.family {
             family::IPV4 => ethertype::IPV4,
             family::IPV6 => ethertype::IPV6,
@@ -95,8 +105,8 @@ impl Decoder {
             action,
             label: self.label,
             mark: p.mark.unwrap_or(0),
-            uid: p.uid,
-            gid: p.gid,
+            uid,
+            gid,
             seq: p.seq,
             seq_global: p.seq_global,
             indev: p.indev.map(|i| self.ifnames.get(i)),
@@ -112,5 +122,19 @@ impl Decoder {
             level: None,
             log_flags: None,
         }
+    }
+}
+
+const ARP_OUT: u8 = 1;
+const NETDEV_INGRESS: u8 = 0;
+
+/// At the arp family's output hook the kernel has already put the link-layer header in front
+/// of the ARP packet, and NFLOG copies from there; the kernel's own LOG starts at the ARP
+/// header. An Ethernet header announcing ARP is skipped; anything else is left as it is.
+fn without_ethernet_header(payload: &[u8]) -> &[u8] {
+    let eth = packet::ethernet::HEADER_LEN;
+    match payload.get(12..14) {
+        Some([0x08, 0x06]) if payload.len() >= eth + 8 => &payload[eth..],
+        _ => payload,
     }
 }
