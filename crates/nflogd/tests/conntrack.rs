@@ -720,3 +720,178 @@ send(IP(dst=dst, proto=33)/bytes(16), iface=\"va\")
         }
     }
 }
+
+/// A flow inserted with `conntrack -I`: source, destination, protocol, destination port.
+struct Flow(&'static str, &'static str, &'static str, u16);
+
+impl Flow {
+    fn insert_cmd(&self, sport: u16) -> String {
+        let Flow(src, dst, proto, dport) = self;
+        let l4 = match *proto {
+            "tcp" => format!("-p tcp --sport {sport} --dport {dport} --state ESTABLISHED"),
+            "udp" => format!("-p udp --sport {sport} --dport {dport}"),
+            "icmp" => format!("-p icmp --icmp-type 8 --icmp-code 0 --icmp-id {sport}"),
+            _ => format!("-p icmpv6 --icmpv6-type 128 --icmpv6-code 0 --icmpv6-id {sport}"),
+        };
+        format!("conntrack -I -s {src} -d {dst} {l4} -t 120 >/dev/null 2>&1")
+    }
+}
+
+/// The kernel-side flow filters let through exactly what the lists say, over a matrix of
+/// flows (IPv4 and IPv6, TCP, UDP, ICMP, ICMPv6, ports in and out of the list, addresses on
+/// either side of a prefix boundary) and a source per filter kind and one combining them; the
+/// expected sets are computed here from the lists, independently of nflogd's code. No event
+/// is left for userspace to drop (`ignored` stays 0): the kernel did the filtering.
+#[test]
+fn kernel_flow_filters_let_through_exactly_what_they_list() {
+    if !lab::available() {
+        return;
+    }
+    let t = lab::tag();
+    let ns = format!("nfl{t}flt");
+    struct Cleanup(String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &self.0])
+                .status();
+        }
+    }
+    sh(&format!("ip netns add {ns} && ip -n {ns} link set lo up"));
+    let _cleanup = Cleanup(ns.clone());
+    let flows = [
+        Flow("10.1.0.1", "10.2.3.4", "tcp", 22),
+        Flow("10.1.255.254", "10.2.3.5", "udp", 53),
+        Flow("10.0.255.255", "10.2.3.4", "tcp", 8080),
+        Flow("10.2.0.1", "192.0.2.9", "udp", 8080),
+        Flow("10.1.9.9", "192.0.2.9", "icmp", 0),
+        Flow("172.16.0.1", "10.2.3.4", "udp", 54),
+        Flow("fd00:1::5", "fd00:2::1", "tcp", 22),
+        Flow("fd00:9:ffff::1", "fd00:1::1", "udp", 53),
+        Flow("fd01::1", "fd00:1::ffff:0:0:1", "icmpv6", 0),
+        Flow("fd00:9::2", "fd00:1:0:1::1", "tcp", 22),
+        Flow("fd00:8::1", "fd00:2::1", "tcp", 23),
+    ];
+    type Filter = (
+        &'static str,
+        &'static [&'static str],
+        &'static [&'static str],
+        &'static [&'static str],
+        &'static [u16],
+    );
+    let filters: [Filter; 5] = [
+        ("bysrc", &["10.1.0.0/16", "fd00:9::/32"], &[], &[], &[]),
+        ("bydst", &[], &["fd00:1::/64", "10.2.3.4/32"], &[], &[]),
+        ("byproto", &[], &[], &["udp", "icmp"], &[]),
+        ("byport", &[], &[], &[], &[53, 8080]),
+        ("all", &["10.1.0.0/16", "fd00:9::/32"], &[], &["tcp"], &[22]),
+    ];
+    let dir = std::env::temp_dir().join(format!("nflogd-ctflt-{t}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let list = |v: &[&str]| {
+        v.iter()
+            .map(|s| format!("\"{s}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut cfg = String::from("stats_interval = \"0s\"\n");
+    for (name, src, dst, protos, ports) in &filters {
+        cfg += &format!(
+            "[sources.{name}]\ntype = \"conntrack\"\nevents = [\"new\"]\naccept_src = [{}]\naccept_dst = [{}]\naccept_protocols = [{}]\naccept_ports = [{}]\n\
+             [sinks.{name}]\ntype = \"file\"\ninputs = [\"{name}\"]\npath = \"{}\"\n",
+            list(src),
+            list(dst),
+            list(protos),
+            ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", "),
+            dir.join(format!("{name}.json")).display()
+        );
+    }
+    std::fs::write(dir.join("c.toml"), cfg).unwrap();
+    let d = lab::start_nflogd(Some(&ns), &dir.join("c.toml"), &dir.join("log"));
+    lab::wait_ct_subscribed(d.pid(), Duration::from_secs(10));
+    for (i, f) in flows.iter().enumerate() {
+        sh(&format!(
+            "ip netns exec {ns} {}",
+            f.insert_cmd(40000 + i as u16)
+        ));
+    }
+    // The last flow, which every filter but `byproto` and `bysrc` lets through, marks the end.
+    sh(&format!(
+        "ip netns exec {ns} {}",
+        Flow("10.1.2.3", "10.2.3.4", "tcp", 22).insert_cmd(39999)
+    ));
+    let in_nets = |ip: &str, nets: &[&str]| {
+        let ip: std::net::IpAddr = ip.parse().unwrap();
+        nets.is_empty()
+            || nets.iter().any(|n| {
+                let (net, len) = n.split_once('/').unwrap();
+                let (net, len): (std::net::IpAddr, u32) =
+                    (net.parse().unwrap(), len.parse().unwrap());
+                match (ip, net) {
+                    (std::net::IpAddr::V4(a), std::net::IpAddr::V4(b)) => {
+                        len == 0 || (u32::from(a) ^ u32::from(b)) >> (32 - len) == 0
+                    }
+                    (std::net::IpAddr::V6(a), std::net::IpAddr::V6(b)) => {
+                        len == 0 || (u128::from(a) ^ u128::from(b)) >> (128 - len) == 0
+                    }
+                    _ => false,
+                }
+            })
+    };
+    let all_flows: Vec<Flow> = flows
+        .into_iter()
+        .chain([Flow("10.1.2.3", "10.2.3.4", "tcp", 22)])
+        .collect();
+    let mut wrong = Vec::new();
+    for (name, src, dst, protos, ports) in &filters {
+        let want: Vec<String> = all_flows
+            .iter()
+            .filter(|f| {
+                in_nets(f.0, src)
+                    && in_nets(f.1, dst)
+                    && (protos.is_empty() || protos.contains(&f.2))
+                    && (ports.is_empty() || (matches!(f.2, "tcp" | "udp") && ports.contains(&f.3)))
+            })
+            .map(|f| format!("{} {} {}", f.0, f.1, f.2))
+            .collect();
+        let path = dir.join(format!("{name}.json"));
+        let start = std::time::Instant::now();
+        let got = loop {
+            let got: Vec<String> = complete_records(&path)
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{} {} {}",
+                        r["source"]["ip"].as_str().unwrap(),
+                        r["destination"]["ip"].as_str().unwrap(),
+                        r["network"]["transport"]
+                            .as_str()
+                            .unwrap()
+                            .replace("ipv6-icmp", "icmpv6")
+                    )
+                })
+                .collect();
+            if got.len() >= want.len() || start.elapsed() > Duration::from_secs(5) {
+                break got;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        if got != want {
+            wrong.push(format!("{name}: got {got:#?}\nwant {want:#?}"));
+        }
+    }
+    let log = d.stop();
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    for (name, ..) in &filters {
+        assert!(
+            log.contains(&format!("source `{name}`: filters applied in the kernel")),
+            "{log}"
+        );
+        assert_eq!(
+            lab::stat(&log, &format!("source.{name}"), "ignored"),
+            0,
+            "{name}: {log}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
