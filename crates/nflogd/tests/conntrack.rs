@@ -124,6 +124,7 @@ fn masqueraded_flows_carry_tuples_nat_counters_and_times() {
     let listed = listed_ids(&r);
     sh(&format!("ip netns exec {r} conntrack -F 2>/dev/null"));
     let recs = json_lines(&wait_lines(&ecs, 10, Duration::from_secs(5)));
+    lab::ecs::assert_conforms(&recs);
     let lines = std::fs::read_to_string(&text).unwrap();
     let log = d.stop();
     std::thread::sleep(Duration::from_millis(200));
@@ -684,6 +685,7 @@ send(IP(dst=dst, proto=33)/bytes(16), iface=\"va\")
     std::thread::sleep(Duration::from_millis(300));
     sh(&format!("ip netns exec {} conntrack -F 2>/dev/null", lab.b));
     let recs = json_lines(&wait_lines(&out, 10, Duration::from_secs(5)));
+    lab::ecs::assert_conforms(&recs);
     d.stop();
     let find = |event: &str, transport: &str| -> &Value {
         recs.iter()

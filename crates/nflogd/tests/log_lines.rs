@@ -86,6 +86,7 @@ fn kmsg_lines_give_the_same_records_as_nflog() {
         .filter(|l| l.starts_with(&p))
         .collect();
     let nflog = json_lines(&wait_lines(&ne, kernel.len(), Duration::from_secs(5)));
+    lab::ecs::assert_conforms(&nflog);
     let text: Vec<String> = wait_lines(&kt, kernel.len(), Duration::from_secs(5))
         .into_iter()
         .filter(|l| l.starts_with(&p))
@@ -253,6 +254,7 @@ fn parse_command_unwraps_every_envelope_and_keeps_bad_lines() {
     .join("\n");
     let parse = |input: &str| parse_stdin(&["--schema", "ecs"], input.as_bytes());
     let (recs, err) = parse(&input);
+    lab::ecs::assert_conforms(&recs);
     assert_eq!(
         recs.len(),
         7,
@@ -463,6 +465,7 @@ fn journald_output_of_real_journal_files() {
         assert!(out.status.success());
         let (recs, err) = parse_stdin(&["--schema", "ecs"], &out.stdout);
         assert_eq!(recs.len(), lines.len(), "-o {form}: {err}");
+        lab::ecs::assert_conforms(&recs);
         assert!(err.contains("1 other lines skipped"), "-o {form}: {err}");
         for (i, (j, b)) in recs.into_iter().zip(bare.iter().cloned()).enumerate() {
             assert_eq!(j["observer"]["hostname"], "fw9", "-o {form} #{i}");

@@ -71,6 +71,7 @@ fn polls_add_up_to_what_the_rule_counted() {
     assert_eq!(counted[0], 10, "echo requests and replies on lo: {rule}");
 
     let recs = json_lines(&wait_lines(&ecs, 1, Duration::from_secs(2)));
+    lab::ecs::assert_conforms(&recs);
     let of = |name: &str| -> Vec<&serde_json::Value> {
         recs.iter()
             .filter(|r| r["netfilter"]["nfacct"]["name"] == name)

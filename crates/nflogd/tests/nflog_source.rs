@@ -65,6 +65,7 @@ fn ecs_records_carry_every_protocol() {
     d.wait_log("nflogd running", Duration::from_secs(10));
     lab.craft();
     let recs = json_lines(&wait_lines(&out, 49, Duration::from_secs(10)));
+    lab::ecs::assert_conforms(&recs);
     d.stop();
 
     // Every record names the rule, the verdict and the interface.
@@ -480,6 +481,7 @@ table netdev lab {
     let frames = captured(&pcap);
     let ecs = json_lines(&wait_lines(&ecs, 1, Duration::ZERO));
     let ulogd = json_lines(&wait_lines(&ulogd, 1, Duration::ZERO));
+    lab::ecs::assert_conforms(&ecs);
     assert_eq!(ecs.len(), ulogd.len());
     let family = |r: &Value| r["netfilter"]["family"].as_str().unwrap().to_string();
     // Up to the last frame: the namespace's own chatter (router solicitations, MLD) may go on.

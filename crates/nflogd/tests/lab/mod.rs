@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod clickhouse;
+pub mod ecs;
 pub mod nat;
 pub mod pg;
 
