@@ -30,7 +30,8 @@ pub enum LinkChange {
     Removed(u32),
 }
 
-fn parse_link(payload: &[u8]) -> Option<Link> {
+/// The link an RTM_NEWLINK message describes (its payload: ifinfomsg and attributes).
+pub fn parse_link(payload: &[u8]) -> Option<Link> {
     if payload.len() < IFINFOMSG_LEN {
         return None;
     }
