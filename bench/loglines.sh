@@ -5,7 +5,9 @@
 # lines (bench/corpus.py) in one run.
 # Prints lines per second and CPU seconds of each, and the ratio.
 #
-# usage: bench/loglines.sh [LINES]   (default 1000000; needs syslog-ng-core and syslog-ng-scl)
+# usage: bench/loglines.sh [LINES]   (default 1000000)
+# syslog-ng conflicts with rsyslog in Debian (the tests use rsyslog): when it is not installed,
+# its packages are unpacked into /var/tmp/nflogd-syslog-ng and run from there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000000}
@@ -34,9 +36,21 @@ once() { /usr/bin/time -f "%e %U %S" "$BIN" parse --schema "$1" "$DIR/kern.log" 
 median() { awk '{print $2 + $3, $0}' "$DIR/times.$1" | sort -n | sed -n 3p | cut -d' ' -f2-; }
 : >"$DIR/times.ecs"; : >"$DIR/times.text"
 for _ in 1 2; do once ecs >>"$DIR/times.ecs"; once text >>"$DIR/times.text"; done
+SNG_BIN=syslog-ng SNG_ARGS=() SCL=/usr/share/syslog-ng/include/scl
+if ! command -v syslog-ng >/dev/null; then
+  R=/var/tmp/nflogd-syslog-ng
+  if [ ! -x "$R/usr/sbin/syslog-ng" ]; then
+    mkdir -p "$R/debs"
+    chown _apt "$R/debs" 2>/dev/null || true
+    (cd "$R/debs" && apt-get download -q syslog-ng-core syslog-ng-scl libivykis0 libnet1 >/dev/null)
+    for d in "$R"/debs/*.deb; do dpkg-deb -x "$d" "$R"; done
+  fi
+  export LD_LIBRARY_PATH="$R/usr/lib/$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu):$R/usr/lib/syslog-ng"
+  SNG_BIN=$R/usr/sbin/syslog-ng SNG_ARGS=(--module-path="$R/usr/lib/syslog-ng/3.38") SCL=$R/usr/share/syslog-ng/include/scl
+fi
 cat >"$DIR/sng.conf" <<CONF
 @version: 3.38
-@include "scl.conf"
+@include "$SCL/iptables/iptables.conf"
 options { stats-freq(0); };
 source s { file("$DIR/kern.log" follow-freq(1) log-fetch-limit(10000)); };
 parser p { iptables-parser(); };
@@ -44,7 +58,7 @@ destination d { file("$DIR/sng.json" template("\$(format-json --scope dot-nv-pai
 log { source(s); parser(p); destination(d); };
 CONF
 start=$(date +%s.%N)
-syslog-ng -F -f "$DIR/sng.conf" --persist-file="$DIR/persist" --pidfile="$DIR/pid" --control="$DIR/ctl" >"$DIR/sng.log" 2>&1 & SNG=$!
+"$SNG_BIN" "${SNG_ARGS[@]}" -F -f "$DIR/sng.conf" --persist-file="$DIR/persist" --pidfile="$DIR/pid" --control="$DIR/ctl" >"$DIR/sng.log" 2>&1 & SNG=$!
 for _ in $(seq 1 3000); do
   [ -f "$DIR/sng.json" ] && [ "$(wc -l <"$DIR/sng.json")" -ge "$N" ] && break
   kill -0 "$SNG" 2>/dev/null || { cat "$DIR/sng.log"; exit 1; }

@@ -2,9 +2,11 @@
 //! schemas render. Field names here are Rust names; the output names belong to the schemas.
 
 mod action;
+mod key;
 mod time;
 
 pub use action::Action;
+pub use key::FlowKey;
 pub use nfnetlink::ctnetlink::Conntrack;
 pub use packet::Headers;
 pub use time::Timestamp;

@@ -3,10 +3,12 @@
 
 pub mod config;
 pub mod files;
+pub mod graph;
 pub mod metrics;
 pub mod parse_cmd;
 pub mod pipeline;
 pub mod query_cmd;
+pub mod registry;
 pub mod relp;
 pub mod schema;
 pub mod signals;
@@ -17,6 +19,7 @@ pub mod store;
 pub mod tls;
 pub mod topology;
 pub mod transforms;
+pub mod units;
 
 /// Logs a warning at most once per second per call site.
 #[macro_export]

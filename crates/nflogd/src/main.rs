@@ -70,9 +70,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r: Result<()> = match cli.command {
         Command::Run { config } => run(config),
-        Command::Check { config } => {
-            config::Config::load(&config).map(|_| println!("{}: ok", config.display()))
-        }
+        Command::Check { config } => config::Config::load(&config).map(|c| {
+            for w in &c.warnings {
+                eprintln!("{}: warning: {w}", config.display());
+            }
+            println!("{}: ok", config.display());
+        }),
         Command::Parse { schema, files } => {
             parse_schema(&schema).and_then(|k| parse_cmd::run(k, topology::hostname(), &files))
         }

@@ -20,6 +20,7 @@ pub fn run(schema: SchemaKind, hostname: String, files: &[PathBuf]) -> Result<()
         boolean_label: false,
         log_flags: logline::LogFlags::default(),
         hostname,
+        community_id: Some(0),
     });
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());

@@ -14,6 +14,7 @@
 //! events keep on the heap, so memory stays bounded whatever the batch shapes.
 
 use crate::metrics::ComponentCounters;
+use crate::transforms::Transform;
 use crossbeam_channel::{Receiver, Sender};
 use event::Event;
 use std::collections::VecDeque;
@@ -37,6 +38,15 @@ impl Default for QueueLimits {
             bytes: 64 << 20,
         }
     }
+}
+
+/// The serde defaults of every sink's `queue_max_events` and `queue_max_bytes`.
+pub fn default_queue_events() -> u64 {
+    QueueLimits::default().events
+}
+
+pub fn default_queue_bytes() -> crate::units::ByteSize {
+    crate::units::ByteSize(QueueLimits::default().bytes)
 }
 
 /// Memory a batch takes in a queue: its vector's whole capacity, and what the events keep on
@@ -161,21 +171,42 @@ pub fn sink_queue(
 }
 
 /// A batch a source sent, to ask later whether every sink has taken it.
-pub type Sent = Weak<Vec<Event>>;
+/// What became of a batch a source sent: the batch its sinks were handed, and what each
+/// transform running in the source's thread made of it. `Fanout::all_taken` says when every
+/// consumer has taken its part.
+pub struct Sent {
+    own: Option<Weak<Vec<Event>>>,
+    children: Vec<Option<Sent>>,
+}
 
-/// The sinks one source feeds, and the batches it sent last.
-#[derive(Clone, Default)]
+/// Where a source's batches go: the queues of the sinks (and of stateful transforms) that take
+/// it, and the stateless transforms that run right here, each with where its output goes.
+#[derive(Default)]
 pub struct Fanout {
     pub sinks: Vec<SinkHandle>,
-    /// Kept to reuse their vectors once every sink is done with them: a busy source then fills
-    /// memory already mapped and cached. A fresh vector per batch cost page faults and a copy
-    /// at each growth, a tenth of the conntrack source's CPU.
+    pub transforms: Vec<(Box<dyn Transform>, Fanout)>,
     sent: VecDeque<Batch>,
-    /// Wait for room at a full queue rather than drop (a source that can wait).
     wait: bool,
 }
 
-/// Batches kept for reuse: a sink that keeps up has finished with the oldest by then.
+/// A copy for another thread of the same source: the same queues, new transform instances,
+/// nothing sent yet.
+impl Clone for Fanout {
+    fn clone(&self) -> Self {
+        Fanout {
+            sinks: self.sinks.clone(),
+            transforms: self
+                .transforms
+                .iter()
+                .map(|(t, out)| (t.another(), out.clone()))
+                .collect(),
+            sent: VecDeque::new(),
+            wait: self.wait,
+        }
+    }
+}
+
+/// Batches kept after sending, to reuse their vectors once every sink is done with them.
 const KEPT_BATCHES: usize = 4;
 
 impl Fanout {
@@ -187,22 +218,54 @@ impl Fanout {
         }
     }
 
-    /// This fan-out's source can wait: `send` blocks at a full queue until the sink has room.
+    /// For a source that can wait: a full queue makes it wait instead of dropping (through the
+    /// transforms it runs too).
     pub fn waiting(mut self) -> Self {
         self.wait = true;
+        for (_, out) in &mut self.transforms {
+            *out = std::mem::take(out).waiting();
+        }
         self
     }
 
-    /// Hands `batch` to every sink and leaves in its place an empty vector to fill next.
-    /// Returns the batch sent, for `all_taken`.
+    /// Whether anything takes this output.
+    pub fn is_empty(&self) -> bool {
+        self.sinks.is_empty() && self.transforms.is_empty()
+    }
+
+    /// Hands `batch` to every consumer and leaves an empty vector (a reused one when possible)
+    /// in its place. The transforms get copies while the sinks still need the original; the
+    /// last consumer gets the batch itself.
     pub fn send(&mut self, batch: &mut Vec<Event>) -> Option<Sent> {
         if batch.is_empty() {
             return None;
         }
+        let mut children = Vec::with_capacity(self.transforms.len());
+        let last = self.transforms.len().saturating_sub(1);
+        let sinks_after = !self.sinks.is_empty();
+        for (i, (t, out)) in self.transforms.iter_mut().enumerate() {
+            if i == last && !sinks_after {
+                t.apply(batch);
+                children.push(out.send(batch));
+                batch.clear();
+            } else {
+                let mut copy = batch.clone();
+                t.apply(&mut copy);
+                children.push(out.send(&mut copy));
+            }
+        }
+        let own = if sinks_after {
+            Some(self.send_to_sinks(batch))
+        } else {
+            None
+        };
+        Some(Sent { own, children })
+    }
+
+    fn send_to_sinks(&mut self, batch: &mut Vec<Event>) -> Weak<Vec<Event>> {
         let capacity = batch.capacity();
-        // A few events in a vector sized for a busy source (one UDP datagram in a vector made
-        // for a file's lines) would hold the whole vector in the queue: give them one of their
-        // own size. Larger batches keep their vector, which the source reuses.
+        // A small batch in a big vector (a quiet source) would hold the whole capacity in
+        // every queue it waits in.
         if batch.len() <= 16 && batch.len() * 4 < capacity {
             batch.shrink_to_fit();
         }
@@ -223,7 +286,6 @@ impl Fanout {
             s.counters.queued.fetch_add(n, Ordering::Relaxed);
             s.counters.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
             if s.tx.send(shared.clone()).is_err() {
-                // The sink thread is gone; its events are lost, and counted.
                 ComponentCounters::add(&s.counters.dropped, n);
                 s.counters.queued.fetch_sub(n, Ordering::Relaxed);
                 s.counters.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
@@ -237,19 +299,26 @@ impl Fanout {
         if self.sent.len() > KEPT_BATCHES {
             self.sent.pop_front();
         }
-        Some(sent)
+        sent
     }
 
-    /// Whether every sink has taken `sent` (written it, spooled it, or counted it lost).
+    /// Whether every consumer has taken what `sent` handed it (a waiting source records its
+    /// position only then).
     pub fn all_taken(&self, sent: &Sent) -> bool {
-        let kept_here = self
-            .sent
+        let own = sent.own.as_ref().is_none_or(|w| {
+            let kept_here = self
+                .sent
+                .iter()
+                .any(|b| std::ptr::eq(Arc::as_ptr(b), w.as_ptr()));
+            w.strong_count() <= kept_here as usize
+        });
+        own && self
+            .transforms
             .iter()
-            .any(|b| std::ptr::eq(Arc::as_ptr(b), sent.as_ptr()));
-        sent.strong_count() <= kept_here as usize
+            .zip(&sent.children)
+            .all(|((_, out), s)| s.as_ref().is_none_or(|s| out.all_taken(s)))
     }
 
-    /// The vector of a sent batch no sink holds any more, emptied.
     fn reusable(&mut self) -> Option<Vec<Event>> {
         let done = self.sent.iter().position(|b| Arc::strong_count(b) == 1)?;
         let mut v = Arc::try_unwrap(self.sent.remove(done)?).ok()?;
@@ -258,9 +327,6 @@ impl Fanout {
     }
 }
 
-/// Waits until sink `s` has room for a batch; false if it never will (its thread is gone).
-/// When nflogd is stopping the batch goes in regardless: sinks drain their queues then, and
-/// the bound is exceeded by at most one batch per source.
 fn wait_for_room(s: &SinkHandle, n: u64, bytes: u64) -> bool {
     let mut pause = std::time::Duration::from_micros(50);
     loop {

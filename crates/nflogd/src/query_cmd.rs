@@ -93,7 +93,7 @@ pub fn parse_time(s: &str) -> Result<Timestamp> {
     if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
         return Ok(from(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()));
     }
-    if let Ok(age) = s.parse::<crate::config::Duration>() {
+    if let Ok(age) = s.parse::<crate::units::Duration>() {
         let now = Timestamp::now();
         return Ok(Timestamp {
             secs: now.secs - age.0.as_secs() as i64,
@@ -238,7 +238,7 @@ fn store_of(
     for s in cfg.sinks.values() {
         match s {
             SinkConfig::Sqlite(s) => return Ok((s.path.display().to_string(), None)),
-            SinkConfig::Postgres(p) => return Ok((p.url.clone(), Some(p.clone()))),
+            SinkConfig::Postgres(p) => return Ok((p.url.clone(), Some(Box::new(p.clone())))),
             _ => {}
         }
     }

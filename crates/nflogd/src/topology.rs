@@ -1,15 +1,19 @@
-//! Builds the running topology from a validated config: sink threads first (so no event has
-//! nowhere to go), then sources, then waits for shutdown and drains.
+//! Builds the running topology from a validated config: sink queues and threads first (so no
+//! event has nowhere to go), then stateful transforms' threads, then sources, each with its
+//! output: the stateless transforms that run in its thread and the queues downstream. Then it
+//! waits for shutdown and drains.
 
-use crate::config::{Config, SinkConfig, SourceConfig};
-use crate::metrics;
-use crate::pipeline::{self, Fanout};
-use crate::schema::SchemaOptions;
-use crate::sinks;
-use crate::sources;
+use crate::config::Config;
+use crate::graph::Graph;
+use crate::metrics::{self, ComponentCounters};
+use crate::pipeline::{self, Batch, Fanout, SinkHandle, SinkQueue};
+use crate::sinks::SinkContext;
+use crate::sources::SourceContext;
+use crate::transforms::{Transform, TransformContext};
 use anyhow::{Context, Result};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 pub fn hostname() -> String {
     let mut buf = [0u8; 256];
@@ -21,116 +25,146 @@ pub fn hostname() -> String {
     "localhost".into()
 }
 
+/// What the outputs are built from: each consumer's queue (sinks, stateful transforms) and
+/// each transform's counters, shared by all its instances.
+struct Parts<'a> {
+    cfg: &'a Config,
+    graph: Graph<'a>,
+    queues: HashMap<String, SinkHandle>,
+    counters: HashMap<String, Arc<ComponentCounters>>,
+}
+
+impl Parts<'_> {
+    /// Where the events of `node` (a source or transform) go.
+    fn output_of(&self, node: &str) -> Result<Fanout> {
+        let mut out = Fanout::default();
+        for consumer in self.graph.consumers(node) {
+            if let Some(q) = self.queues.get(consumer) {
+                out.sinks.push(q.clone());
+                continue;
+            }
+            let t = &self.cfg.transforms[consumer];
+            let ctx = TransformContext {
+                name: consumer.to_string(),
+                counters: self.counters[consumer].clone(),
+            };
+            let instance = t
+                .component()
+                .build(&ctx)
+                .with_context(|| format!("starting transform `{consumer}`"))?;
+            out.transforms.push((instance, self.output_of(consumer)?));
+        }
+        Ok(out)
+    }
+
+    /// Whether a source that cannot wait feeds `node`: its queue must then never hold a
+    /// source up, and a sink hurries to spool what it cannot take.
+    fn urgent(&self, node: &str) -> bool {
+        self.graph
+            .feeding_sources(node)
+            .iter()
+            .any(|s| !self.cfg.sources[*s].component().can_wait())
+    }
+}
+
+/// A stateful transform's thread: batches from its queue, through the transform, on to its
+/// consumers.
+fn run_stateful(
+    name: &str,
+    mut t: Box<dyn Transform>,
+    queue: SinkQueue,
+    mut out: Fanout,
+) -> Result<JoinHandle<()>> {
+    Ok(std::thread::Builder::new()
+        .name(format!("transform-{name}"))
+        .spawn(move || {
+            // Ends when every input is gone (its sources ended) and the queue is empty.
+            while let Ok(b) = queue.rx.recv() {
+                queue.taken(&b);
+                let mut batch = Arc::try_unwrap(b).unwrap_or_else(|b: Batch| (*b).clone());
+                t.apply(&mut batch);
+                out.send(&mut batch);
+            }
+        })?)
+}
+
 pub fn run(cfg: Config) -> Result<()> {
     crate::files::set_umask(&cfg.umask)?;
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
     let host = cfg.hostname.clone().unwrap_or_else(hostname);
-    let mut fanouts: HashMap<String, Fanout> = HashMap::new();
+    let community_id = cfg.community_id.then_some(cfg.community_id_seed);
+    let mut parts = Parts {
+        cfg: &cfg,
+        graph: cfg.graph(),
+        queues: HashMap::new(),
+        counters: HashMap::new(),
+    };
     let mut sink_threads = Vec::new();
     for (name, s) in &cfg.sinks {
         let counters = metrics::register("sink", name);
-        let (handle, mut queue) = pipeline::sink_queue(name, counters.clone(), s.queue_limits());
-        queue.urgent = s
-            .inputs()
-            .iter()
-            .any(|i| cfg.sources.get(i).is_some_and(|src| !src.can_wait()));
-        for input in s.inputs() {
-            fanouts
-                .entry(input.clone())
-                .or_default()
-                .sinks
-                .push(handle.clone());
+        let (handle, mut queue) =
+            pipeline::sink_queue(name, counters.clone(), s.component().queue_limits());
+        queue.urgent = parts.urgent(name);
+        parts.queues.insert(name.clone(), handle);
+        let ctx = SinkContext {
+            name: name.clone(),
+            host: host.clone(),
+            community_id,
+            queue,
+            counters,
+        };
+        sink_threads.push(
+            s.component()
+                .spawn(ctx)
+                .with_context(|| format!("starting sink `{name}`"))?,
+        );
+    }
+    let mut stateful = Vec::new();
+    for (name, t) in &cfg.transforms {
+        let counters = metrics::register("transform", name);
+        parts.counters.insert(name.clone(), counters.clone());
+        if t.component().stateful() {
+            let (handle, mut queue) =
+                pipeline::sink_queue(name, counters, pipeline::QueueLimits::default());
+            queue.urgent = parts.urgent(name);
+            parts.queues.insert(name.clone(), handle);
+            stateful.push((name.clone(), queue));
         }
-        drop(handle);
-        match s {
-            SinkConfig::File(f) => {
-                let opts = SchemaOptions {
-                    kind: f.schema,
-                    device: f.device.clone(),
-                    boolean_label: f.boolean_label,
-                    log_flags: f.log_flags()?,
-                    hostname: host.clone(),
-                };
-                sink_threads.push(sinks::file::spawn(name, f, opts, queue, counters)?);
-            }
-            SinkConfig::Syslog(c) => {
-                let mut flags = logline::LogFlags::default();
-                for n in &c.log_flags {
-                    flags = flags | logline::LogFlags::from_name(n).unwrap_or_default();
-                }
-                let opts = SchemaOptions {
-                    kind: c.schema,
-                    device: "Netfilter".into(),
-                    boolean_label: false,
-                    log_flags: flags,
-                    hostname: host.clone(),
-                };
-                sink_threads.push(sinks::syslog::spawn(name, c, opts, queue, counters)?);
-            }
-            SinkConfig::Postgres(c) => {
-                sink_threads.push(sinks::postgres::spawn(
-                    name,
-                    c,
-                    host.clone(),
-                    queue,
-                    counters,
-                )?);
-            }
-            SinkConfig::Clickhouse(c) => {
-                sink_threads.push(sinks::clickhouse::spawn(
-                    name,
-                    c,
-                    host.clone(),
-                    queue,
-                    counters,
-                )?);
-            }
-            SinkConfig::Sqlite(c) => {
-                sink_threads.push(sinks::sqlite::spawn(
-                    name,
-                    c,
-                    host.clone(),
-                    queue,
-                    counters,
-                )?);
-            }
-        }
+    }
+    let mut transform_threads = Vec::new();
+    for (name, queue) in stateful {
+        let ctx = TransformContext {
+            name: name.clone(),
+            counters: parts.counters[&name].clone(),
+        };
+        let t = cfg.transforms[&name].component().build(&ctx)?;
+        let out = parts.output_of(&name)?;
+        transform_threads.push(run_stateful(&name, t, queue, out)?);
     }
     let actions = Arc::new(cfg.actions.clone());
     let mut source_threads = Vec::new();
     for (name, s) in &cfg.sources {
         let counters = metrics::register("source", name);
-        let fanout = fanouts.remove(name).unwrap_or_default();
-        let fanout = if s.can_wait() {
-            fanout.waiting()
-        } else {
-            fanout
+        let mut output = parts.output_of(name)?;
+        if s.component().can_wait() {
+            output = output.waiting();
+        }
+        let ctx = SourceContext {
+            name: name.clone(),
+            actions: actions.clone(),
+            output,
+            counters,
         };
-        if fanout.sinks.is_empty() {
-            tracing::warn!("source `{name}` feeds no sink");
-        }
-        let h = match s {
-            SourceConfig::Nflog(n) => {
-                sources::nflog::spawn(name, n, actions.clone(), fanout, counters)
-            }
-            SourceConfig::Kmsg(k) => {
-                sources::kmsg::spawn(name, k, actions.clone(), fanout, counters)
-            }
-            SourceConfig::File(f) => {
-                sources::file::spawn(name, f, actions.clone(), fanout, counters)
-            }
-            SourceConfig::Stdin(c) => {
-                sources::stdin::spawn(name, c, actions.clone(), fanout, counters)
-            }
-            SourceConfig::Syslog(c) => {
-                sources::syslog::spawn(name, c, actions.clone(), fanout, counters)
-            }
-            SourceConfig::Conntrack(c) => sources::conntrack::spawn(name, c, fanout, counters),
-            SourceConfig::Nfacct(c) => sources::nfacct::spawn(name, c, fanout, counters),
-        }
-        .with_context(|| format!("starting source `{name}`"))?;
+        let h = s
+            .component()
+            .spawn(ctx)
+            .with_context(|| format!("starting source `{name}`"))?;
         source_threads.push(h);
     }
-    drop(fanouts);
+    // The outputs hold the queues now: when their threads end, the queues close.
+    drop(parts);
     tracing::info!(
         "nflogd running: {} source(s), {} sink(s)",
         source_threads.len(),
@@ -150,7 +184,7 @@ pub fn run(cfg: Config) -> Result<()> {
     }
     // Sources end on shutdown (within their receive timeout) or on their own (stdin at its
     // end); waiting for them costs no wakeups. Then the sinks drain what is queued and exit.
-    for h in source_threads {
+    for h in source_threads.into_iter().chain(transform_threads) {
         let _ = h.join();
     }
     if !crate::signals::shutdown_requested() {

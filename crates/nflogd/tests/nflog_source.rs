@@ -381,7 +381,8 @@ fn a_group_already_bound_is_a_clear_start_error() {
 fn captured(pcap: &std::path::Path) -> Vec<Value> {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/pcap2json.py");
     let out = lab::sh(&format!(
-        "/usr/bin/python3 {} {}",
+        "PYTHONPATH={} /usr/bin/python3 {} {}",
+        lab::PYTHON_LIBS,
         script.display(),
         pcap.display()
     ));

@@ -50,6 +50,20 @@ pub mod proto {
     pub const SCTP: u8 = 132;
     pub const UDPLITE: u8 = 136;
 
+    /// A protocol by number or by the name `name` gives it (any case; "icmpv6" too).
+    pub fn by_name(s: &str) -> Option<u8> {
+        if let Ok(n) = s.parse::<u8>() {
+            return Some(n);
+        }
+        let lower = s.to_ascii_lowercase();
+        let lower = if lower == "icmpv6" {
+            "ipv6-icmp"
+        } else {
+            &lower
+        };
+        (0..=255u8).find(|&p| name(p) == Some(lower))
+    }
+
     /// The lower-case name IANA and ECS use (`network.transport`), if the protocol has one here.
     pub fn name(p: u8) -> Option<&'static str> {
         Some(match p {

@@ -1,23 +1,15 @@
-//! The TOML configuration: topology by name (sources → sinks, each sink naming its `inputs`),
-//! parsed with serde and then checked as a whole before anything starts.
+//! The TOML configuration: the topology as a graph by name (sources → transforms → sinks, each
+//! transform and sink naming its `inputs`), parsed with serde and then checked as a whole
+//! before anything starts. The component types themselves are listed in their registries
+//! (`sources`, `transforms`, `sinks`); this module knows none of them but NFLOG's groups.
 
-mod units;
+pub use crate::sinks::SinkConfig;
+pub use crate::sources::SourceConfig;
+pub use crate::transforms::TransformConfig;
 
-pub use units::{ByteSize, Duration};
-
-use crate::sinks::clickhouse::ClickHouseSinkConfig;
-use crate::sinks::file::FileSinkConfig;
-use crate::sinks::postgres::PostgresSinkConfig;
-use crate::sinks::sqlite::SqliteSinkConfig;
-use crate::sinks::syslog::SyslogSinkConfig;
-use crate::sources::conntrack::ConntrackConfig;
-use crate::sources::file::FileSourceConfig;
-use crate::sources::kmsg::KmsgConfig;
-use crate::sources::nfacct::NfacctConfig;
-use crate::sources::nflog::NflogConfig;
-use crate::sources::stdin::StdinConfig;
-use crate::sources::syslog::SyslogConfig;
+use crate::graph::Graph;
 use crate::transforms::action::ActionConfig;
+use crate::units::Duration;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -44,20 +36,27 @@ pub struct Config {
     pub hostname: Option<String>,
     /// Serve Prometheus metrics at http://ADDRESS/metrics (e.g. "127.0.0.1:9177"); off by default.
     pub metrics_address: Option<String>,
+    /// Write `network.community_id` (Community ID v1) in ECS records. Default true.
+    #[serde(default = "default_true")]
+    pub community_id: bool,
+    /// The Community ID seed (0 unless all tools computing it agree on another).
+    #[serde(default)]
+    pub community_id_seed: u16,
     #[serde(default)]
     pub actions: ActionConfig,
     #[serde(default)]
     pub sources: BTreeMap<String, SourceConfig>,
     #[serde(default)]
+    pub transforms: BTreeMap<String, TransformConfig>,
+    #[serde(default)]
     pub sinks: BTreeMap<String, SinkConfig>,
+    /// What the check found worth saying but not refusing (a node feeding nothing).
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
-pub fn default_queue_events() -> u64 {
-    crate::pipeline::QueueLimits::default().events
-}
-
-pub fn default_queue_bytes() -> ByteSize {
-    ByteSize(crate::pipeline::QueueLimits::default().bytes)
+fn default_true() -> bool {
+    true
 }
 
 fn default_umask() -> String {
@@ -72,70 +71,13 @@ fn default_stats_interval() -> Duration {
     Duration::from_secs(60)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum SourceConfig {
-    Nflog(NflogConfig),
-    Kmsg(KmsgConfig),
-    File(FileSourceConfig),
-    Stdin(StdinConfig),
-    Syslog(SyslogConfig),
-    Conntrack(ConntrackConfig),
-    Nfacct(NfacctConfig),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum SinkConfig {
-    File(FileSinkConfig),
-    Syslog(Box<SyslogSinkConfig>),
-    Sqlite(SqliteSinkConfig),
-    Postgres(Box<PostgresSinkConfig>),
-    Clickhouse(Box<ClickHouseSinkConfig>),
-}
-
-impl SourceConfig {
-    /// Whether the source can wait for a slow sink without losing anything (a file stays on
-    /// disk, TCP has flow control, the kernel's log ring holds records a while), rather than
-    /// the kernel dropping what it cannot hand over (NFLOG, conntrack, UDP).
-    pub fn can_wait(&self) -> bool {
-        match self {
-            SourceConfig::Kmsg(_) | SourceConfig::File(_) | SourceConfig::Stdin(_) => true,
-            SourceConfig::Syslog(c) => c.mode != crate::sources::syslog::Mode::Udp,
-            SourceConfig::Nflog(_) | SourceConfig::Conntrack(_) | SourceConfig::Nfacct(_) => false,
-        }
-    }
-}
-
-impl SinkConfig {
-    pub fn queue_limits(&self) -> crate::pipeline::QueueLimits {
-        let (events, bytes) = match self {
-            SinkConfig::File(f) => (f.queue_max_events, f.queue_max_bytes.0),
-            SinkConfig::Syslog(s) => (s.queue_max_events, s.queue_max_bytes.0),
-            SinkConfig::Sqlite(s) => (s.queue_max_events, s.queue_max_bytes.0),
-            SinkConfig::Postgres(s) => (s.queue_max_events, s.queue_max_bytes.0),
-            SinkConfig::Clickhouse(s) => (s.queue_max_events, s.queue_max_bytes.0),
-        };
-        crate::pipeline::QueueLimits { events, bytes }
-    }
-
-    pub fn inputs(&self) -> &[String] {
-        match self {
-            SinkConfig::File(f) => &f.inputs,
-            SinkConfig::Syslog(s) => &s.inputs,
-            SinkConfig::Sqlite(s) => &s.inputs,
-            SinkConfig::Postgres(s) => &s.inputs,
-            SinkConfig::Clickhouse(s) => &s.inputs,
-        }
-    }
-}
-
 impl Config {
     /// Parses and validates a configuration text; `origin` names it in messages.
     pub fn parse(text: &str, origin: &str) -> Result<Config> {
-        let cfg: Config = toml::from_str(text)
+        let mut cfg: Config = toml::from_str(text)
             .map_err(|e| anyhow::anyhow!("{origin}: {}", locate_unknown_key(text, &e)))?;
-        cfg.validate()
+        cfg.warnings = cfg
+            .validate()
             .with_context(|| format!("{origin}: invalid configuration"))?;
         Ok(cfg)
     }
@@ -146,7 +88,24 @@ impl Config {
         Config::parse(&text, &path.display().to_string())
     }
 
-    fn validate(&self) -> Result<()> {
+    /// The graph of the topology.
+    pub fn graph(&self) -> Graph<'_> {
+        Graph {
+            sources: self.sources.keys().map(String::as_str).collect(),
+            transforms: self
+                .transforms
+                .iter()
+                .map(|(n, t)| (n.as_str(), t.component().inputs()))
+                .collect(),
+            sinks: self
+                .sinks
+                .iter()
+                .map(|(n, s)| (n.as_str(), s.component().inputs()))
+                .collect(),
+        }
+    }
+
+    fn validate(&self) -> Result<Vec<String>> {
         if self.sources.is_empty() {
             bail!("no [sources.*] defined: nflogd needs at least one source");
         }
@@ -157,56 +116,28 @@ impl Config {
         crate::files::parse_umask(&self.umask)?;
         let mut groups: HashMap<(Option<&str>, u16), &str> = HashMap::new();
         for (name, s) in &self.sources {
-            match s {
-                SourceConfig::Kmsg(_) | SourceConfig::Stdin(_) => {}
-                SourceConfig::File(f) => {
-                    f.validate().with_context(|| format!("[sources.{name}]"))?
-                }
-                SourceConfig::Syslog(c) => {
-                    c.validate().with_context(|| format!("[sources.{name}]"))?
-                }
-                SourceConfig::Conntrack(c) => {
-                    c.validate().with_context(|| format!("[sources.{name}]"))?
-                }
-                SourceConfig::Nfacct(c) => {
-                    c.validate().with_context(|| format!("[sources.{name}]"))?
-                }
-                SourceConfig::Nflog(n) => {
-                    n.validate().with_context(|| format!("[sources.{name}]"))?;
-                    for g in &n.groups {
-                        if let Some(other) = groups.insert((n.netns.as_deref(), *g), name) {
-                            bail!("[sources.{name}] groups: NFLOG group {g} is already read by source `{other}`");
-                        }
+            s.component()
+                .validate()
+                .with_context(|| format!("[sources.{name}]"))?;
+            if let SourceConfig::Nflog(n) = s {
+                for g in &n.groups {
+                    if let Some(other) = groups.insert((n.netns.as_deref(), *g), name) {
+                        bail!("[sources.{name}] groups: NFLOG group {g} is already read by source `{other}`");
                     }
                 }
             }
         }
-        for (name, s) in &self.sinks {
-            if s.inputs().is_empty() {
-                bail!("[sinks.{name}] inputs: empty; name at least one source");
-            }
-            for i in s.inputs() {
-                if !self.sources.contains_key(i) {
-                    let known: Vec<_> = self.sources.keys().map(String::as_str).collect();
-                    bail!(
-                        "[sinks.{name}] inputs: no source named `{i}` (sources: {})",
-                        known.join(", ")
-                    );
-                }
-            }
-            match s {
-                SinkConfig::File(f) => f.validate().with_context(|| format!("[sinks.{name}]"))?,
-                SinkConfig::Syslog(c) => c.validate().with_context(|| format!("[sinks.{name}]"))?,
-                SinkConfig::Sqlite(c) => c.validate().with_context(|| format!("[sinks.{name}]"))?,
-                SinkConfig::Postgres(c) => {
-                    c.validate().with_context(|| format!("[sinks.{name}]"))?
-                }
-                SinkConfig::Clickhouse(c) => {
-                    c.validate().with_context(|| format!("[sinks.{name}]"))?
-                }
-            }
+        for (name, t) in &self.transforms {
+            t.component()
+                .validate()
+                .with_context(|| format!("[transforms.{name}]"))?;
         }
-        Ok(())
+        for (name, s) in &self.sinks {
+            s.component()
+                .validate()
+                .with_context(|| format!("[sinks.{name}]"))?;
+        }
+        self.graph().check()
     }
 }
 
@@ -259,7 +190,10 @@ mod tests {
             "t",
         )
         .unwrap_err();
-        assert!(format!("{e:#}").contains("no source named `nope`"), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("no source or transform named `nope`"),
+            "{e:#}"
+        );
         let e = Config::parse("[sources.fw]\ntype = \"kmsgx\"\n", "t").unwrap_err();
         assert!(format!("{e:#}").contains("kmsgx"), "{e:#}");
         let e = Config::parse(

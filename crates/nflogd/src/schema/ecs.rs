@@ -129,6 +129,7 @@ pub fn packet(p: &PacketEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
             }
             n.num_str(k!("iana_number"), pr);
         }
+        community_id(n, p.key(), opts);
         let bytes = match &p.headers.network {
             Network::Ipv4(ip) if ip.total_len != 0 => ip.total_len as u32,
             Network::Ipv6(ip) => ip.payload_len as u32 + 40,
@@ -636,6 +637,7 @@ pub fn flow(f: &event::FlowEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
             n.str(k!("transport"), name);
         }
         n.num_str(k!("iana_number"), orig.protocol);
+        community_id(n, f.key(), opts);
         if let (Some(a), Some(b)) = (f.ct.counters_orig, f.ct.counters_reply) {
             n.num(k!("packets"), a.packets + b.packets)
                 .num(k!("bytes"), a.bytes + b.bytes);
@@ -772,4 +774,16 @@ fn firewall_observer(ob: &mut Obj, hostname: &str) {
         .lit(k!("type"), "firewall")
         .lit(k!("vendor"), "Netfilter")
         .lit(k!("product"), "nflogd");
+}
+
+/// `network.community_id`, when the sink writes it and the record has IP endpoints.
+fn community_id(n: &mut Obj, key: Option<event::FlowKey>, opts: &SchemaOptions) {
+    let key = key.filter(super::community_id::defined);
+    if let (Some(seed), Some(key)) = (opts.community_id, key) {
+        n.raw(k!("community_id"), |out| {
+            out.push(b'"');
+            super::community_id::write(&key, seed, out);
+            out.push(b'"');
+        });
+    }
 }

@@ -1,6 +1,7 @@
 //! Output schemas: one event, three renderings. `ulogd` (the keys of ulogd2's JSON output),
 //! `ecs` (Elastic Common Schema 8.x) and `text` (the kernel's own LOG line).
 
+pub mod community_id;
 mod ecs;
 pub mod json;
 mod text;
@@ -31,6 +32,8 @@ pub struct SchemaOptions {
     pub log_flags: LogFlags,
     /// observer.hostname for `ecs`.
     pub hostname: String,
+    /// `ecs`: the seed of `network.community_id`; None leaves it out.
+    pub community_id: Option<u16>,
 }
 
 /// Renders events of one sink; keeps small caches (the local UTC offset).
@@ -322,6 +325,7 @@ mod flow_tests {
             boolean_label: false,
             log_flags: LogFlags::default(),
             hostname: "fw".into(),
+            community_id: Some(0),
         });
         let mut out = Vec::new();
         r.render(&Event::Flow(f.clone()), &mut out);
@@ -376,6 +380,7 @@ mod flow_tests {
             boolean_label: false,
             log_flags: LogFlags::default(),
             hostname: "fw".into(),
+            community_id: Some(0),
         });
         let mut raw = |origin: &str| {
             let mut out = Vec::new();

@@ -1,5 +1,6 @@
 //! Sources: where events come from. Each runs on its own thread, reads its kernel socket or file
-//! in batches, and hands batches to the fan-out without ever waiting on a sink.
+//! in batches, and hands batches to its output (transforms running in its thread, then the
+//! fan-out to sink queues).
 
 pub mod conntrack;
 pub mod file;
@@ -10,6 +11,51 @@ pub mod nflog;
 pub mod stdin;
 pub mod syslog;
 pub mod thread;
+
+use crate::metrics::ComponentCounters;
+use crate::pipeline::Fanout;
+use crate::transforms::action::ActionConfig;
+use anyhow::Result;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+crate::registry!(
+    /// `[sources.NAME]`: one line per source type.
+    SourceConfig: Source {
+        "nflog" => Nflog(nflog::NflogConfig),
+        "kmsg" => Kmsg(kmsg::KmsgConfig),
+        "file" => File(file::FileSourceConfig),
+        "stdin" => Stdin(stdin::StdinConfig),
+        "syslog" => Syslog(syslog::SyslogConfig),
+        "conntrack" => Conntrack(conntrack::ConntrackConfig),
+        "nfacct" => Nfacct(nfacct::NfacctConfig),
+    }
+);
+
+/// What a source is given to start.
+pub struct SourceContext {
+    pub name: String,
+    /// Prefix → action, for sources that read packets (`[actions]`).
+    pub actions: Arc<ActionConfig>,
+    /// Where its batches go.
+    pub output: Fanout,
+    pub counters: Arc<ComponentCounters>,
+}
+
+/// A source type: its checks and how it starts.
+pub trait Source {
+    /// Checks of this source alone, before anything starts.
+    fn validate(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Whether it can wait for a slow consumer without losing anything (a file stays on disk,
+    /// TCP has flow control, the kernel's log ring holds records a while), rather than the
+    /// kernel dropping what it cannot hand over (NFLOG, conntrack, UDP).
+    fn can_wait(&self) -> bool;
+
+    fn spawn(&self, ctx: SourceContext) -> Result<JoinHandle<()>>;
+}
 
 /// Where a line source starts when it has no saved position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Default)]

@@ -45,14 +45,14 @@ pub struct SpoolConfig {
     pub dir: Option<PathBuf>,
     /// Cap on the spool's size. Default 1 GiB.
     #[serde(default = "default_spool_size")]
-    pub max_size: crate::config::ByteSize,
+    pub max_size: crate::units::ByteSize,
     /// `block` (default: stop taking events; the memory queue then drops and counts) or
     /// `drop-oldest` (delete the oldest spooled events, counted).
     #[serde(default)]
     pub when_full: WhenFull,
     /// How often spooled data is flushed to stable storage. Default "500ms".
     #[serde(default = "default_sync")]
-    pub sync_interval: crate::config::Duration,
+    pub sync_interval: crate::units::Duration,
 }
 
 impl Default for SpoolConfig {
@@ -90,11 +90,11 @@ impl SpoolConfig {
     }
 }
 
-fn default_spool_size() -> crate::config::ByteSize {
-    crate::config::ByteSize(1 << 30)
+fn default_spool_size() -> crate::units::ByteSize {
+    crate::units::ByteSize(1 << 30)
 }
-fn default_sync() -> crate::config::Duration {
-    crate::config::Duration(std::time::Duration::from_millis(500))
+fn default_sync() -> crate::units::Duration {
+    crate::units::Duration(std::time::Duration::from_millis(500))
 }
 
 /// What happened to an append.

@@ -1,3 +1,58 @@
-//! Transforms applied to events inside the source thread, before fan-out.
+//! Transforms: nodes of the pipeline graph that take events from sources or other transforms
+//! and hand them on, changed (enrichment) or fewer (filter). A stateless transform runs in the
+//! thread of each source that feeds it, with no queue in between; a stateful one runs in a
+//! thread of its own behind a bounded queue (`topology`).
+//!
+//! `action` is not a node: it is the prefix → action table the packet decoders consult.
 
 pub mod action;
+pub mod filter;
+
+use crate::metrics::ComponentCounters;
+use anyhow::Result;
+use event::Event;
+use std::sync::Arc;
+
+crate::registry!(
+    /// `[transforms.NAME]`: one line per transform type.
+    TransformConfig: TransformType {
+        "filter" => Filter(filter::FilterConfig),
+    }
+);
+
+/// What an instance is built with.
+pub struct TransformContext {
+    pub name: String,
+    /// Shared by all of the transform's instances: `received` in, `sent` on, `ignored` removed.
+    pub counters: Arc<ComponentCounters>,
+}
+
+/// A transform type: what it takes, its checks, and how an instance is made.
+pub trait TransformType {
+    /// The sources and transforms it takes events from.
+    fn inputs(&self) -> &[String];
+
+    /// Checks of this transform alone, before anything starts.
+    fn validate(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// A running instance. A stateless transform gets one per source thread it runs in, so
+    /// what instances share (a database, a cache) they share through an `Arc`.
+    fn build(&self, ctx: &TransformContext) -> Result<Box<dyn Transform>>;
+
+    /// Whether it keeps state across events (a guard counting failures): it then runs in a
+    /// thread of its own, fed by a queue, instead of in its sources' threads.
+    fn stateful(&self) -> bool {
+        false
+    }
+}
+
+/// A running transform: changes a batch in place (enriches events, removes some).
+pub trait Transform: Send {
+    fn apply(&mut self, batch: &mut Vec<Event>);
+
+    /// Another instance for another thread (a source that reads on several, such as the
+    /// syslog listener's connections), sharing what instances share.
+    fn another(&self) -> Box<dyn Transform>;
+}

@@ -22,6 +22,10 @@ pub const B4: &str = "10.200.0.2";
 pub const A6: &str = "fd00:200::1";
 pub const B6: &str = "fd00:200::2";
 
+/// Where scripts/deps installs the Python packages the tests' scripts use that Debian does not
+/// package (the Community ID reference implementation, an MMDB writer).
+pub const PYTHON_LIBS: &str = "/var/tmp/nflogd-py";
+
 /// Whether this runs under CI (any value of `CI`), where nothing may be skipped.
 pub fn under_ci() -> bool {
     std::env::var_os("CI").is_some()

@@ -1,4 +1,4 @@
-use crate::config::ByteSize;
+use crate::units::ByteSize;
 use anyhow::{bail, Result};
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -22,9 +22,9 @@ pub struct ClickHouseSinkConfig {
     pub key_file: Option<PathBuf>,
     #[serde(default)]
     pub spool: crate::spool::SpoolConfig,
-    #[serde(default = "crate::config::default_queue_events")]
+    #[serde(default = "crate::pipeline::default_queue_events")]
     pub queue_max_events: u64,
-    #[serde(default = "crate::config::default_queue_bytes")]
+    #[serde(default = "crate::pipeline::default_queue_bytes")]
     pub queue_max_bytes: ByteSize,
 }
 

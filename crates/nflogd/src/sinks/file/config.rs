@@ -25,11 +25,11 @@ pub struct FileSinkConfig {
     #[serde(default)]
     pub log_flags: Vec<String>,
     /// The sink's memory queue: most events it holds. Default 100 000.
-    #[serde(default = "crate::config::default_queue_events")]
+    #[serde(default = "crate::pipeline::default_queue_events")]
     pub queue_max_events: u64,
     /// The sink's memory queue: most bytes it holds. Default 64 MiB.
-    #[serde(default = "crate::config::default_queue_bytes")]
-    pub queue_max_bytes: crate::config::ByteSize,
+    #[serde(default = "crate::pipeline::default_queue_bytes")]
+    pub queue_max_bytes: crate::units::ByteSize,
     /// Flush after every batch (default true); false lets the OS buffer until 256 KiB.
     #[serde(default = "yes")]
     pub flush: bool,

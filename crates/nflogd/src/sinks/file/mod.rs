@@ -5,3 +5,32 @@ mod sink;
 
 pub use config::FileSinkConfig;
 pub use sink::spawn;
+
+impl super::Sink for FileSinkConfig {
+    fn inputs(&self) -> &[String] {
+        &self.inputs
+    }
+
+    fn queue_limits(&self) -> crate::pipeline::QueueLimits {
+        crate::pipeline::QueueLimits {
+            events: self.queue_max_events,
+            bytes: self.queue_max_bytes.0,
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        FileSinkConfig::validate(self)
+    }
+
+    fn spawn(&self, ctx: super::SinkContext) -> anyhow::Result<std::thread::JoinHandle<()>> {
+        let opts = crate::schema::SchemaOptions {
+            kind: self.schema,
+            device: self.device.clone(),
+            boolean_label: self.boolean_label,
+            log_flags: self.log_flags()?,
+            hostname: ctx.host,
+            community_id: ctx.community_id,
+        };
+        spawn(&ctx.name, self, opts, ctx.queue, ctx.counters)
+    }
+}

@@ -1,4 +1,4 @@
-use crate::config::{ByteSize, Duration};
+use crate::units::{ByteSize, Duration};
 use anyhow::{bail, Result};
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -28,9 +28,9 @@ pub struct PostgresSinkConfig {
     pub tables: TableSet,
     #[serde(default)]
     pub spool: crate::spool::SpoolConfig,
-    #[serde(default = "crate::config::default_queue_events")]
+    #[serde(default = "crate::pipeline::default_queue_events")]
     pub queue_max_events: u64,
-    #[serde(default = "crate::config::default_queue_bytes")]
+    #[serde(default = "crate::pipeline::default_queue_bytes")]
     pub queue_max_bytes: ByteSize,
 }
 

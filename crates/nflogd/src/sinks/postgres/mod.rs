@@ -42,6 +42,7 @@ pub fn spawn(
             boolean_label: false,
             log_flags: logline::LogFlags::default(),
             hostname: host,
+            community_id: None,
         };
         sink.mapping = Mapping::Ulogd(Box::new(crate::schema::Renderer::new(opts)), Vec::new());
     }
@@ -49,4 +50,25 @@ pub fn spawn(
     Ok(std::thread::Builder::new()
         .name(format!("postgres:{name}"))
         .spawn(move || sink.run(queue))?)
+}
+
+impl super::Sink for PostgresSinkConfig {
+    fn inputs(&self) -> &[String] {
+        &self.inputs
+    }
+
+    fn queue_limits(&self) -> crate::pipeline::QueueLimits {
+        crate::pipeline::QueueLimits {
+            events: self.queue_max_events,
+            bytes: self.queue_max_bytes.0,
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        PostgresSinkConfig::validate(self)
+    }
+
+    fn spawn(&self, ctx: super::SinkContext) -> anyhow::Result<std::thread::JoinHandle<()>> {
+        spawn(&ctx.name, self, ctx.host, ctx.queue, ctx.counters)
+    }
 }

@@ -39,3 +39,24 @@ pub fn spawn(
         .name(format!("sqlite:{name}"))
         .spawn(move || sink.run(queue))?)
 }
+
+impl super::Sink for SqliteSinkConfig {
+    fn inputs(&self) -> &[String] {
+        &self.inputs
+    }
+
+    fn queue_limits(&self) -> crate::pipeline::QueueLimits {
+        crate::pipeline::QueueLimits {
+            events: self.queue_max_events,
+            bytes: self.queue_max_bytes.0,
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        SqliteSinkConfig::validate(self)
+    }
+
+    fn spawn(&self, ctx: super::SinkContext) -> anyhow::Result<std::thread::JoinHandle<()>> {
+        spawn(&ctx.name, self, ctx.host, ctx.queue, ctx.counters)
+    }
+}

@@ -13,3 +13,36 @@ mod sink;
 
 pub use config::SyslogSinkConfig;
 pub use sink::spawn;
+
+impl super::Sink for SyslogSinkConfig {
+    fn inputs(&self) -> &[String] {
+        &self.inputs
+    }
+
+    fn queue_limits(&self) -> crate::pipeline::QueueLimits {
+        crate::pipeline::QueueLimits {
+            events: self.queue_max_events,
+            bytes: self.queue_max_bytes.0,
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        SyslogSinkConfig::validate(self)
+    }
+
+    fn spawn(&self, ctx: super::SinkContext) -> anyhow::Result<std::thread::JoinHandle<()>> {
+        let mut flags = logline::LogFlags::default();
+        for n in &self.log_flags {
+            flags = flags | logline::LogFlags::from_name(n).unwrap_or_default();
+        }
+        let opts = crate::schema::SchemaOptions {
+            kind: self.schema,
+            device: "Netfilter".into(),
+            boolean_label: false,
+            log_flags: flags,
+            hostname: ctx.host,
+            community_id: ctx.community_id,
+        };
+        spawn(&ctx.name, self, opts, ctx.queue, ctx.counters)
+    }
+}

@@ -18,16 +18,7 @@ pub struct FlowFilter {
 /// A protocol by IANA name (`tcp`, `udp`, `icmp`, `ipv6-icmp` or `icmpv6`, `sctp`, `gre`, …) or
 /// number.
 pub fn protocol_number(name: &str) -> Result<u8> {
-    if let Ok(n) = name.parse::<u8>() {
-        return Ok(n);
-    }
-    let lower = name.to_ascii_lowercase();
-    let lower = if lower == "icmpv6" {
-        "ipv6-icmp".to_string()
-    } else {
-        lower
-    };
-    match (0..=255u8).find(|&p| packet::proto::name(p) == Some(lower.as_str())) {
+    match packet::proto::by_name(name) {
         Some(p) => Ok(p),
         None => bail!("unknown protocol `{name}`; use a name such as tcp, udp, icmp, ipv6-icmp, sctp, gre, or a number"),
     }

@@ -4,12 +4,14 @@
 //! table (`table.rs`) so that flows whose events were lost are still recorded.
 
 mod filter;
+
+pub use filter::protocol_number;
 mod kept;
 mod table;
 
-use crate::config::ByteSize;
 use crate::metrics::ComponentCounters;
 use crate::pipeline::Fanout;
+use crate::units::ByteSize;
 use anyhow::{bail, Context, Result};
 use event::{Event, FlowEvent, FlowKind, Timestamp};
 use nfnetlink::ctnetlink::{self, EventKind};
@@ -70,7 +72,7 @@ pub struct ConntrackConfig {
     pub accept_ports: Vec<u16>,
     /// Dump the table at this interval instead of listening to events (ulogd2's `pollinterval`):
     /// flows new since the last dump are recorded as NEW, flows gone as DESTROY.
-    pub poll_interval: Option<crate::config::Duration>,
+    pub poll_interval: Option<crate::units::Duration>,
 }
 
 /// How long events gather in the socket between drains while they come steadily. ctnetlink
@@ -572,4 +574,18 @@ pub fn spawn(
             None => reader.run(fanout),
         },
     )
+}
+
+impl super::Source for ConntrackConfig {
+    fn validate(&self) -> anyhow::Result<()> {
+        ConntrackConfig::validate(self)
+    }
+
+    fn can_wait(&self) -> bool {
+        false
+    }
+
+    fn spawn(&self, ctx: super::SourceContext) -> anyhow::Result<std::thread::JoinHandle<()>> {
+        spawn(&ctx.name, self, ctx.output, ctx.counters)
+    }
 }

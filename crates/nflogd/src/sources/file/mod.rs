@@ -3,12 +3,12 @@
 //! truncation (copytruncate: back to the start), and remembers its place across restarts in a
 //! state file (device, inode, offset), written atomically.
 
-use crate::config::Duration;
 use crate::metrics::ComponentCounters;
 use crate::pipeline::{Fanout, Sent};
 use crate::sources::lines::{LineBatcher, LineSplitter};
 use crate::sources::Start;
 use crate::transforms::action::ActionConfig;
+use crate::units::Duration;
 use anyhow::{bail, Result};
 use serde::Deserialize;
 use std::collections::VecDeque;
@@ -330,4 +330,18 @@ fn save_taken(
         );
     }
     *saved = Some(pos);
+}
+
+impl super::Source for FileSourceConfig {
+    fn validate(&self) -> anyhow::Result<()> {
+        FileSourceConfig::validate(self)
+    }
+
+    fn can_wait(&self) -> bool {
+        true
+    }
+
+    fn spawn(&self, ctx: super::SourceContext) -> anyhow::Result<std::thread::JoinHandle<()>> {
+        spawn(&ctx.name, self, ctx.actions, ctx.output, ctx.counters)
+    }
 }

@@ -3,9 +3,9 @@
 //! By default each poll reads and resets (as ulogd2's `zerocounter`), so records hold the
 //! packets and bytes of their interval and add up to the total.
 
-use crate::config::Duration as ConfigDuration;
 use crate::metrics::ComponentCounters;
 use crate::pipeline::Fanout;
+use crate::units::Duration as ConfigDuration;
 use anyhow::{bail, Context, Result};
 use event::{CounterEvent, Event, Timestamp};
 use nfnetlink::socket::NETLINK_NETFILTER;
@@ -151,5 +151,19 @@ fn run(
         if stopping {
             return;
         }
+    }
+}
+
+impl super::Source for NfacctConfig {
+    fn validate(&self) -> anyhow::Result<()> {
+        NfacctConfig::validate(self)
+    }
+
+    fn can_wait(&self) -> bool {
+        false
+    }
+
+    fn spawn(&self, ctx: super::SourceContext) -> anyhow::Result<std::thread::JoinHandle<()>> {
+        spawn(&ctx.name, self, ctx.output, ctx.counters)
     }
 }

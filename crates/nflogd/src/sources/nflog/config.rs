@@ -1,4 +1,4 @@
-use crate::config::{ByteSize, Duration};
+use crate::units::{ByteSize, Duration};
 use anyhow::{bail, Result};
 use serde::Deserialize;
 

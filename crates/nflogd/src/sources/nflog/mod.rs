@@ -7,3 +7,17 @@ mod source;
 
 pub use config::NflogConfig;
 pub use source::spawn;
+
+impl super::Source for NflogConfig {
+    fn validate(&self) -> anyhow::Result<()> {
+        NflogConfig::validate(self)
+    }
+
+    fn can_wait(&self) -> bool {
+        false
+    }
+
+    fn spawn(&self, ctx: super::SourceContext) -> anyhow::Result<std::thread::JoinHandle<()>> {
+        spawn(&ctx.name, self, ctx.actions, ctx.output, ctx.counters)
+    }
+}

@@ -58,3 +58,13 @@ pub fn spawn(
             batcher.flush();
         })?)
 }
+
+impl super::Source for StdinConfig {
+    fn can_wait(&self) -> bool {
+        true
+    }
+
+    fn spawn(&self, ctx: super::SourceContext) -> anyhow::Result<std::thread::JoinHandle<()>> {
+        spawn(&ctx.name, self, ctx.actions, ctx.output, ctx.counters)
+    }
+}

@@ -1,4 +1,4 @@
-use crate::config::ByteSize;
+use crate::units::ByteSize;
 use anyhow::{bail, Result};
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -47,10 +47,10 @@ pub struct SyslogConfig {
     /// TCP/TLS: a connection that delivers no complete message for this long is closed
     /// ("0s": never). Default "1h".
     #[serde(default = "default_idle_timeout")]
-    pub idle_timeout: crate::config::Duration,
+    pub idle_timeout: crate::units::Duration,
     /// TLS: a client that has not completed its handshake in this time is dropped. Default "10s".
     #[serde(default = "default_handshake_timeout")]
-    pub handshake_timeout: crate::config::Duration,
+    pub handshake_timeout: crate::units::Duration,
     /// TLS: the server certificate chain and key (PEM).
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
@@ -67,11 +67,11 @@ fn default_max_connections() -> usize {
 fn default_max_connections_per_peer() -> usize {
     16
 }
-fn default_idle_timeout() -> crate::config::Duration {
-    crate::config::Duration::from_secs(3600)
+fn default_idle_timeout() -> crate::units::Duration {
+    crate::units::Duration::from_secs(3600)
 }
-fn default_handshake_timeout() -> crate::config::Duration {
-    crate::config::Duration::from_secs(10)
+fn default_handshake_timeout() -> crate::units::Duration {
+    crate::units::Duration::from_secs(10)
 }
 
 impl SyslogConfig {

@@ -12,3 +12,17 @@ mod udp;
 
 pub use config::{Mode, SyslogConfig};
 pub use listener::spawn;
+
+impl super::Source for SyslogConfig {
+    fn validate(&self) -> anyhow::Result<()> {
+        SyslogConfig::validate(self)
+    }
+
+    fn can_wait(&self) -> bool {
+        self.mode != Mode::Udp
+    }
+
+    fn spawn(&self, ctx: super::SourceContext) -> anyhow::Result<std::thread::JoinHandle<()>> {
+        spawn(&ctx.name, self, ctx.actions, ctx.output, ctx.counters)
+    }
+}
