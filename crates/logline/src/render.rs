@@ -167,7 +167,11 @@ fn mac_header(
 
 /// The outer packet's trailer: UID/GID (with the flag) and a non-zero mark.
 fn trailer(ev: &PacketEvent, flags: LogFlags, out: &mut Vec<u8>) {
-    if flags.has(LogFlags::UID) {
+    // A socket on a frame at the netdev ingress hook is its sender's, in another network
+    // namespace (a veth peer); the kernel prints the owner only of a socket of its own
+    // namespace. (NFLOG reports it, and the other schemas keep it, as ulogd2 does.)
+    let foreign = ev.family == family::NETDEV && ev.hook == Some(0);
+    if flags.has(LogFlags::UID) && !foreign {
         if let (Some(u), Some(g)) = (ev.uid, ev.gid) {
             let _ = write!(out, "UID={u} GID={g} ");
         }

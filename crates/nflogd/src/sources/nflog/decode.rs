@@ -78,13 +78,6 @@ impl Decoder {
         if p.family == family::ARP && p.hook == ARP_OUT {
             payload = without_ethernet_header(payload);
         }
-        // A socket on a frame at the netdev ingress hook is its sender's, in another network
-        // namespace (a veth peer): the kernel's LOG does not show it, nor do we.
-        let (uid, gid) = if p.family == family::NETDEV && p.hook == NETDEV_INGRESS {
-            (None, None)
-        } else {
-            (p.uid, p.gid)
-        };
         let kind = match p.family {
             family::IPV4 => ethertype::IPV4,
             family::IPV6 => ethertype::IPV6,
@@ -105,8 +98,8 @@ impl Decoder {
             action,
             label: self.label,
             mark: p.mark.unwrap_or(0),
-            uid,
-            gid,
+            uid: p.uid,
+            gid: p.gid,
             seq: p.seq,
             seq_global: p.seq_global,
             indev: p.indev.map(|i| self.ifnames.get(i)),
@@ -126,7 +119,6 @@ impl Decoder {
 }
 
 const ARP_OUT: u8 = 1;
-const NETDEV_INGRESS: u8 = 0;
 
 /// At the arp family's output hook the kernel has already put the link-layer header in front
 /// of the ARP packet, and NFLOG copies from there; the kernel's own LOG starts at the ARP
