@@ -2,10 +2,12 @@
 //! schemas render. Field names here are Rust names; the output names belong to the schemas.
 
 mod action;
+mod enrich;
 mod key;
 mod time;
 
 pub use action::Action;
+pub use enrich::{Endpoint, Enrichment, Place};
 pub use key::FlowKey;
 pub use nfnetlink::ctnetlink::Conntrack;
 pub use packet::Headers;
@@ -121,6 +123,8 @@ pub struct PacketEvent {
     pub level: Option<u8>,
     /// LOG flags (`NF_LOG_*` bits) a parsed line showed; renders it back as it was.
     pub log_flags: Option<u8>,
+    /// What transforms added about its endpoints.
+    pub enrich: Option<Box<Enrichment>>,
 }
 
 impl PacketEvent {
@@ -175,6 +179,7 @@ impl PacketEvent {
             host: None,
             level: None,
             log_flags: None,
+            enrich: None,
         }
     }
 }
@@ -228,6 +233,8 @@ pub struct FlowEvent {
     /// Recorded from a table dump after the kernel lost events (ENOBUFS), not from the event
     /// itself: the flow's NEW or DESTROY was lost, and its times are approximate.
     pub recovered: bool,
+    /// What transforms added about its endpoints.
+    pub enrich: Option<Box<Enrichment>>,
 }
 
 impl FlowEvent {
@@ -295,6 +302,7 @@ mod flow_tests {
                 ..Conntrack::default()
             },
             recovered: false,
+            enrich: None,
         }
     }
 

@@ -160,18 +160,21 @@ pub fn packet(p: &PacketEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
             });
         }
     });
-    for (key, ip, port, mac) in [
+    let enrich = p.enrich.as_deref();
+    for (key, ip, port, mac, extra) in [
         (
             k!("source"),
             ep.src,
             ep.ports.map(|p| p.0),
             eth.map(|e| e.src),
+            enrich.map(|e| &e.source),
         ),
         (
             k!("destination"),
             ep.dst,
             ep.ports.map(|p| p.1),
             eth.map(|e| e.dst),
+            enrich.map(|e| &e.destination),
         ),
     ] {
         if ip.is_none() && mac.is_none() {
@@ -187,6 +190,7 @@ pub fn packet(p: &PacketEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
             if let Some(m) = mac {
                 s.raw(k!("mac"), |out| ecs_mac(&m, out));
             }
+            endpoint(s, extra);
         });
     }
     if let (Some(s), Some(d)) = (ep.src, ep.dst) {
@@ -645,14 +649,23 @@ pub fn flow(f: &event::FlowEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
     });
     let snat = f.snat();
     let dnat = f.dnat();
-    for (key, ip, port, counters, nat) in [
-        (k!("source"), orig.src, orig.sport, f.ct.counters_orig, snat),
+    let enrich = f.enrich.as_deref();
+    for (key, ip, port, counters, nat, extra) in [
+        (
+            k!("source"),
+            orig.src,
+            orig.sport,
+            f.ct.counters_orig,
+            snat,
+            enrich.map(|e| &e.source),
+        ),
         (
             k!("destination"),
             orig.dst,
             orig.dport,
             f.ct.counters_reply,
             dnat,
+            enrich.map(|e| &e.destination),
         ),
     ] {
         o.obj(key, |s| {
@@ -673,6 +686,7 @@ pub fn flow(f: &event::FlowEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
                     }
                 });
             }
+            endpoint(s, extra);
         });
     }
     o.obj(k!("netfilter"), |nf| {
@@ -785,5 +799,66 @@ fn community_id(n: &mut Obj, key: Option<event::FlowKey>, opts: &SchemaOptions) 
             super::community_id::write(&key, seed, out);
             out.push(b'"');
         });
+    }
+}
+
+/// What transforms found about an endpoint: ECS `domain`, `geo.*`, `as.*`.
+fn endpoint(s: &mut Obj, e: Option<&event::Endpoint>) {
+    let Some(e) = e else { return };
+    if let Some(d) = &e.domain {
+        s.str(k!("domain"), d);
+    }
+    let Some(p) = e.place.as_deref() else { return };
+    let has_geo =
+        p.country_iso_code.is_some() || p.continent_code.is_some() || p.location.is_some();
+    if has_geo {
+        s.obj(k!("geo"), |g| {
+            for (key, v) in [
+                (k!("continent_code"), &p.continent_code),
+                (k!("continent_name"), &p.continent_name),
+                (k!("country_iso_code"), &p.country_iso_code),
+                (k!("country_name"), &p.country_name),
+                (k!("region_iso_code"), &p.region_iso_code),
+                (k!("region_name"), &p.region_name),
+                (k!("city_name"), &p.city_name),
+                (k!("postal_code"), &p.postal_code),
+                (k!("timezone"), &p.timezone),
+            ] {
+                if let Some(v) = v {
+                    g.str(key, v);
+                }
+            }
+            if let Some((lat, lon)) = p.location {
+                g.obj(k!("location"), |l| {
+                    l.raw(k!("lat"), |out| micro_degrees(lat, out));
+                    l.raw(k!("lon"), |out| micro_degrees(lon, out));
+                });
+            }
+        });
+    }
+    if p.as_number.is_some() || p.as_organization.is_some() {
+        s.obj(k!("as"), |a| {
+            if let Some(n) = p.as_number {
+                a.num(k!("number"), n);
+            }
+            if let Some(org) = &p.as_organization {
+                a.obj(k!("organization"), |o| {
+                    o.str(k!("name"), org);
+                });
+            }
+        });
+    }
+}
+
+/// Millionths of a degree as a decimal number, without trailing zeros (51.5142, -0.0931).
+fn micro_degrees(v: i32, out: &mut Vec<u8>) {
+    use std::io::Write;
+    let sign = if v < 0 { "-" } else { "" };
+    let a = v.unsigned_abs();
+    let (int, frac) = (a / 1_000_000, a % 1_000_000);
+    let _ = write!(out, "{sign}{int}");
+    if frac != 0 {
+        let f = format!("{frac:06}");
+        let _ = write!(out, ".{}", f.trim_end_matches('0'));
     }
 }

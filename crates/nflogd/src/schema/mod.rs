@@ -367,6 +367,7 @@ mod flow_tests {
                 ..Conntrack::default()
             },
             recovered: false,
+            enrich: None,
         }
     }
 

@@ -459,6 +459,7 @@ mod tests {
                 ..Default::default()
             },
             recovered: false,
+            enrich: None,
         };
         let mut out = Vec::new();
         rows(&Event::Flow(f), "h", &mut out);

@@ -7,6 +7,7 @@
 
 pub mod action;
 pub mod filter;
+pub mod geoip;
 
 use crate::metrics::ComponentCounters;
 use anyhow::Result;
@@ -17,6 +18,7 @@ crate::registry!(
     /// `[transforms.NAME]`: one line per transform type.
     TransformConfig: TransformType {
         "filter" => Filter(filter::FilterConfig),
+        "geoip" => Geoip(geoip::GeoipConfig),
     }
 );
 

@@ -288,6 +288,7 @@ impl Reader {
                 family,
                 ct,
                 recovered,
+                enrich: None,
             }));
         }
     }
@@ -309,6 +310,7 @@ impl Reader {
             family,
             ct: event::Conntrack::default(),
             recovered: false,
+            enrich: None,
         }));
         let Some(Event::Flow(flow)) = batch.last_mut() else {
             return Ok(());

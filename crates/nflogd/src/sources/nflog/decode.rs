@@ -114,6 +114,7 @@ impl Decoder {
             host: None,
             level: None,
             log_flags: None,
+            enrich: None,
         }
     }
 }
