@@ -178,3 +178,97 @@ fn geoip_from_city_and_asn_databases_reloaded_when_replaced() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// dnsmasq on loopback answering PTR queries for two addresses (and nothing else).
+fn dnsmasq(dir: &Path, port: u16) -> lab::Daemon {
+    use lab::SpawnOwned;
+    let log = dir.join("dnsmasq.log");
+    let child = std::process::Command::new("dnsmasq")
+        .args(["--no-daemon", "--bind-interfaces", "--listen-address=127.0.0.1", "--no-resolv", "--no-hosts"])
+        .arg(format!("--port={port}"))
+        .arg("--ptr-record=160.69.2.81.in-addr.arpa,gw.example.net")
+        .arg("--ptr-record=1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.c.e.2.0.a.2.ip6.arpa,v6.example.net")
+        .arg(format!("--pid-file={}", dir.join("dnsmasq.pid").display()))
+        .arg("--log-queries")
+        .arg(format!("--log-facility={}", log.display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn_owned()
+        .expect("start dnsmasq");
+    let d = lab::Daemon {
+        child: Some(child),
+        log,
+    };
+    d.wait_log("started", Duration::from_secs(10));
+    d
+}
+
+/// Names from a real resolver (dnsmasq on loopback): records get them once known, without
+/// waiting; and a resolver that never answers holds nothing up.
+#[test]
+fn rdns_names_come_from_the_resolver_and_never_hold_records_up() {
+    if !lab::have("dnsmasq") {
+        lab::skip("dnsmasq is not installed (scripts/deps installs dnsmasq-base)");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("nflogd-rdns-{}", lab::tag()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.display();
+    let port = lab::free_port();
+    let _dns = dnsmasq(&dir, port);
+    // A resolver that never answers: a socket the test holds and never reads.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let input = dir.join("kern.log");
+    std::fs::write(&input, "").unwrap();
+    let (out, out_silent) = (dir.join("out.json"), dir.join("silent.json"));
+    let cfg = format!(
+        "stats_interval = \"0s\"\n\
+         [sources.f]\ntype = \"file\"\npath = \"{d}/kern.log\"\nstate_file = \"{d}/pos\"\npoll_interval = \"20ms\"\n\
+         [transforms.names]\ntype = \"rdns\"\ninputs = [\"f\"]\nservers = [\"127.0.0.1:{port}\"]\ntimeout = \"1s\"\n\
+         [transforms.silent]\ntype = \"rdns\"\ninputs = [\"f\"]\nservers = [\"127.0.0.1:{silent_port}\"]\ntimeout = \"30s\"\n\
+         [sinks.o]\ntype = \"file\"\ninputs = [\"names\"]\npath = \"{d}/out.json\"\n\
+         [sinks.s]\ntype = \"file\"\ninputs = [\"silent\"]\npath = \"{d}/silent.json\"\n"
+    );
+    std::fs::write(dir.join("c.toml"), &cfg).unwrap();
+    let n = lab::start_nflogd(None, &dir.join("c.toml"), &dir.join("log"));
+    let start = Instant::now();
+    let mut id = 1;
+    let named = loop {
+        let r = feed(
+            &input,
+            &out,
+            &[
+                line("81.2.69.160", "203.0.113.9", id),
+                line("2a02:ec80::1", "2001:db8::9", id + 1),
+            ],
+        );
+        if r[0]["source"]["domain"] == "gw.example.net"
+            && r[1]["source"]["domain"] == "v6.example.net"
+        {
+            break r;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no names after 10 s: {r:?}\n{}",
+            n.log_text()
+        );
+        id += 2;
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    lab::ecs::assert_conforms(&named);
+    // An address with no PTR record gets no name.
+    assert!(named[1]["destination"]["domain"].is_null(), "{}", named[1]);
+    // Every record reached the sink behind the silent resolver too, none with a name.
+    let behind = lab::json_lines(&lab::wait_lines(
+        &out_silent,
+        id as usize + 1,
+        Duration::from_secs(10),
+    ));
+    assert_eq!(behind.len(), id as usize + 1);
+    assert!(behind.iter().all(|r| r["source"]["domain"].is_null()));
+    let log = n.stop();
+    assert!(lab::stat(&log, "transform.names", "received") >= 2, "{log}");
+    drop(silent);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -8,6 +8,7 @@
 pub mod action;
 pub mod filter;
 pub mod geoip;
+pub mod rdns;
 
 use crate::metrics::ComponentCounters;
 use anyhow::Result;
@@ -19,6 +20,7 @@ crate::registry!(
     TransformConfig: TransformType {
         "filter" => Filter(filter::FilterConfig),
         "geoip" => Geoip(geoip::GeoipConfig),
+        "rdns" => Rdns(rdns::RdnsConfig),
     }
 );
 
