@@ -33,7 +33,10 @@ impl Place {
 /// One endpoint's additions.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Endpoint {
+    /// From a City or Country database.
     pub place: Option<Arc<Place>>,
+    /// From an ASN database (`as_number`, `as_organization`).
+    pub network: Option<Arc<Place>>,
     /// The name its address resolves to (PTR).
     pub domain: Option<Arc<str>>,
 }

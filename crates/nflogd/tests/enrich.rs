@@ -22,6 +22,10 @@ fn mmdb(out: &Path, kind: &str, spec: &Value) {
 
 fn city(name: &str) -> Value {
     json!({
+        "81.2.0.0/16": {
+            "country": {"iso_code": "GB", "names": {"en": "United Kingdom"}},
+            "city": {"names": {"en": "Britain"}}
+        },
         "81.2.69.0/24": {
             "continent": {"code": "EU", "names": {"en": "Europe", "de": "Europa"}},
             "country": {"iso_code": "GB", "names": {"en": "United Kingdom"}},
@@ -91,15 +95,22 @@ fn geoip_from_city_and_asn_databases_reloaded_when_replaced() {
     );
     std::fs::write(dir.join("c.toml"), &cfg).unwrap();
     let n = lab::start_nflogd(None, &dir.join("c.toml"), &dir.join("log"));
-    let recs = feed(
+    // An address of the /16 outside the /24 inside it comes first: the answer for its network
+    // must not be taken for the /24's.
+    let mut recs = feed(
         &input,
         &out,
         &[
+            line("81.2.1.1", "81.2.70.1", 0),
             line("81.2.69.160", "89.160.20.112", 1),
             line("10.0.0.1", "192.168.1.1", 2),
             line("2a02:ec80::1", "fd00::1", 3),
         ],
     );
+    let nested = recs.remove(0);
+    for side in ["source", "destination"] {
+        assert_eq!(nested[side]["geo"]["city_name"], "Britain", "{nested}");
+    }
     lab::ecs::assert_conforms(&recs);
     let (a, private, v6) = (&recs[0], &recs[1], &recs[2]);
     assert_eq!(

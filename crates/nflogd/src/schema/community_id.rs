@@ -104,11 +104,13 @@ pub fn write(key: &FlowKey, seed: u16, out: &mut Vec<u8>) {
         input[len + 2..len + 4].copy_from_slice(&y.to_be_bytes());
         len += 4;
     }
-    let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &input[..len]);
+    use sha1::Digest;
+    let digest = sha1::Sha1::digest(&input[..len]);
     out.extend_from_slice(b"1:");
     let at = out.len();
     out.resize(at + 28, 0);
-    let _ = base64::engine::general_purpose::STANDARD.encode_slice(digest.as_ref(), &mut out[at..]);
+    let _ =
+        base64::engine::general_purpose::STANDARD.encode_slice(digest.as_slice(), &mut out[at..]);
 }
 
 #[cfg(test)]

@@ -808,35 +808,14 @@ fn endpoint(s: &mut Obj, e: Option<&event::Endpoint>) {
     if let Some(d) = &e.domain {
         s.str(k!("domain"), d);
     }
-    let Some(p) = e.place.as_deref() else { return };
-    let has_geo =
-        p.country_iso_code.is_some() || p.continent_code.is_some() || p.location.is_some();
-    if has_geo {
-        s.obj(k!("geo"), |g| {
-            for (key, v) in [
-                (k!("continent_code"), &p.continent_code),
-                (k!("continent_name"), &p.continent_name),
-                (k!("country_iso_code"), &p.country_iso_code),
-                (k!("country_name"), &p.country_name),
-                (k!("region_iso_code"), &p.region_iso_code),
-                (k!("region_name"), &p.region_name),
-                (k!("city_name"), &p.city_name),
-                (k!("postal_code"), &p.postal_code),
-                (k!("timezone"), &p.timezone),
-            ] {
-                if let Some(v) = v {
-                    g.str(key, v);
-                }
-            }
-            if let Some((lat, lon)) = p.location {
-                g.obj(k!("location"), |l| {
-                    l.raw(k!("lat"), |out| micro_degrees(lat, out));
-                    l.raw(k!("lon"), |out| micro_degrees(lon, out));
-                });
-            }
-        });
+    if let Some(p) = e.place.as_deref() {
+        geo(s, p);
     }
-    if p.as_number.is_some() || p.as_organization.is_some() {
+    let asn = [e.place.as_deref(), e.network.as_deref()]
+        .into_iter()
+        .flatten()
+        .find(|p| p.as_number.is_some() || p.as_organization.is_some());
+    if let Some(p) = asn {
         s.obj(k!("as"), |a| {
             if let Some(n) = p.as_number {
                 a.num(k!("number"), n);
@@ -848,6 +827,38 @@ fn endpoint(s: &mut Obj, e: Option<&event::Endpoint>) {
             }
         });
     }
+}
+
+/// ECS `geo.*` of a place.
+fn geo(s: &mut Obj, p: &event::Place) {
+    let has_geo =
+        p.country_iso_code.is_some() || p.continent_code.is_some() || p.location.is_some();
+    if !has_geo {
+        return;
+    }
+    s.obj(k!("geo"), |g| {
+        for (key, v) in [
+            (k!("continent_code"), &p.continent_code),
+            (k!("continent_name"), &p.continent_name),
+            (k!("country_iso_code"), &p.country_iso_code),
+            (k!("country_name"), &p.country_name),
+            (k!("region_iso_code"), &p.region_iso_code),
+            (k!("region_name"), &p.region_name),
+            (k!("city_name"), &p.city_name),
+            (k!("postal_code"), &p.postal_code),
+            (k!("timezone"), &p.timezone),
+        ] {
+            if let Some(v) = v {
+                g.str(key, v);
+            }
+        }
+        if let Some((lat, lon)) = p.location {
+            g.obj(k!("location"), |l| {
+                l.raw(k!("lat"), |out| micro_degrees(lat, out));
+                l.raw(k!("lon"), |out| micro_degrees(lon, out));
+            });
+        }
+    });
 }
 
 /// Millionths of a degree as a decimal number, without trailing zeros (51.5142, -0.0931).

@@ -5,7 +5,8 @@
 //!
 //! A database replaced on disk (written aside and renamed over it) is picked up by a watcher
 //! thread; a file that does not open as a database of the same kind is refused with an error
-//! and the one in use stays. Each instance keeps a bounded cache of recent addresses.
+//! and the one in use stays. Each instance keeps a bounded cache of answers by the network they
+//! hold for (the database's own leaves), so an address is decoded once per network.
 
 use super::{Transform, TransformContext, TransformType};
 use crate::metrics::ComponentCounters;
@@ -202,7 +203,7 @@ impl TransformType for GeoipConfig {
         }
         Ok(Box::new(Geoip {
             dbs: d,
-            cache: HashMap::default(),
+            nets: Vec::new(),
             generation: u64::MAX,
             counters: ctx.counters.clone(),
         }))
@@ -211,7 +212,7 @@ impl TransformType for GeoipConfig {
 
 /// Addresses a public database says nothing about: private, loopback, link-local, shared,
 /// multicast, documentation and other special-purpose ranges.
-fn special(ip: IpAddr) -> bool {
+pub fn special(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(a) => {
             let o = a.octets();
@@ -306,17 +307,19 @@ fn name(n: &Option<Named>) -> Option<Box<str>> {
     boxed(n.as_ref().and_then(|n| n.names.as_ref()).and_then(|n| n.en))
 }
 
-/// Adds what database `kind` says of `ip` to `place`.
+/// Adds what database `kind` says of `ip` to `place`; returns the length of the network the
+/// answer holds for (the search tree's leaf: every address in it has the same answer).
 fn lookup_into(
     kind: Kind,
     r: &Reader<Vec<u8>>,
     ip: IpAddr,
     place: &mut Place,
-) -> Result<(), maxminddb::MaxMindDbError> {
+) -> Result<usize, maxminddb::MaxMindDbError> {
     match kind {
         Kind::City | Kind::Country => {
-            let Some(c) = r.lookup::<CityRecord>(ip)? else {
-                return Ok(());
+            let (c, len) = r.lookup_prefix::<CityRecord>(ip)?;
+            let Some(c) = c else {
+                return Ok(len);
             };
             place.continent_code = boxed(c.continent.as_ref().and_then(|x| x.code));
             place.continent_name = name(&c.continent);
@@ -337,16 +340,17 @@ fn lookup_into(
                     place.location = Some(((lat * 1e6).round() as i32, (lon * 1e6).round() as i32));
                 }
             }
+            Ok(len)
         }
         Kind::Asn => {
-            let Some(a) = r.lookup::<AsnRecord>(ip)? else {
-                return Ok(());
-            };
-            place.as_number = a.autonomous_system_number;
-            place.as_organization = boxed(a.autonomous_system_organization);
+            let (a, len) = r.lookup_prefix::<AsnRecord>(ip)?;
+            if let Some(a) = a {
+                place.as_number = a.autonomous_system_number;
+                place.as_organization = boxed(a.autonomous_system_organization);
+            }
+            Ok(len)
         }
     }
-    Ok(())
 }
 
 fn lookup(kind: Kind, r: &Reader<Vec<u8>>, ip: IpAddr) -> Result<Place, maxminddb::MaxMindDbError> {
@@ -355,42 +359,120 @@ fn lookup(kind: Kind, r: &Reader<Vec<u8>>, ip: IpAddr) -> Result<Place, maxmindd
     Ok(p)
 }
 
+/// An address as bits, and how many it has.
+fn bits(ip: IpAddr) -> (u128, u8) {
+    match ip {
+        IpAddr::V4(a) => (u32::from(a) as u128, 32),
+        IpAddr::V6(a) => (u128::from(a), 128),
+    }
+}
+
+/// The answers of one database by network (the search tree's leaves, disjoint), and the
+/// lengths seen, most used first: an address is found by masking it to each length in turn.
+#[derive(Default)]
+struct NetCache {
+    nets: HashMap<(u8, u8, u128), Option<Arc<Place>>, foldhash::fast::RandomState>,
+    lens: Vec<(u8, u8, u64)>,
+}
+
+impl NetCache {
+    fn get(&mut self, ip: IpAddr) -> Option<Option<Arc<Place>>> {
+        let (b, width) = bits(ip);
+        for i in 0..self.lens.len() {
+            let (w, len, _) = self.lens[i];
+            if w != width {
+                continue;
+            }
+            let key = (w, len, mask(b, width, len));
+            if let Some(p) = self.nets.get(&key) {
+                self.lens[i].2 += 1;
+                if i > 0 && self.lens[i].2 > self.lens[i - 1].2 {
+                    self.lens.swap(i, i - 1);
+                }
+                return Some(p.clone());
+            }
+        }
+        None
+    }
+
+    fn put(&mut self, ip: IpAddr, len: usize, p: Option<Arc<Place>>) {
+        let (b, width) = bits(ip);
+        let len = (len as u8).min(width);
+        if self.nets.len() >= CACHE_ENTRIES {
+            self.nets.clear();
+        }
+        self.nets.insert((width, len, mask(b, width, len)), p);
+        if !self.lens.iter().any(|&(w, l, _)| w == width && l == len) {
+            self.lens.push((width, len, 0));
+        }
+    }
+}
+
+fn mask(b: u128, width: u8, len: u8) -> u128 {
+    if len == 0 {
+        return 0;
+    }
+    let keep = !0u128 << (width - len);
+    b & keep
+        & if width == 128 {
+            !0
+        } else {
+            (1u128 << width) - 1
+        }
+}
+
 /// Addresses an instance remembers; past this it starts afresh.
 const CACHE_ENTRIES: usize = 65_536;
 
 struct Geoip {
     dbs: Arc<Databases>,
-    /// Recent answers (None: nothing known), dropped when a database is reloaded.
-    cache: HashMap<IpAddr, Option<Arc<Place>>, foldhash::fast::RandomState>,
+    /// Each database's answers by network, so that an address never seen costs a few hash
+    /// lookups instead of a search and a decode when its network has been seen.
+    nets: Vec<NetCache>,
     generation: u64,
     counters: Arc<ComponentCounters>,
 }
 
+/// What the databases say of an address: its place, its network (ASN).
+type Answer = (Option<Arc<Place>>, Option<Arc<Place>>);
+
 impl Geoip {
-    fn place(&mut self, ip: IpAddr) -> Option<Arc<Place>> {
+    fn answer(&mut self, ip: IpAddr) -> Answer {
         if special(ip) {
-            return None;
+            return (None, None);
         }
-        if let Some(p) = self.cache.get(&ip) {
-            return p.clone();
-        }
-        let mut place = Place::default();
-        for db in &self.dbs.files {
-            let r = db.reader.read().unwrap_or_else(|e| e.into_inner()).clone();
-            if let Err(e) = lookup_into(db.kind, &r, ip, &mut place) {
-                ComponentCounters::add(&self.counters.errors, 1);
-                crate::rate_limited_warn!(
-                    "geoip: {}: lookup of {ip} failed: {e}",
-                    db.path.display()
-                );
+        let mut answer: Answer = (None, None);
+        for (i, db) in self.dbs.files.iter().enumerate() {
+            let p = match self.nets[i].get(ip) {
+                Some(p) => p,
+                None => {
+                    let r = db.reader.read().unwrap_or_else(|e| e.into_inner()).clone();
+                    let mut place = Place::default();
+                    match lookup_into(db.kind, &r, ip, &mut place) {
+                        Ok(len) => {
+                            let p = (!place.is_empty()).then(|| Arc::new(place));
+                            self.nets[i].put(ip, len, p.clone());
+                            p
+                        }
+                        Err(e) => {
+                            ComponentCounters::add(&self.counters.errors, 1);
+                            crate::rate_limited_warn!(
+                                "geoip: {}: lookup of {ip} failed: {e}",
+                                db.path.display()
+                            );
+                            None
+                        }
+                    }
+                }
+            };
+            if p.is_some() {
+                match db.kind {
+                    Kind::Asn => answer.1 = p,
+                    Kind::City | Kind::Country => answer.0 = p,
+                }
             }
         }
-        let p = (!place.is_empty()).then(|| Arc::new(place));
-        if self.cache.len() >= CACHE_ENTRIES {
-            self.cache.clear();
-        }
-        self.cache.insert(ip, p.clone());
-        p
+        answer
     }
 }
 
@@ -398,7 +480,7 @@ impl Transform for Geoip {
     fn apply(&mut self, batch: &mut Vec<Event>) {
         let generation = self.dbs.generation.load(Ordering::Relaxed);
         if generation != self.generation {
-            self.cache.clear();
+            self.nets = self.dbs.files.iter().map(|_| NetCache::default()).collect();
             self.generation = generation;
         }
         for e in batch.iter_mut() {
@@ -408,13 +490,13 @@ impl Transform for Geoip {
                 _ => continue,
             };
             let Some(key) = key else { continue };
-            let (src, dst) = (self.place(key.src), self.place(key.dst));
-            if src.is_none() && dst.is_none() {
+            let (src, dst) = (self.answer(key.src), self.answer(key.dst));
+            if src == (None, None) && dst == (None, None) {
                 continue;
             }
             let en = enrich.get_or_insert_with(|| Box::new(Enrichment::default()));
-            en.source.place = src;
-            en.destination.place = dst;
+            (en.source.place, en.source.network) = src;
+            (en.destination.place, en.destination.network) = dst;
         }
         ComponentCounters::add(&self.counters.received, batch.len() as u64);
         ComponentCounters::add(&self.counters.sent, batch.len() as u64);
@@ -423,7 +505,7 @@ impl Transform for Geoip {
     fn another(&self) -> Box<dyn Transform> {
         Box::new(Geoip {
             dbs: self.dbs.clone(),
-            cache: HashMap::default(),
+            nets: Vec::new(),
             generation: u64::MAX,
             counters: self.counters.clone(),
         })
