@@ -9,6 +9,7 @@
 # event as a fraction of ulogd2's.
 #
 # usage: sudo bench/nflog.sh [RATES...]   (packets per second; default 25000 50000 100000 150000 250000)
+#        TRANSFORMS=1: nflogd writes ECS through a filter and GeoIP (see below)
 # Traffic stays between two namespaces this script creates (10.201.0.0/24) and removes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,16 +39,37 @@ netlink_qtimeout=1
 file="$DIR/ulogd.json"
 CONF
 } >"$DIR/ulogd.conf"
+if [ -n "${TRANSFORMS:-}" ]; then
+  # With transforms on: ECS records (Community ID in each) through a filter and GeoIP (City
+  # and ASN databases written here; the lab's addresses are private, so the GeoIP cost is its
+  # address check), against ulogd2 as before.
+  PYTHONPATH=/var/tmp/nflogd-py /usr/bin/python3 crates/nflogd/tests/lab/mmdb.py "$DIR/city.mmdb" GeoLite2-City \
+    '{"81.2.69.0/24": {"country": {"iso_code": "GB", "names": {"en": "United Kingdom"}}}}'
+  PYTHONPATH=/var/tmp/nflogd-py /usr/bin/python3 crates/nflogd/tests/lab/mmdb.py "$DIR/asn.mmdb" GeoLite2-ASN \
+    '{"81.2.69.0/24": {"autonomous_system_number": 64500, "autonomous_system_organization": "X"}}'
+  PIPELINE="[transforms.keep]
+type = \"filter\"
+inputs = [\"fw\"]
+protocols = [\"udp\"]
+[transforms.geo]
+type = \"geoip\"
+inputs = [\"keep\"]
+databases = [\"$DIR/city.mmdb\", \"$DIR/asn.mmdb\"]"
+  INPUT=geo SCHEMA=ecs
+else
+  PIPELINE="" INPUT=fw SCHEMA=ulogd
+fi
 cat >"$DIR/nflogd.toml" <<CONF
 stats_interval = "0s"
 [sources.fw]
 type = "nflog"
 groups = [21]
+$PIPELINE
 [sinks.out]
 type = "file"
-inputs = ["fw"]
+inputs = ["$INPUT"]
 path = "$DIR/nflogd.json"
-schema = "ulogd"
+schema = "$SCHEMA"
 flush = false
 CONF
 counter() { ip netns exec "$B" nft list ruleset | awk '/counter packets/{for(i=1;i<=NF;i++) if($i=="packets") {print $(i+1); exit}}'; }

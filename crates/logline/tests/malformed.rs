@@ -47,6 +47,6 @@ fn malformed_lines_are_refused_with_their_reason_and_place() {
 /// rendering) is still read.
 #[test]
 fn compressed_ipv6_addresses_are_read() {
-    let p = logline::parse("DROP IN=eth0 OUT= SRC=2001:db8::1 DST=2001:db8::2 LEN=40 TC=0 HOPLIMIT=64 FLOWLBL=0 PROTO=UDP SPT=1 DPT=2 LEN=8 ".into()).unwrap();
+    let p = logline::parse("DROP IN=eth0 OUT= SRC=2001:db8::1 DST=2001:db8::2 LEN=40 TC=0 HOPLIMIT=64 FLOWLBL=0 PROTO=UDP SPT=1 DPT=2 LEN=8 ").unwrap();
     assert_eq!(p.event.headers.ports(), Some((1, 2)));
 }

@@ -113,7 +113,7 @@ impl<'a> Graph<'a> {
         self.transforms
             .iter()
             .chain(self.sinks.iter())
-            .filter(move |(_, inputs)| inputs.iter().any(|i| *i == node))
+            .filter(move |(_, inputs)| inputs.contains(&node))
             .map(|(name, _)| *name)
     }
 

@@ -215,3 +215,73 @@ pub fn run(cfg: Config) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use event::{Event, RawLine, Timestamp};
+
+    /// A stateful transform: numbers the events it has seen across batches.
+    #[derive(Clone, Default)]
+    struct Count(u64);
+
+    impl Transform for Count {
+        fn apply(&mut self, batch: &mut Vec<Event>) {
+            for e in batch.iter_mut() {
+                self.0 += 1;
+                if let Event::Raw(r) = e {
+                    r.position = Some(self.0);
+                }
+            }
+        }
+        fn another(&self) -> Box<dyn Transform> {
+            Box::new(self.clone())
+        }
+    }
+
+    fn raw() -> Event {
+        Event::Raw(Box::new(RawLine {
+            time: Timestamp { secs: 0, micros: 0 },
+            host: None,
+            origin: "t".into(),
+            position: None,
+            line: String::new(),
+            reason: String::new(),
+        }))
+    }
+
+    /// Batches go through the transform's own thread, its state carried from one batch to the
+    /// next, on to its consumer; the thread ends once its inputs are gone and its queue is empty.
+    #[test]
+    fn a_stateful_transform_runs_behind_its_queue() {
+        let counters = Arc::new(ComponentCounters::default());
+        let (input, queue) =
+            pipeline::sink_queue("t", counters.clone(), pipeline::QueueLimits::default());
+        let (sink, sink_queue) =
+            pipeline::sink_queue("s", counters, pipeline::QueueLimits::default());
+        let mut out = Fanout::default();
+        out.sinks.push(sink);
+        let thread = run_stateful("t", Box::new(Count::default()), queue, out).unwrap();
+        let mut upstream = Fanout::default();
+        upstream.sinks.push(input);
+        for n in [3, 2] {
+            let mut b: Vec<Event> = (0..n).map(|_| raw()).collect();
+            upstream.send(&mut b);
+        }
+        drop(upstream);
+        thread.join().unwrap();
+        let positions: Vec<Option<u64>> = sink_queue
+            .rx
+            .try_iter()
+            .flat_map(|b| {
+                b.iter()
+                    .map(|e| match e {
+                        Event::Raw(r) => r.position,
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(positions, [Some(1), Some(2), Some(3), Some(4), Some(5)]);
+    }
+}

@@ -755,17 +755,8 @@ fn kernel_flow_filters_let_through_exactly_what_they_list() {
         return;
     }
     let t = lab::tag();
-    let ns = format!("nfl{t}flt");
-    struct Cleanup(String);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("ip")
-                .args(["netns", "del", &self.0])
-                .status();
-        }
-    }
-    sh(&format!("ip netns add {ns} && ip -n {ns} link set lo up"));
-    let _cleanup = Cleanup(ns.clone());
+    let netns = lab::Netns::new("flt");
+    let ns = netns.0.clone();
     let flows = [
         Flow("10.1.0.1", "10.2.3.4", "tcp", 22),
         Flow("10.1.255.254", "10.2.3.5", "udp", 53),

@@ -18,17 +18,8 @@ fn polls_add_up_to_what_the_rule_counted() {
         return;
     }
     let t = lab::tag();
-    let ns = format!("nfl{t}acct");
-    struct Cleanup(String);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("ip")
-                .args(["netns", "del", &self.0])
-                .status();
-        }
-    }
-    let _cleanup = Cleanup(ns.clone());
-    sh(&format!("ip netns add {ns} && ip -n {ns} link set lo up"));
+    let netns = lab::Netns::new("acct");
+    let ns = netns.0.clone();
     sh(&format!(
         "ip netns exec {ns} nfacct add pings && ip netns exec {ns} nfacct add idle && \
          ip netns exec {ns} iptables -A INPUT -p icmp -m nfacct --nfacct-name pings"

@@ -483,21 +483,15 @@ impl Transform for Geoip {
             self.nets = self.dbs.files.iter().map(|_| NetCache::default()).collect();
             self.generation = generation;
         }
-        for e in batch.iter_mut() {
-            let (key, enrich) = match e {
-                Event::Packet(p) => (p.key(), &mut p.enrich),
-                Event::Flow(f) => (f.key(), &mut f.enrich),
-                _ => continue,
-            };
-            let Some(key) = key else { continue };
+        super::each_endpoints(batch, |key, enrich| {
             let (src, dst) = (self.answer(key.src), self.answer(key.dst));
             if src == (None, None) && dst == (None, None) {
-                continue;
+                return;
             }
             let en = enrich.get_or_insert_with(|| Box::new(Enrichment::default()));
             (en.source.place, en.source.network) = src;
             (en.destination.place, en.destination.network) = dst;
-        }
+        });
         ComponentCounters::add(&self.counters.received, batch.len() as u64);
         ComponentCounters::add(&self.counters.sent, batch.len() as u64);
     }

@@ -12,7 +12,7 @@ pub mod rdns;
 
 use crate::metrics::ComponentCounters;
 use anyhow::Result;
-use event::Event;
+use event::{Enrichment, Event, FlowKey};
 use std::sync::Arc;
 
 crate::registry!(
@@ -59,4 +59,22 @@ pub trait Transform: Send {
     /// Another instance for another thread (a source that reads on several, such as the
     /// syslog listener's connections), sharing what instances share.
     fn another(&self) -> Box<dyn Transform>;
+}
+
+/// Calls `f` with the endpoints of each packet and flow record of `batch` (records without IP
+/// endpoints are skipped) and the record's enrichment, for enriching transforms to fill.
+pub fn each_endpoints(
+    batch: &mut [Event],
+    mut f: impl FnMut(&FlowKey, &mut Option<Box<Enrichment>>),
+) {
+    for e in batch.iter_mut() {
+        let (key, enrich) = match e {
+            Event::Packet(p) => (p.key(), &mut p.enrich),
+            Event::Flow(f) => (f.key(), &mut f.enrich),
+            _ => continue,
+        };
+        if let Some(key) = key {
+            f(&key, enrich);
+        }
+    }
 }

@@ -206,21 +206,15 @@ impl Transform for Rdns {
             }
             None
         };
-        for e in batch.iter_mut() {
-            let (key, enrich) = match e {
-                Event::Packet(p) => (p.key(), &mut p.enrich),
-                Event::Flow(f) => (f.key(), &mut f.enrich),
-                _ => continue,
-            };
-            let Some(key) = key else { continue };
+        super::each_endpoints(batch, |key, enrich| {
             let (src, dst) = (name(key.src), name(key.dst));
             if src.is_none() && dst.is_none() {
-                continue;
+                return;
             }
             let en = enrich.get_or_insert_with(|| Box::new(Enrichment::default()));
             en.source.domain = src;
             en.destination.domain = dst;
-        }
+        });
         ComponentCounters::add(&self.counters.received, batch.len() as u64);
         ComponentCounters::add(&self.counters.sent, batch.len() as u64);
     }

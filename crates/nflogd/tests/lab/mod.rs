@@ -214,6 +214,13 @@ fn sweep_leftovers() {
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
         }
+        // A file system a test mounted there (a small tmpfs to fill up) goes first.
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        for m in mounts.lines().filter_map(|l| l.split_whitespace().nth(1)) {
+            if Path::new(m).starts_with(&dir) {
+                let _ = Command::new("umount").args(["-l", m]).status();
+            }
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
@@ -235,6 +242,24 @@ impl SpawnOwned for Command {
             });
         }
         self.spawn()
+    }
+}
+
+/// A network namespace of its own (loopback up), removed on drop.
+pub struct Netns(pub String);
+
+impl Netns {
+    /// `nfl{tag}{suffix}`.
+    pub fn new(suffix: &str) -> Netns {
+        let ns = format!("nfl{}{suffix}", tag());
+        sh(&format!("ip netns add {ns} && ip -n {ns} link set lo up"));
+        Netns(ns)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
     }
 }
 
@@ -666,7 +691,7 @@ pub fn wait_ct_subscribed(pid: u32, timeout: Duration) {
             let c: Vec<&str> = l.split_whitespace().collect();
             c.len() >= 10
                 && c[1] == "12"
-                && c[3].trim_start_matches('0') != ""
+                && !c[3].trim_start_matches('0').is_empty()
                 && inodes.iter().any(|i| i == c[9])
         });
         if joined {
