@@ -104,18 +104,7 @@ pub fn parse_time(s: &str) -> Result<Timestamp> {
 }
 
 fn protocol_number(s: &str) -> Result<u8> {
-    if let Ok(n) = s.parse() {
-        return Ok(n);
-    }
-    let s = s.to_lowercase();
-    let s = match s.as_str() {
-        "icmpv6" | "icmp6" => "ipv6-icmp",
-        "udp-lite" => "udplite",
-        x => x,
-    };
-    (0..=255u8)
-        .find(|&n| packet::proto::name(n) == Some(s))
-        .with_context(|| format!("unknown protocol `{s}`"))
+    packet::proto::by_name(s).with_context(|| format!("unknown protocol `{s}`"))
 }
 
 enum Db {

@@ -1,4 +1,5 @@
-//! Human units in the config: durations ("10ms", "1s", "5m") and sizes ("8MiB", "64k").
+//! Human units in the config: durations ("10ms", "1s", "5m"), sizes ("8MiB", "64k") and IP
+//! protocols ("tcp" or 6).
 
 use serde::{Deserialize, Deserializer};
 
@@ -85,6 +86,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn protocols_by_name_alias_or_number() {
+        let p = |toml_text: &str| -> anyhow::Result<u8> {
+            #[derive(Deserialize)]
+            struct T {
+                p: Protocol,
+            }
+            toml::from_str::<T>(toml_text).unwrap().p.number()
+        };
+        assert_eq!(p("p = \"TCP\"").unwrap(), 6);
+        assert_eq!(p("p = \"icmpv6\"").unwrap(), 58);
+        assert_eq!(p("p = \"ipv6-icmp\"").unwrap(), 58);
+        assert_eq!(p("p = \"132\"").unwrap(), 132);
+        assert_eq!(p("p = 47").unwrap(), 47);
+        assert!(p("p = \"tpc\"").is_err());
+    }
+
+    #[test]
     fn units() {
         assert_eq!(
             "10ms".parse::<Duration>().unwrap().0,
@@ -93,5 +111,25 @@ mod tests {
         assert_eq!("8MiB".parse::<ByteSize>().unwrap().0, 8 << 20);
         assert!("8 parsecs".parse::<ByteSize>().is_err());
         assert!("fast".parse::<Duration>().is_err());
+    }
+}
+
+/// An IP protocol as the config gives it: a name (`tcp`, `udp`, `icmp`, `ipv6-icmp` or
+/// `icmpv6`, `sctp`, `gre`, …) or a number (also as a string).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Protocol {
+    Number(u8),
+    Name(String),
+}
+
+impl Protocol {
+    pub fn number(&self) -> anyhow::Result<u8> {
+        match self {
+            Protocol::Number(n) => Ok(*n),
+            Protocol::Name(s) => packet::proto::by_name(s).ok_or_else(|| {
+                anyhow::anyhow!("unknown protocol `{s}`; use a name such as tcp, udp, icmp, ipv6-icmp, sctp, gre, or a number")
+            }),
+        }
     }
 }

@@ -5,7 +5,7 @@
 
 use super::{Transform, TransformContext, TransformType};
 use crate::metrics::ComponentCounters;
-use crate::sources::conntrack::protocol_number;
+use crate::units::Protocol;
 use anyhow::{bail, Result};
 use event::{Action, Event, FlowKey};
 use ipnet::IpNet;
@@ -39,7 +39,7 @@ pub struct FilterConfig {
     pub ports: Vec<u16>,
     /// IP protocol by name or number ("tcp", "udp", "icmp", "ipv6-icmp", "sctp", 47).
     #[serde(default)]
-    pub protocols: Vec<String>,
+    pub protocols: Vec<Protocol>,
     /// Remove what matches instead of keeping it.
     #[serde(default)]
     pub drop: bool,
@@ -85,7 +85,7 @@ impl FilterConfig {
             protocols: self
                 .protocols
                 .iter()
-                .map(|p| protocol_number(p))
+                .map(Protocol::number)
                 .collect::<Result<_>>()?,
         })
     }
@@ -172,5 +172,117 @@ impl Transform for Filter {
 
     fn another(&self) -> Box<dyn Transform> {
         Box::new(self.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use event::{FlowEvent, FlowKind};
+
+    fn packet(prefix: &str, action: Option<Action>, line: &str) -> Event {
+        let mut p = logline::parse(&format!("{prefix}{line}")).unwrap().event;
+        p.action = action;
+        Event::Packet(p)
+    }
+
+    const TCP: &str = "IN=eth0 OUT= MAC= SRC=192.0.2.1 DST=10.0.0.7 LEN=40 TOS=0x00 PREC=0x00 TTL=64 ID=1 PROTO=TCP SPT=40000 DPT=22 WINDOW=1024 RES=0x00 SYN URGP=0 ";
+    const ICMP: &str = "IN=eth0 OUT= MAC= SRC=10.0.0.7 DST=192.0.2.1 LEN=28 TOS=0x00 PREC=0x00 TTL=64 ID=2 PROTO=ICMP TYPE=8 CODE=0 ID=1 SEQ=1 ";
+
+    fn flow() -> Event {
+        let ct = event::Conntrack {
+            orig: nfnetlink::ctnetlink::Tuple {
+                src: Some("10.0.0.7".parse().unwrap()),
+                dst: Some("198.51.100.9".parse().unwrap()),
+                protocol: 17,
+                sport: Some(5353),
+                dport: Some(53),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Event::Flow(FlowEvent {
+            time: Default::default(),
+            kind: FlowKind::New,
+            family: 2,
+            ct,
+            recovered: false,
+            enrich: None,
+        })
+    }
+
+    fn filter(toml_text: &str) -> Box<dyn Transform> {
+        let cfg: FilterConfig = toml::from_str(&format!("inputs = [\"x\"]\n{toml_text}")).unwrap();
+        cfg.validate().unwrap();
+        cfg.build(&TransformContext {
+            name: "t".into(),
+            counters: Default::default(),
+        })
+        .unwrap()
+    }
+
+    /// Which of: a TCP drop, an ICMP packet without verdict, a UDP flow, a raw line, are kept.
+    fn kept(toml_text: &str) -> Vec<usize> {
+        let raw = Event::Raw(Box::new(event::RawLine {
+            time: Default::default(),
+            host: None,
+            origin: "t".into(),
+            position: None,
+            line: "x".into(),
+            reason: String::new(),
+        }));
+        let mut batch = vec![
+            packet("DROP ", Some(Action::Drop), TCP),
+            packet("LOG ", None, ICMP),
+            flow(),
+            raw,
+        ];
+        let tags: Vec<String> = batch.iter().map(|e| format!("{e:?}")).collect();
+        filter(toml_text).apply(&mut batch);
+        batch
+            .iter()
+            .map(|e| tags.iter().position(|t| *t == format!("{e:?}")).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn each_condition_and_what_lacks_its_field() {
+        assert_eq!(kept("prefixes = [\"DROP\"]"), [0]);
+        assert_eq!(
+            kept("actions = [\"none\"]"),
+            [1],
+            "a flow has no verdict to match"
+        );
+        assert_eq!(kept("actions = [\"drop\", \"none\"]"), [0, 1]);
+        assert_eq!(kept("src = [\"10.0.0.0/8\"]"), [1, 2]);
+        assert_eq!(kept("dst = [\"192.0.2.0/24\"]"), [1]);
+        assert_eq!(kept("addresses = [\"192.0.2.1/32\"]"), [0, 1]);
+        assert_eq!(kept("dst_ports = [22, 53]"), [0, 2]);
+        assert_eq!(kept("ports = [5353]"), [2], "either side");
+        assert_eq!(kept("protocols = [\"icmp\", 17]"), [1, 2]);
+        assert_eq!(
+            kept("protocols = [\"tcp\"]\nports = [22]"),
+            [0],
+            "every condition given"
+        );
+        assert_eq!(
+            kept("protocols = [\"tcp\"]\ndrop = true"),
+            [1, 2, 3],
+            "drop removes what matches"
+        );
+    }
+
+    #[test]
+    fn bad_conditions_are_refused() {
+        for (t, want) in [
+            ("", "at least one condition"),
+            ("actions = [\"deny\"]", "unknown action `deny`"),
+            ("protocols = [\"tcpp\"]", "unknown protocol `tcpp`"),
+        ] {
+            let cfg: FilterConfig = toml::from_str(&format!("inputs = [\"x\"]\n{t}")).unwrap();
+            let e = cfg.validate().unwrap_err();
+            assert!(format!("{e:#}").contains(want), "{t}: {e:#}");
+        }
+        assert!(toml::from_str::<FilterConfig>("inputs = [\"x\"]\nsrc = [\"nonsense\"]").is_err());
     }
 }

@@ -4,8 +4,6 @@
 //! table (`table.rs`) so that flows whose events were lost are still recorded.
 
 mod filter;
-
-pub use filter::protocol_number;
 mod kept;
 mod table;
 
@@ -66,7 +64,7 @@ pub struct ConntrackConfig {
     pub accept_dst: Vec<ipnet::IpNet>,
     /// … of these protocols (names or numbers).
     #[serde(default)]
-    pub accept_protocols: Vec<String>,
+    pub accept_protocols: Vec<crate::units::Protocol>,
     /// … to these destination ports (flows of protocols without ports never match).
     #[serde(default)]
     pub accept_ports: Vec<u16>,
