@@ -342,3 +342,92 @@ impl Resolver {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::rr::rdata::PTR;
+    use hickory_proto::rr::Record;
+
+    fn resolver() -> Resolver {
+        let (tx, _rx) = crossbeam_channel::bounded(1);
+        Resolver {
+            servers: vec!["127.0.0.1:53".parse().unwrap()],
+            timeout: std::time::Duration::from_secs(1),
+            max_in_flight: 8,
+            max_ttl: std::time::Duration::from_secs(3600),
+            negative_ttl: std::time::Duration::from_secs(300),
+            shared: Arc::new(Shared {
+                cache: Mutex::new(HashMap::new()),
+                queue: tx,
+                cache_size: 2,
+            }),
+            counters: Default::default(),
+        }
+    }
+
+    fn reply(id: u16, asked: IpAddr, code: ResponseCode, ptr: Option<&str>) -> Vec<u8> {
+        let mut m = Message::new(id, MessageType::Response, OpCode::Query);
+        m.metadata.response_code = code;
+        m.add_query(Query::query(Name::from(asked), RecordType::PTR));
+        if let Some(p) = ptr {
+            m.add_answer(Record::from_rdata(
+                Name::from(asked),
+                600,
+                RData::PTR(PTR(p.parse().unwrap())),
+            ));
+        }
+        m.to_vec().unwrap()
+    }
+
+    fn cached(r: &Resolver, ip: IpAddr) -> Option<Option<Arc<str>>> {
+        r.shared
+            .cache
+            .lock()
+            .unwrap()
+            .get(&ip)
+            .map(|e| e.name.clone())
+    }
+
+    #[test]
+    fn answers_are_matched_to_their_question() {
+        let r = resolver();
+        let (a, b): (IpAddr, IpAddr) = (
+            "81.2.69.160".parse().unwrap(),
+            "2a02:ec80::1".parse().unwrap(),
+        );
+        let mut in_flight = HashMap::from([(1, (a, Instant::now())), (2, (b, Instant::now()))]);
+        // Garbage: counted, nothing settled.
+        r.answer(b"\\x00\\x01garbage", &mut in_flight);
+        assert_eq!(
+            r.counters
+                .malformed
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+        // The right id with another question (a stray or forged answer): ignored.
+        r.answer(
+            &reply(1, b, ResponseCode::NoError, Some("evil.example.")),
+            &mut in_flight,
+        );
+        assert_eq!(cached(&r, a), None);
+        assert_eq!(in_flight.len(), 2);
+        // The answer: the name without its final dot.
+        r.answer(
+            &reply(1, a, ResponseCode::NoError, Some("gw.example.net.")),
+            &mut in_flight,
+        );
+        assert_eq!(cached(&r, a), Some(Some(Arc::from("gw.example.net"))));
+        // NXDOMAIN: no name, kept as such.
+        r.answer(&reply(2, b, ResponseCode::NXDomain, None), &mut in_flight);
+        assert_eq!(cached(&r, b), Some(None));
+        assert!(in_flight.is_empty());
+        // The cache stays within its size.
+        r.settle(
+            "192.0.2.1".parse().unwrap(),
+            None,
+            std::time::Duration::from_secs(1),
+        );
+        assert!(r.shared.cache.lock().unwrap().len() <= 2);
+    }
+}
