@@ -20,10 +20,10 @@ fn text_schema_equals_kernel_log_lines() {
     let (pa, pn) = (format!("KA{t} "), format!("KN{t} "));
     // Let LOG lines from the lab's namespace reach the kernel log.
     let _netns_log = lab::kernel_log_from_netns();
-    lab.nft(
-        &lab.b,
-        &format!(
-            r#"table inet lab {{
+    // Loaded once nflogd and the kernel-log reader are both ready: a packet logged before one
+    // of them (the namespace's own chatter comes at any time) would be seen by one side only.
+    let rules = format!(
+        r#"table inet lab {{
   chain pre {{
     type filter hook prerouting priority -450;
     iifname "vb" meta nfproto ipv4 jump logit
@@ -54,7 +54,6 @@ table netdev lab {{
     log prefix "{pa}" flags all log group 7 prefix "{pa}" log prefix "{pn}" log group 8 prefix "{pn}"
   }}
 }}"#
-        ),
     );
     let (fa, fnn) = (lab.path("all.txt"), lab.path("none.txt"));
     let d = lab.nflogd(
@@ -85,6 +84,7 @@ schema = "text"
         ),
     );
     let mut kmsg = Kmsg::open();
+    lab.nft(&lab.b, &rules);
     lab.craft();
     lab.traffic();
     // The last packet, seen inbound twice (netdev ingress, then prerouting). The namespace's own

@@ -408,21 +408,6 @@ fn arp_and_netdev_records_match_what_tcpdump_captured() {
         return;
     }
     let lab = Lab::new();
-    lab.nft(
-        &lab.b,
-        r#"table arp lab {
-  chain in {
-    type filter hook input priority 0;
-    log group 21 prefix "ARP-IN "
-  }
-}
-table netdev lab {
-  chain ing {
-    type filter hook ingress device "vb" priority 0;
-    log group 21 prefix "ING "
-  }
-}"#,
-    );
     let pcap = lab.path("vb.pcap");
     let dump = lab::Daemon {
         child: Some(
@@ -450,6 +435,27 @@ table netdev lab {
             ecs.display(),
             ulogd.display()
         ),
+    );
+    // The rules last, once tcpdump and nflogd are both reading, then a first frame: both sides
+    // are compared from it on (tcpdump saw the namespace's chatter before the rules too).
+    lab.nft(
+        &lab.b,
+        r#"table arp lab {
+  chain in {
+    type filter hook input priority 0;
+    log group 21 prefix "ARP-IN "
+  }
+}
+table netdev lab {
+  chain ing {
+    type filter hook ingress device "vb" priority 0;
+    log group 21 prefix "ING "
+  }
+}"#,
+    );
+    lab.exec(
+        &lab.a,
+        &format!("bash -c \"echo NFLOGD-L2-START >/dev/udp/{B4}/7920\""),
     );
     lab.craft();
     lab.traffic();
@@ -497,6 +503,16 @@ table netdev lab {
         .iter()
         .position(|f| is_end(&f["ip"]["dst"], &f["ports"][1]));
     frames.truncate(end.expect("the last frame is captured") + 1);
+    // From the first frame after the rules on.
+    let first = |dst: &Value, port: &Value| dst == B4 && port == 7920;
+    let start = frames
+        .iter()
+        .position(|f| first(&f["ip"]["dst"], &f["ports"][1]));
+    frames.drain(..start.expect("the first frame is captured"));
+    let start = netdev
+        .iter()
+        .position(|r| first(&r["destination"]["ip"], &r["destination"]["port"]));
+    netdev.drain(..start.expect("the first frame is logged"));
 
     // Every frame tcpdump saw came through the ingress hook, in the same order.
     assert_eq!(
@@ -594,7 +610,15 @@ table netdev lab {
         .filter(|(_, a)| a["pdst"] == B4)
         .map(|(f, _)| f)
         .collect();
-    let arp: Vec<&Value> = ulogd.iter().filter(|r| r["oob.family"] == 3).collect();
+    // (The ulogd records are the ECS ones, in the same order: from the first frame on.)
+    let from = ecs
+        .iter()
+        .position(|r| first(&r["destination"]["ip"], &r["destination"]["port"]))
+        .unwrap();
+    let arp: Vec<&Value> = ulogd[from..]
+        .iter()
+        .filter(|r| r["oob.family"] == 3)
+        .collect();
     assert_eq!(
         arp.len(),
         arp_frames.len(),

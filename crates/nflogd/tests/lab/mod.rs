@@ -464,9 +464,14 @@ pub fn wait_lines(path: &Path, n: usize, timeout: Duration) -> Vec<String> {
     read()
 }
 
-/// Reads the kernel log from the moment of creation: /dev/kmsg, sought to its end.
+/// Reads the kernel log from the moment of creation: /dev/kmsg, sought to its end, drained by
+/// a thread every few milliseconds. The kernel's ring is small (128 KiB here) and the tests fill
+/// it fast: read only at the end, its first records would be overwritten before being read.
 pub struct Kmsg {
-    file: std::fs::File,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    lost: std::sync::Arc<AtomicU32>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Kmsg {
@@ -479,28 +484,63 @@ impl Kmsg {
             .open("/dev/kmsg")
             .expect("open /dev/kmsg");
         file.seek(std::io::SeekFrom::End(0)).unwrap();
-        Kmsg { file }
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let lost = std::sync::Arc::new(AtomicU32::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let (lines, lost, stop) = (lines.clone(), lost.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 8192];
+                while !stop.load(Ordering::Relaxed) {
+                    loop {
+                        match file.read(&mut buf) {
+                            Ok(0) => break,
+                            Ok(n) => {
+                                let rec = String::from_utf8_lossy(&buf[..n]);
+                                let first = rec.lines().next().unwrap_or("");
+                                if let Some((_, text)) = first.split_once(';') {
+                                    lines.lock().unwrap().push(text.to_string());
+                                }
+                            }
+                            // Records overwritten before they were read.
+                            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => {
+                                lost.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            })
+        };
+        Kmsg {
+            lines,
+            lost,
+            stop,
+            thread: Some(thread),
+        }
     }
 
-    /// Texts of the records logged since, without the `pri,seq,ts,flags;` header.
+    /// Texts of the records logged since the last call, without the `pri,seq,ts,flags;`
+    /// header. Panics if the kernel overwrote records before they were read.
     pub fn read(&mut self) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut buf = vec![0u8; 8192];
-        loop {
-            match self.file.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    let rec = String::from_utf8_lossy(&buf[..n]);
-                    let first = rec.lines().next().unwrap_or("");
-                    if let Some((_, text)) = first.split_once(';') {
-                        out.push(text.to_string());
-                    }
-                }
-                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
-                Err(_) => break,
-            }
+        // What the thread has not taken yet arrives within its next pass.
+        std::thread::sleep(Duration::from_millis(10));
+        assert_eq!(
+            self.lost.load(Ordering::Relaxed),
+            0,
+            "kernel log records were lost before they were read"
+        );
+        std::mem::take(&mut *self.lines.lock().unwrap())
+    }
+}
+
+impl Drop for Kmsg {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
-        out
     }
 }
 
