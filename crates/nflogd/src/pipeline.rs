@@ -228,11 +228,6 @@ impl Fanout {
         self
     }
 
-    /// Whether anything takes this output.
-    pub fn is_empty(&self) -> bool {
-        self.sinks.is_empty() && self.transforms.is_empty()
-    }
-
     /// Hands `batch` to every consumer and leaves an empty vector (a reused one when possible)
     /// in its place. The transforms get copies while the sinks still need the original; the
     /// last consumer gets the batch itself.

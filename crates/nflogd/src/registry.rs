@@ -21,13 +21,6 @@ macro_rules! registry {
                     $($enum::$variant(c) => c,)*
                 }
             }
-
-            /// The `type` this entry was written with.
-            pub fn type_name(&self) -> &'static str {
-                match self {
-                    $($enum::$variant(_) => $tag,)*
-                }
-            }
         }
     };
 }
