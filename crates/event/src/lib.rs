@@ -4,11 +4,13 @@
 mod action;
 mod enrich;
 mod key;
+mod line;
 mod time;
 
 pub use action::Action;
 pub use enrich::{Endpoint, Enrichment, Place};
 pub use key::FlowKey;
+pub use line::{Decision, LogLine, Verdict};
 pub use nfnetlink::ctnetlink::Conntrack;
 pub use packet::Headers;
 pub use time::Timestamp;
@@ -264,6 +266,16 @@ pub enum Event {
     Raw(Box<RawLine>),
     Flow(FlowEvent),
     Counter(Box<CounterEvent>),
+    /// A log line that is not a netfilter record, for a guard (sinks are not handed these).
+    Line(Box<LogLine>),
+    /// What a guard decided.
+    Decision(Box<Decision>),
+}
+
+impl Event {
+    pub fn is_line(&self) -> bool {
+        matches!(self, Event::Line(_))
+    }
 }
 
 /// The counters of one accounting object (nfacct) at a poll.

@@ -22,6 +22,19 @@ pub struct Envelope<'a> {
     /// /dev/kmsg: microseconds since boot, and the record's sequence number.
     pub kmsg_usec: Option<u64>,
     pub kmsg_seq: Option<u64>,
+    /// The program that wrote it (syslog's TAG or APP-NAME, journald's SYSLOG_IDENTIFIER):
+    /// `kernel` for LOG lines, `sshd` or `sshd-session` for the lines a guard reads.
+    pub program: Option<Cow<'a, str>>,
+    /// Its process id, when the wrapper gives one (`sshd[123]:`).
+    pub pid: Option<u32>,
+}
+
+/// Splits a syslog TAG `name[pid]` into its name and pid.
+fn split_tag(tag: &str) -> (&str, Option<u32>) {
+    match tag.strip_suffix(']').and_then(|t| t.split_once('[')) {
+        Some((name, pid)) => (name, pid.parse().ok()),
+        None => (tag, None),
+    }
 }
 
 fn pri(s: &str) -> Option<(u16, &str)> {
@@ -73,6 +86,7 @@ fn kmsg(s: &str) -> Option<Envelope<'_>> {
         facility: Some((prival >> 3) as u8),
         kmsg_usec: Some(usec),
         kmsg_seq: Some(seq),
+        program: Some(Cow::Borrowed("kernel")),
         ..Default::default()
     })
 }
@@ -158,8 +172,9 @@ fn bsd_time_uncached(s: &str) -> Option<Timestamp> {
     })
 }
 
-/// Splits `HOST TAG: rest` (TAG like `kernel:` or `kernel[12]:`); `None` if the shape is not there.
-fn host_tag(s: &str) -> Option<(&str, &str)> {
+/// Splits `HOST TAG: rest` (TAG like `kernel:` or `kernel[12]:`) into host, tag and rest; `None`
+/// if the shape is not there.
+fn host_tag(s: &str) -> Option<(&str, &str, &str)> {
     let sp = s.as_bytes().iter().take(256).position(|&b| b == b' ')?;
     let host = &s[..sp];
     let rest = &s[sp + 1..];
@@ -170,7 +185,7 @@ fn host_tag(s: &str) -> Option<(&str, &str)> {
     if tag.is_empty() || tag.len() > 48 || tag.contains(' ') {
         return None;
     }
-    Some((host, &rest[colon + 2..]))
+    Some((host, tag, &rest[colon + 2..]))
 }
 
 /// A `journalctl -o json` record: one object a line, every field a string (binary ones are
@@ -187,6 +202,10 @@ struct JournalJson<'a> {
     priority: Option<Cow<'a, str>>,
     #[serde(rename = "SYSLOG_FACILITY", borrow, default)]
     facility: Option<Cow<'a, str>>,
+    #[serde(rename = "SYSLOG_IDENTIFIER", borrow, default)]
+    identifier: Option<Cow<'a, str>>,
+    #[serde(rename = "_PID", borrow, default)]
+    pid: Option<Cow<'a, str>>,
 }
 
 /// Microseconds since the epoch, as journald writes `__REALTIME_TIMESTAMP`.
@@ -210,6 +229,8 @@ fn journal_json(line: &str) -> Option<Envelope<'_>> {
         time: j.realtime.as_deref().and_then(journal_time),
         level: j.priority.and_then(|p| p.parse().ok()),
         facility: j.facility.and_then(|f| f.parse().ok()),
+        program: j.identifier,
+        pid: j.pid.and_then(|p| p.parse().ok()),
         ..Default::default()
     })
 }
@@ -224,6 +245,8 @@ pub struct JournalExport {
     level: Option<u8>,
     facility: Option<u8>,
     message: Option<String>,
+    program: Option<String>,
+    pid: Option<u32>,
     /// Set once a line showed the export form (`__CURSOR=` or `__REALTIME_TIMESTAMP=`).
     active: bool,
 }
@@ -258,6 +281,8 @@ impl JournalExport {
                         time: done.time,
                         level: done.level,
                         facility: done.facility,
+                        program: done.program.map(Cow::Owned),
+                        pid: done.pid,
                         ..Default::default()
                     };
                     ExportLine::Entry(env)
@@ -275,6 +300,8 @@ impl JournalExport {
             "PRIORITY" => self.level = value.parse().ok(),
             "SYSLOG_FACILITY" => self.facility = value.parse().ok(),
             "MESSAGE" => self.message = Some(value.to_string()),
+            "SYSLOG_IDENTIFIER" => self.program = Some(value.to_string()),
+            "_PID" => self.pid = value.parse().ok(),
             _ => {}
         }
         ExportLine::Field
@@ -308,7 +335,7 @@ pub fn open(line: &str) -> Envelope<'_> {
     // RFC 5424: VERSION SP TIMESTAMP SP HOST SP APP SP PROCID SP MSGID SP SD [SP MSG]
     if let Some(r) = s.strip_prefix("1 ") {
         let mut parts = r.splitn(6, ' ');
-        let (ts, host, _app, _pid, _msgid, rest) = (
+        let (ts, host, app, procid, _msgid, rest) = (
             parts.next(),
             parts.next(),
             parts.next(),
@@ -319,6 +346,8 @@ pub fn open(line: &str) -> Envelope<'_> {
         if let (Some(ts), Some(host), Some(rest)) = (ts, host, rest) {
             env.time = rfc3339(ts);
             env.host = (host != "-").then_some(Cow::Borrowed(host));
+            env.program = app.filter(|a| *a != "-").map(Cow::Borrowed);
+            env.pid = procid.and_then(|p| p.parse().ok());
             // Structured data: "-" or one or more [..] elements (a `]` inside is escaped).
             let mut msg = rest;
             if let Some(m) = msg.strip_prefix('-') {
@@ -350,11 +379,15 @@ pub fn open(line: &str) -> Envelope<'_> {
         }
     }
     if env.time.is_some() {
-        if let Some((host, rest)) = host_tag(s) {
+        if let Some((host, tag, rest)) = host_tag(s) {
             env.host = Some(Cow::Borrowed(host));
+            let (program, pid) = split_tag(tag);
+            env.program = Some(Cow::Borrowed(program));
+            env.pid = pid;
             s = rest;
         }
     } else if let Some(r) = s.strip_prefix("kernel: ") {
+        env.program = Some(Cow::Borrowed("kernel"));
         s = r;
     }
     env.body = Cow::Borrowed(printk_time(s.strip_prefix(' ').unwrap_or(s)));

@@ -87,3 +87,13 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+/// Creates (or empties) `path` for writing; fails (ELOOP) if `path` is a symbolic link.
+pub fn create_truncated(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod files;
 pub mod graph;
+pub mod guard_cmd;
 pub mod metrics;
 pub mod parse_cmd;
 pub mod pipeline;

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use nflogd::{config, parse_cmd, query_cmd, schema, signals, store, topology};
+use nflogd::{config, guard_cmd, parse_cmd, query_cmd, schema, signals, store, topology};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -37,6 +37,8 @@ enum Command {
     },
     /// Query the SQLite or PostgreSQL store: filters, the NAT question, top summaries.
     Query(Box<query_cmd::QueryArgs>),
+    /// A running guard: `list` its bans, `ban ADDR [--for D]`, `unban ADDR`.
+    Guard(guard_cmd::GuardArgs),
     /// Print the database schema nflogd creates: sqlite, postgres or clickhouse.
     Schema {
         dialect: String,
@@ -80,6 +82,7 @@ fn main() -> ExitCode {
             parse_schema(&schema).and_then(|k| parse_cmd::run(k, topology::hostname(), &files))
         }
         Command::Query(args) => query_cmd::run(*args),
+        Command::Guard(args) => guard_cmd::run(args),
         Command::Schema { dialect, database } => schema_script(&dialect, &database),
         Command::DefaultConfig => {
             print!("{}", config::DEFAULT_CONFIG);

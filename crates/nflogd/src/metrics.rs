@@ -51,6 +51,16 @@ pub struct ComponentCounters {
     pub evicted: AtomicU64,
     /// Connections closed for idling or for not finishing their TLS handshake in time.
     pub timeouts: AtomicU64,
+    /// Guards: failures counted (matched lines, scan packets), bans and unbans made, and
+    /// failures from allowed addresses (never banned).
+    pub failures: AtomicU64,
+    pub bans: AtomicU64,
+    pub unbans: AtomicU64,
+    pub allowed: AtomicU64,
+    /// Guards: times the kernel's ban table was put back after someone removed it.
+    pub restored: AtomicU64,
+    /// Gauge: a guard's active bans.
+    pub banned: AtomicU64,
     /// Gauge: events in the spool not yet confirmed by the receiver.
     pub spool_pending: AtomicU64,
     /// Gauge: events in the sink's memory queue.
@@ -93,7 +103,7 @@ pub fn register(kind: &'static str, name: &str) -> Arc<ComponentCounters> {
 
 type Field = (&'static str, fn(&ComponentCounters) -> &AtomicU64);
 
-const FIELDS: [Field; 21] = [
+const FIELDS: [Field; 26] = [
     ("received", |c| &c.received),
     ("sent", |c| &c.sent),
     ("dropped", |c| &c.dropped),
@@ -115,14 +125,20 @@ const FIELDS: [Field; 21] = [
     ("refused", |c| &c.refused),
     ("evicted", |c| &c.evicted),
     ("timeouts", |c| &c.timeouts),
+    ("failures", |c| &c.failures),
+    ("bans", |c| &c.bans),
+    ("unbans", |c| &c.unbans),
+    ("allowed", |c| &c.allowed),
+    ("restored", |c| &c.restored),
 ];
 
 /// Gauges: current values, not totals.
-const GAUGES: [Field; 4] = [
+const GAUGES: [Field; 5] = [
     ("spool_pending", |c| &c.spool_pending),
     ("queued", |c| &c.queued),
     ("queued_bytes", |c| &c.queued_bytes),
     ("open_flows", |c| &c.open_flows),
+    ("banned", |c| &c.banned),
 ];
 
 /// One line per component with its counters, for the stats log: the non-zero ones (`all`

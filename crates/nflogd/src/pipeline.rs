@@ -80,6 +80,8 @@ fn event_heap_bytes(e: &Event) -> usize {
         }
         Event::Flow(_) => 0,
         Event::Counter(c) => std::mem::size_of::<event::CounterEvent>() + c.name.capacity(),
+        Event::Line(l) => std::mem::size_of::<event::LogLine>() + l.message.capacity(),
+        Event::Decision(d) => std::mem::size_of::<event::Decision>() + d.reason.capacity(),
     }
 }
 
@@ -89,6 +91,8 @@ pub struct SinkHandle {
     pub tx: Sender<Batch>,
     pub counters: Arc<ComponentCounters>,
     pub limits: QueueLimits,
+    /// It reads programs' log lines (a guard); sinks are handed batches without them.
+    pub takes_lines: bool,
     /// Set when the sink's end of the queue is gone (its thread ended or died): a waiting
     /// source must not wait for it.
     closed: Arc<AtomicBool>,
@@ -158,6 +162,7 @@ pub fn sink_queue(
             tx,
             counters: counters.clone(),
             limits,
+            takes_lines: false,
             closed: closed.clone(),
         },
         SinkQueue {
@@ -175,7 +180,8 @@ pub fn sink_queue(
 /// transform running in the source's thread made of it. `Fanout::all_taken` says when every
 /// consumer has taken its part.
 pub struct Sent {
-    own: Option<Weak<Vec<Event>>>,
+    /// The batch the sinks were handed, and the copy without log lines some of them got.
+    own: Vec<Weak<Vec<Event>>>,
     children: Vec<Option<Sent>>,
 }
 
@@ -250,14 +256,28 @@ impl Fanout {
             }
         }
         let own = if sinks_after {
-            Some(self.send_to_sinks(batch))
+            self.send_to_sinks(batch)
         } else {
-            None
+            Vec::new()
         };
         Some(Sent { own, children })
     }
 
-    fn send_to_sinks(&mut self, batch: &mut Vec<Event>) -> Weak<Vec<Event>> {
+    /// Whether some consumer reads programs' log lines (a guard): line sources then hand
+    /// them on instead of counting them as ignored.
+    pub fn wants_lines(&self) -> bool {
+        self.sinks.iter().any(|s| s.takes_lines)
+            || self.transforms.iter().any(|(_, out)| out.wants_lines())
+    }
+
+    fn send_to_sinks(&mut self, batch: &mut Vec<Event>) -> Vec<Weak<Vec<Event>>> {
+        // Log lines go only to those that read them (guards); the others get a copy without.
+        let mut without_lines: Option<(Batch, u64, u64)> = None;
+        if self.sinks.iter().any(|s| !s.takes_lines) && batch.iter().any(Event::is_line) {
+            let rest: Vec<Event> = batch.iter().filter(|e| !e.is_line()).cloned().collect();
+            let (n, bytes) = (rest.len() as u64, batch_bytes(&rest));
+            without_lines = Some((Arc::new(rest), n, bytes));
+        }
         let capacity = batch.capacity();
         // A small batch in a big vector (a quiet source) would hold the whole capacity in
         // every queue it waits in.
@@ -268,6 +288,13 @@ impl Fanout {
         let bytes = batch_bytes(batch);
         let shared = Arc::new(std::mem::take(batch));
         for s in &self.sinks {
+            let (shared, n, bytes) = match &without_lines {
+                Some((w, n, bytes)) if !s.takes_lines => (w, *n, *bytes),
+                _ => (&shared, n, bytes),
+            };
+            if n == 0 {
+                continue;
+            }
             let room = s.has_room(n, bytes) || (self.wait && wait_for_room(s, n, bytes));
             if !room {
                 ComponentCounters::add(&s.counters.dropped, n);
@@ -289,7 +316,8 @@ impl Fanout {
         *batch = self
             .reusable()
             .unwrap_or_else(|| Vec::with_capacity(capacity));
-        let sent = Arc::downgrade(&shared);
+        let mut sent = vec![Arc::downgrade(&shared)];
+        sent.extend(without_lines.as_ref().map(|(w, ..)| Arc::downgrade(w)));
         self.sent.push_back(shared);
         if self.sent.len() > KEPT_BATCHES {
             self.sent.pop_front();
@@ -300,7 +328,7 @@ impl Fanout {
     /// Whether every consumer has taken what `sent` handed it (a waiting source records its
     /// position only then).
     pub fn all_taken(&self, sent: &Sent) -> bool {
-        let own = sent.own.as_ref().is_none_or(|w| {
+        let own = sent.own.iter().all(|w| {
             let kept_here = self
                 .sent
                 .iter()

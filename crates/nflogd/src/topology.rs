@@ -79,12 +79,29 @@ fn run_stateful(
         .name(format!("transform-{name}"))
         .spawn(move || {
             // Ends when every input is gone (its sources ended) and the queue is empty.
-            while let Ok(b) = queue.rx.recv() {
-                queue.taken(&b);
-                let mut batch = Arc::try_unwrap(b).unwrap_or_else(|b: Batch| (*b).clone());
-                t.apply(&mut batch);
-                out.send(&mut batch);
+            let tick = std::time::Duration::from_millis(100);
+            let mut last_tick = std::time::Instant::now();
+            loop {
+                match queue.rx.recv_timeout(tick) {
+                    Ok(b) => {
+                        queue.taken(&b);
+                        let mut batch = Arc::try_unwrap(b).unwrap_or_else(|b: Batch| (*b).clone());
+                        t.apply(&mut batch);
+                        out.send(&mut batch);
+                    }
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                }
+                if last_tick.elapsed() >= tick {
+                    last_tick = std::time::Instant::now();
+                    let mut timed = Vec::new();
+                    t.tick(&mut timed);
+                    out.send(&mut timed);
+                }
             }
+            let mut last = Vec::new();
+            t.tick(&mut last);
+            out.send(&mut last);
         })?)
 }
 
@@ -126,8 +143,9 @@ pub fn run(cfg: Config) -> Result<()> {
         let counters = metrics::register("transform", name);
         parts.counters.insert(name.clone(), counters.clone());
         if t.component().stateful() {
-            let (handle, mut queue) =
+            let (mut handle, mut queue) =
                 pipeline::sink_queue(name, counters, pipeline::QueueLimits::default());
+            handle.takes_lines = t.component().takes_lines();
             queue.urgent = parts.urgent(name);
             parts.queues.insert(name.clone(), handle);
             stateful.push((name.clone(), queue));

@@ -10,6 +10,7 @@ pub mod ctnetlink;
 pub mod message;
 pub mod nfacct;
 pub mod nflog;
+pub mod nftables;
 pub mod rtnl;
 pub mod socket;
 

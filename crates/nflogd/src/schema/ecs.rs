@@ -873,3 +873,72 @@ fn micro_degrees(v: i32, out: &mut Vec<u8>) {
         let _ = write!(out, ".{}", f.trim_end_matches('0'));
     }
 }
+
+/// A guard's decision: `event.action` ban or unban, the offending address as `source.ip`, the
+/// banned prefix and the evidence under `netfilter.guard`.
+pub fn decision(d: &event::Decision, opts: &SchemaOptions, out: &mut Vec<u8>) {
+    let mut o = Obj::open(out);
+    timestamp(&mut o, d.time);
+    o.str(k!("message"), &d.reason);
+    o.obj(k!("event"), |e| {
+        e.lit(k!("kind"), "event")
+            .strs(k!("category"), ["intrusion_detection", "network"])
+            .strs(
+                k!("type"),
+                [match d.verdict {
+                    event::Verdict::Ban => "denied",
+                    event::Verdict::Unban => "end",
+                }],
+            )
+            .lit(k!("action"), d.verdict.as_str())
+            .lit(k!("module"), "netfilter")
+            .lit(k!("dataset"), "netfilter.guard")
+            .str(k!("reason"), &d.reason)
+            .num(
+                k!("duration"),
+                d.duration_secs.saturating_mul(1_000_000_000),
+            );
+    });
+    o.obj(k!("rule"), |r| {
+        r.str(k!("name"), &d.detector);
+    });
+    o.obj(k!("source"), |s| {
+        s.str(k!("ip"), &d.address.to_string());
+    });
+    o.obj(k!("observer"), |ob| firewall_observer(ob, &opts.hostname));
+    o.obj(k!("netfilter"), |nf| {
+        nf.obj(k!("guard"), |g| {
+            g.str(k!("name"), &d.guard)
+                .str(k!("prefix"), &d.prefix.to_string())
+                .num(k!("evidence"), d.evidence)
+                .num(k!("offense"), d.offense)
+                .num(k!("duration"), d.duration_secs)
+                .bool(k!("dry_run"), d.dry_run);
+        });
+    });
+    o.close();
+}
+
+/// A program's log line (what a guard reads), should a sink be given one.
+pub fn line(l: &event::LogLine, opts: &SchemaOptions, out: &mut Vec<u8>) {
+    let mut o = Obj::open(out);
+    timestamp(&mut o, l.time);
+    o.str(k!("message"), &l.message);
+    o.obj(k!("event"), |e| {
+        e.lit(k!("kind"), "event");
+    });
+    if l.program.is_some() || l.pid.is_some() {
+        o.obj(k!("process"), |p| {
+            if let Some(n) = &l.program {
+                p.str(k!("name"), n);
+            }
+            if let Some(pid) = l.pid {
+                p.num(k!("pid"), pid);
+            }
+        });
+    }
+    o.obj(k!("host"), |h| {
+        h.str(k!("name"), l.host.as_deref().unwrap_or(&opts.hostname));
+    });
+    o.close();
+}

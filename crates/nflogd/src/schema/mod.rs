@@ -73,6 +73,16 @@ impl Renderer {
                 SchemaKind::Ecs => ecs::raw(r, &self.opts, out),
                 SchemaKind::Text => out.extend_from_slice(r.line.as_bytes()),
             },
+            Event::Decision(d) => match self.opts.kind {
+                SchemaKind::Ulogd => ulogd::decision(d, &self.opts, &mut self.tz, out),
+                SchemaKind::Ecs => ecs::decision(d, &self.opts, out),
+                SchemaKind::Text => text::decision(d, out),
+            },
+            Event::Line(l) => match self.opts.kind {
+                SchemaKind::Ulogd => ulogd::line(l, &self.opts, &mut self.tz, out),
+                SchemaKind::Ecs => ecs::line(l, &self.opts, out),
+                SchemaKind::Text => text::line(l, out),
+            },
         }
     }
 }

@@ -78,3 +78,36 @@ pub fn counter(c: &event::CounterEvent, out: &mut Vec<u8>) {
         c.name, c.packets, c.bytes
     );
 }
+
+/// `[GUARD] NAME=ssh ACTION=ban PREFIX=203.0.113.5/32 …`, in the kernel line's KEY=value style.
+pub fn decision(d: &event::Decision, out: &mut Vec<u8>) {
+    use std::io::Write;
+    let _ = write!(
+        out,
+        "[GUARD] NAME={} ACTION={} SRC={} PREFIX={} DETECTOR={} EVIDENCE={} OFFENSE={} DURATION={}{}",
+        d.guard,
+        d.verdict.as_str(),
+        d.address,
+        d.prefix,
+        d.detector,
+        d.evidence,
+        d.offense,
+        d.duration_secs,
+        if d.dry_run { " DRYRUN" } else { "" }
+    );
+}
+
+/// A program's line as syslog shows it: `program[pid]: message`.
+pub fn line(l: &event::LogLine, out: &mut Vec<u8>) {
+    use std::io::Write;
+    match (&l.program, l.pid) {
+        (Some(p), Some(pid)) => {
+            let _ = write!(out, "{p}[{pid}]: ");
+        }
+        (Some(p), None) => {
+            let _ = write!(out, "{p}: ");
+        }
+        _ => {}
+    }
+    out.extend_from_slice(l.message.as_bytes());
+}

@@ -328,3 +328,37 @@ pub fn counter(
         .num(k!("oob.time.usec"), c.time.micros);
     o.close();
 }
+
+/// A guard's decision in ulogd's flat style (ulogd2 has none: the keys are nflogd's).
+pub fn decision(
+    d: &event::Decision,
+    opts: &SchemaOptions,
+    tz: &mut LocalOffset,
+    out: &mut Vec<u8>,
+) {
+    let mut o = Flat::open(out, "timestamp");
+    out_time(d.time, tz, o.out());
+    o.str(k!("dvc"), &opts.device)
+        .str(k!("guard.name"), &d.guard)
+        .str(k!("guard.action"), d.verdict.as_str())
+        .str(k!("src_ip"), &d.address.to_string())
+        .str(k!("guard.prefix"), &d.prefix.to_string())
+        .str(k!("guard.detector"), &d.detector)
+        .num(k!("guard.evidence"), d.evidence)
+        .num(k!("guard.offense"), d.offense)
+        .num(k!("guard.duration"), d.duration_secs)
+        .str(k!("guard.reason"), &d.reason);
+    o.close();
+}
+
+/// A program's log line, should a sink be given one.
+pub fn line(l: &event::LogLine, opts: &SchemaOptions, tz: &mut LocalOffset, out: &mut Vec<u8>) {
+    let mut o = Flat::open(out, "timestamp");
+    out_time(l.time, tz, o.out());
+    o.str(k!("dvc"), &opts.device);
+    if let Some(p) = &l.program {
+        o.str(k!("program"), p);
+    }
+    o.str(k!("message"), &l.message);
+    o.close();
+}

@@ -13,6 +13,7 @@ pub struct LineDecoder {
     origin: Arc<str>,
     hosts: HashMap<String, Arc<str>, foldhash::fast::RandomState>,
     last_host: Option<Arc<str>>,
+    last_program: Option<Arc<str>>,
     /// Wall-clock time of boot, to place /dev/kmsg's monotonic stamps.
     boot: Option<f64>,
     /// The entry being gathered when the input is `journalctl -o export`.
@@ -22,6 +23,9 @@ pub struct LineDecoder {
     /// (a datagram starting `__CURSOR=` would otherwise turn every later line from that sender
     /// into fields of an entry that never ends).
     journal_export: bool,
+    /// Whether lines that are not netfilter records go on as `Event::Line` (a guard reads
+    /// them) rather than being counted as ignored.
+    keep_lines: bool,
     counters: Arc<ComponentCounters>,
 }
 
@@ -46,11 +50,19 @@ impl LineDecoder {
             origin: Arc::from(origin),
             hosts: HashMap::default(),
             last_host: None,
+            last_program: None,
             boot: None,
             journal: envelope::JournalExport::default(),
             journal_export: false,
+            keep_lines: false,
             counters,
         }
+    }
+
+    /// Hands lines that are not netfilter records on, for a guard.
+    pub fn keeping_lines(mut self, keep: bool) -> Self {
+        self.keep_lines = keep;
+        self
     }
 
     /// Reads `journalctl -o export` entries too.
@@ -117,10 +129,6 @@ impl LineDecoder {
         position: Option<u64>,
     ) -> Option<Event> {
         let parsed = logline::parse(&env.body);
-        if parsed.as_ref().is_err_and(|e| e.is_not_netfilter()) {
-            ComponentCounters::add(&self.counters.ignored, 1);
-            return None;
-        }
         let time = env.time.unwrap_or_else(|| match env.kmsg_usec {
             Some(us) => {
                 let boot = *self.boot.get_or_insert_with(boot_time);
@@ -134,15 +142,34 @@ impl LineDecoder {
         });
         // A host name is at most 255 bytes (RFC 1035, RFC 5424's HOSTNAME): a longer one from a
         // peer is cut there, and counted.
-        let host = env.host.map(|h| {
+        let host = env.host.as_deref().map(|h| {
             let h = if h.len() > MAX_HOST {
                 ComponentCounters::add(&self.counters.truncated, 1);
                 &h[..h.floor_char_boundary(MAX_HOST)]
             } else {
-                &h[..]
+                h
             };
             Self::intern_last(&mut self.last_host, &mut self.hosts, h)
         });
+        if parsed.as_ref().is_err_and(|e| e.is_not_netfilter()) {
+            if !self.keep_lines {
+                ComponentCounters::add(&self.counters.ignored, 1);
+                return None;
+            }
+            // A program's name is at most a syslog TAG's 48 bytes (envelope) or journald's.
+            let program = env
+                .program
+                .as_deref()
+                .map(|p| Self::intern_last(&mut self.last_program, &mut self.hosts, p));
+            return Some(Event::Line(Box::new(event::LogLine {
+                time,
+                host,
+                program,
+                pid: env.pid,
+                message: env.body.into_owned(),
+                origin: self.origin.clone(),
+            })));
+        }
         // The kernel's interface names are at most 15 bytes (IFNAMSIZ): a line with a longer
         // one was not printed by a kernel.
         let parsed = parsed.and_then(|p| match long_interface_name(&p.event) {
@@ -211,7 +238,8 @@ impl LineBatcher {
         counters: Arc<ComponentCounters>,
     ) -> Self {
         LineBatcher {
-            decoder: LineDecoder::new(origin, actions, counters.clone()),
+            decoder: LineDecoder::new(origin, actions, counters.clone())
+                .keeping_lines(fanout.wants_lines()),
             fanout,
             counters,
             batch: Vec::with_capacity(256),

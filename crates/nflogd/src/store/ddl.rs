@@ -11,22 +11,27 @@ pub enum Dialect {
 }
 
 /// Bumped with every change to the tables; `migrations` lists how to get from each older one.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The table that records the schema version, so a start can tell ours from a foreign schema.
 pub const VERSION_TABLE: &str = "nflogd_schema";
 
-/// Statements that bring version `from` to the next; index 0 upgrades version 1 to 2, and so
-/// on. A dialect a version did not change has an empty step (only the version row is written).
-pub fn migrations(d: Dialect) -> &'static [&'static [&'static str]] {
-    match d {
+/// The statements that bring a schema to version `to` from the one before. A dialect a version
+/// did not change has an empty step (only the version row is written).
+fn migration(d: Dialect, to: i64, clickhouse_database: &str) -> Vec<String> {
+    match (to, d) {
         // 2: SQLite's packets lose their address and port indexes (see `indexes`).
-        Dialect::Sqlite => &[&[
+        (2, Dialect::Sqlite) => [
             "DROP INDEX IF EXISTS packets_src",
             "DROP INDEX IF EXISTS packets_dst",
             "DROP INDEX IF EXISTS packets_dport",
-        ]],
-        Dialect::Postgres | Dialect::ClickHouse => &[&[]],
+        ]
+        .map(String::from)
+        .to_vec(),
+        // 3: the guards' `decisions` table; the creating statements are safe to run again, so
+        // they add it and leave the rest alone.
+        (3, _) => create(d, clickhouse_database),
+        _ => Vec::new(),
     }
 }
 
@@ -98,6 +103,7 @@ fn indexes(d: Dialect, t: Table) -> &'static [(&'static str, &'static str)] {
         Table::OpenFlows => &[("src", "src_ip"), ("snat", "nat_src_ip, nat_src_port")],
         Table::Counters => &[("time", "time"), ("name", "name")],
         Table::RawLines => &[("time", "time")],
+        Table::Decisions => &[("time", "time"), ("address", "address")],
         // ulogd2's tables come with their own indexes.
         Table::UlogdPacket | Table::UlogdFlow | Table::UlogdCounter => &[],
     }
@@ -232,11 +238,8 @@ pub fn steps(
             "schema version {v} is newer than this nflogd knows ({SCHEMA_VERSION}); upgrade nflogd"
         ))),
         // Ours: the migrations from its version on, one step (and one version row) each.
-        Some(v) => Ok(migrations(d)
-            .iter()
-            .enumerate()
-            .skip((v.max(1) - 1) as usize)
-            .map(|(i, step)| (step.iter().map(|s| s.to_string()).collect(), i as i64 + 2))
+        Some(v) => Ok((v.max(1) + 1..=SCHEMA_VERSION)
+            .map(|to| (migration(d, to, clickhouse_database), to))
             .collect()),
         None => {
             if let Some(t) = Table::ALL

@@ -42,6 +42,8 @@ pub enum Table {
     OpenFlows,
     Counters,
     RawLines,
+    /// What guards decided (ban, unban).
+    Decisions,
     /// ulogd2's tables (store::ulogd_tables), for `tables = "ulogd"`.
     UlogdPacket,
     UlogdFlow,
@@ -50,12 +52,13 @@ pub enum Table {
 
 impl Table {
     /// nflogd's own tables.
-    pub const ALL: [Table; 5] = [
+    pub const ALL: [Table; 6] = [
         Table::Packets,
         Table::Flows,
         Table::OpenFlows,
         Table::Counters,
         Table::RawLines,
+        Table::Decisions,
     ];
 
     pub fn name(self) -> &'static str {
@@ -65,6 +68,7 @@ impl Table {
             Table::OpenFlows => "open_flows",
             Table::Counters => "counters",
             Table::RawLines => "raw_lines",
+            Table::Decisions => "decisions",
             Table::UlogdPacket => "ulog2",
             Table::UlogdFlow => "ulog2_ct",
             Table::UlogdCounter => "nfacct",
@@ -79,6 +83,7 @@ impl Table {
             Table::OpenFlows => FLOW_COLUMNS,
             Table::Counters => COUNTER_COLUMNS,
             Table::RawLines => RAW_COLUMNS,
+            Table::Decisions => DECISION_COLUMNS,
             Table::UlogdPacket => super::ulogd_tables::PACKET_COLUMNS,
             Table::UlogdFlow => super::ulogd_tables::FLOW_COLUMNS,
             Table::UlogdCounter => super::ulogd_tables::COUNTER_COLUMNS,
@@ -99,6 +104,7 @@ impl Table {
             Table::UlogdPacket,
             Table::UlogdFlow,
             Table::UlogdCounter,
+            Table::Decisions,
         ]
         .into_iter()
         .find(|t| t.code() == c)
@@ -176,6 +182,21 @@ pub const RAW_COLUMNS: &[Column] = &[
     col("origin", Text),
     col("position", I64),
     col("line", Text),
+    col("reason", Text),
+];
+
+pub const DECISION_COLUMNS: &[Column] = &[
+    col("time", Time),
+    col("host", Text),
+    col("guard", Text),
+    col("action", Text),
+    col("address", Inet),
+    col("prefix", Text),
+    col("detector", Text),
+    col("evidence", I32),
+    col("offense", I32),
+    col("duration", I64),
+    col("dry_run", Bool),
     col("reason", Text),
 ];
 
@@ -267,6 +288,25 @@ pub fn rows(ev: &Event, host: &str, out: &mut Vec<Change>) {
                 Value::Int(c.bytes as i64),
             ],
         })),
+        Event::Decision(d) => out.push(Change::Insert(Row {
+            table: Table::Decisions,
+            values: vec![
+                Value::Time(d.time),
+                Value::text(host),
+                Value::text(&d.guard),
+                Value::text(d.verdict.as_str()),
+                Value::Inet(d.address),
+                Value::Text(d.prefix.to_string().into()),
+                Value::text(&d.detector),
+                Value::Int(d.evidence.into()),
+                Value::Int(d.offense.into()),
+                Value::Int(d.duration_secs.min(i64::MAX as u64) as i64),
+                Value::Bool(d.dry_run),
+                Value::Text(d.reason.as_str().into()),
+            ],
+        })),
+        // Lines for a guard are not records of the store.
+        Event::Line(_) => {}
         Event::Raw(r) => out.push(Change::Insert(Row {
             table: Table::RawLines,
             values: vec![

@@ -180,13 +180,14 @@ fn value(v: Option<&serde_json::Value>, kind: Kind) -> Value {
     }
 }
 
-/// The rows an event makes in ulogd's tables (raw lines have no table there and make none).
+/// The rows an event makes in ulogd's tables (raw lines and guard decisions have no table there
+/// and make none).
 pub fn rows(ev: &Event, renderer: &mut Renderer, buf: &mut Vec<u8>, out: &mut Vec<Change>) {
     let (table, columns) = match ev {
         Event::Packet(_) => (Table::UlogdPacket, PACKET_COLUMNS),
         Event::Flow(_) => (Table::UlogdFlow, FLOW_COLUMNS),
         Event::Counter(_) => (Table::UlogdCounter, COUNTER_COLUMNS),
-        Event::Raw(_) => return,
+        Event::Raw(_) | Event::Line(_) | Event::Decision(_) => return,
     };
     buf.clear();
     renderer.render(ev, buf);

@@ -108,7 +108,9 @@ impl Conditions {
         {
             Event::Packet(p) => (Some(&p.prefix), Some(p.action), p.key()),
             Event::Flow(f) => (None, None, f.key()),
-            Event::Raw(_) | Event::Counter(_) => (None, None, None),
+            Event::Raw(_) | Event::Counter(_) | Event::Line(_) | Event::Decision(_) => {
+                (None, None, None)
+            }
         };
         let any_net = |nets: &[IpNet], ip: Option<std::net::IpAddr>| {
             ip.is_some_and(|ip| nets.iter().any(|n| n.contains(&ip)))

@@ -8,6 +8,7 @@
 pub mod action;
 pub mod filter;
 pub mod geoip;
+pub mod guard;
 pub mod rdns;
 
 use crate::metrics::ComponentCounters;
@@ -20,6 +21,7 @@ crate::registry!(
     TransformConfig: TransformType {
         "filter" => Filter(filter::FilterConfig),
         "geoip" => Geoip(geoip::GeoipConfig),
+        "guard" => Guard(guard::GuardConfig),
         "rdns" => Rdns(rdns::RdnsConfig),
     }
 );
@@ -50,6 +52,12 @@ pub trait TransformType {
     fn stateful(&self) -> bool {
         false
     }
+
+    /// Whether it reads programs' log lines (a guard): line sources feeding it then hand on
+    /// the lines that are not netfilter records instead of counting them as ignored.
+    fn takes_lines(&self) -> bool {
+        false
+    }
 }
 
 /// A running transform: changes a batch in place (enriches events, removes some).
@@ -59,6 +67,10 @@ pub trait Transform: Send {
     /// Another instance for another thread (a source that reads on several, such as the
     /// syslog listener's connections), sharing what instances share.
     fn another(&self) -> Box<dyn Transform>;
+
+    /// Called at least every 100 ms on a stateful transform, with or without input, for what
+    /// time alone decides (a ban that ends); what it puts in `out` is sent on.
+    fn tick(&mut self, _out: &mut Vec<Event>) {}
 }
 
 /// Calls `f` with the endpoints of each packet and flow record of `batch` (records without IP

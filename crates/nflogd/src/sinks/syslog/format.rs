@@ -55,7 +55,11 @@ pub fn severity(fixed: Option<u8>, ev: &Event) -> u8 {
             None => 6,
         }),
         Event::Raw(_) => 3,
-        Event::Flow(_) | Event::Counter(_) => 6,
+        Event::Decision(d) => match d.verdict {
+            event::Verdict::Ban => 4,
+            event::Verdict::Unban => 5,
+        },
+        Event::Flow(_) | Event::Counter(_) | Event::Line(_) => 6,
     }
 }
 

@@ -152,6 +152,8 @@ impl SyslogSink {
                 event::Event::Raw(r) => (r.time, r.host.as_deref()),
                 event::Event::Flow(f) => (f.time, None),
                 event::Event::Counter(c) => (c.time, None),
+                event::Event::Decision(d) => (d.time, None),
+                event::Event::Line(l) => (l.time, l.host.as_deref()),
             };
             // Each spooled message starts with where its structured data goes (u32::MAX for
             // none); the data itself is added when it is sent.

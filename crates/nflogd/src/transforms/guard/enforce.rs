@@ -1,0 +1,201 @@
+//! Where bans take effect: an nftables table of nflogd's own (sets with per-element kernel
+//! timeouts, changed by netlink batches), or an xt_recent list for hosts still on iptables.
+
+use anyhow::{Context, Result};
+use ipnet::IpNet;
+use nfnetlink::nftables::{self as nft, GuardTable};
+use nfnetlink::NetlinkSocket;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub trait Enforcer: Send {
+    /// Puts the whole table in place with these bans, replacing what was there.
+    fn install(&mut self, bans: &[(IpNet, Duration)]) -> Result<()>;
+    /// Adds and removes bans in one step.
+    fn apply(&mut self, add: &[(IpNet, Duration)], remove: &[IpNet]) -> Result<()>;
+    /// Whether someone removed what `install` put in place since the last call (a ruleset
+    /// flush, a reload of the firewall): the caller installs it again.
+    fn lost(&mut self) -> bool {
+        false
+    }
+}
+
+/// `dry_run`: decides and reports, touches nothing.
+pub struct DryRun;
+
+impl Enforcer for DryRun {
+    fn install(&mut self, _: &[(IpNet, Duration)]) -> Result<()> {
+        Ok(())
+    }
+    fn apply(&mut self, _: &[(IpNet, Duration)], _: &[IpNet]) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// An inet table of nflogd's own: sets `ban4` and `ban6` (interval and timeout flags) and
+/// drop rules in base chains at the configured hooks.
+pub struct Nftables {
+    table: GuardTable,
+    sock: NetlinkSocket,
+    seq: u32,
+    lost: Arc<AtomicBool>,
+}
+
+const NETLINK_NETFILTER: i32 = 12;
+
+impl Nftables {
+    pub fn new(table: GuardTable) -> Result<Self> {
+        let sock = NetlinkSocket::open(NETLINK_NETFILTER).context("opening nf_tables netlink")?;
+        let lost = Arc::new(AtomicBool::new(false));
+        watch(&table.table, sock.portid(), lost.clone())?;
+        Ok(Nftables {
+            table,
+            sock,
+            seq: 0,
+            lost,
+        })
+    }
+
+    fn batch(&mut self) -> nft::Batch {
+        // Each batch gets sequence numbers of its own, so a late answer is never taken for
+        // another batch's.
+        self.seq = self.seq.wrapping_add(1 << 20);
+        nft::Batch::new(self.seq)
+    }
+
+    fn items(bans: &[(IpNet, Duration)]) -> Vec<(std::net::IpAddr, u8, Duration)> {
+        bans.iter()
+            .map(|(p, d)| (p.network(), p.prefix_len(), *d))
+            .collect()
+    }
+}
+
+impl Enforcer for Nftables {
+    fn install(&mut self, bans: &[(IpNet, Duration)]) -> Result<()> {
+        let mut b = self.batch();
+        b.destroy_table(&self.table);
+        b.create_table(&self.table);
+        b.add(&self.table, &Self::items(bans));
+        nft::commit(&mut self.sock, b)
+            .with_context(|| format!("creating nftables table inet {}", self.table.table))?;
+        // What the install itself removed is not a loss.
+        self.lost.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn apply(&mut self, add: &[(IpNet, Duration)], remove: &[IpNet]) -> Result<()> {
+        let mut b = self.batch();
+        let gone: Vec<_> = remove
+            .iter()
+            .map(|p| (p.network(), p.prefix_len()))
+            .collect();
+        b.remove(&self.table, &gone);
+        b.add(&self.table, &Self::items(add));
+        nft::commit(&mut self.sock, b).context("updating the ban sets")
+    }
+
+    fn lost(&mut self) -> bool {
+        self.lost.swap(false, Ordering::SeqCst)
+    }
+}
+
+/// Listens to nf_tables' change notifications and flags the removal of the table, one of its
+/// sets, chains or rules by anyone but `own_port` (nflogd's own changes).
+fn watch(table: &str, own_port: u32, lost: Arc<AtomicBool>) -> Result<()> {
+    let sock = NetlinkSocket::open(NETLINK_NETFILTER)?;
+    sock.add_membership(nft::NFNLGRP_NFTABLES)?;
+    let _ = sock.set_recv_buffer(4 << 20);
+    let table = table.to_string();
+    std::thread::Builder::new()
+        .name("guard-nft-watch".into())
+        .spawn(move || {
+            let mut buf = vec![0u8; 1 << 16];
+            while !crate::signals::shutdown_requested() {
+                match sock.wait_readable(Duration::from_millis(250)) {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(_) => return,
+                }
+                let len = match sock.recv(&mut buf, true) {
+                    Ok(nfnetlink::Recv::Data { len, .. }) => len,
+                    // Changes were lost: check by putting the table back.
+                    Ok(nfnetlink::Recv::Overrun) => {
+                        lost.store(true, Ordering::SeqCst);
+                        continue;
+                    }
+                    Ok(nfnetlink::Recv::Timeout) => continue,
+                    Err(_) => return,
+                };
+                for m in nfnetlink::Messages::new(&buf[..len]).flatten() {
+                    let Some(c) = nft::change(&m) else { continue };
+                    let removal = matches!(
+                        c.msg,
+                        nft::NFT_MSG_DELTABLE
+                            | nft::NFT_MSG_DELCHAIN
+                            | nft::NFT_MSG_DELSET
+                            | nft::NFT_MSG_DELRULE
+                    );
+                    if removal && c.portid != own_port && c.table.as_deref() == Some(&table) {
+                        lost.store(true, Ordering::SeqCst);
+                    }
+                }
+            }
+        })?;
+    Ok(())
+}
+
+/// xt_recent: `/proc/net/xt_recent/NAME`, which an iptables rule such as
+/// `-m recent --name NAME --rcheck --seconds 86400 -j DROP` reads. One address per write, the
+/// file offset back at 0 before each (the kernel refuses a second write otherwise); a prefix
+/// is written as its first address, for a rule with the matching `--mask`. The list has no
+/// per-entry timeout: nflogd removes entries when their ban ends.
+pub struct XtRecent {
+    path: std::path::PathBuf,
+}
+
+impl XtRecent {
+    pub fn new(name: &str) -> Self {
+        XtRecent {
+            path: std::path::Path::new("/proc/net/xt_recent").join(name),
+        }
+    }
+
+    fn write(&self, lines: impl Iterator<Item = String>) -> Result<()> {
+        use std::io::Seek;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .with_context(|| {
+                format!(
+                    "opening {} (is an iptables rule with `-m recent --name` loaded?)",
+                    self.path.display()
+                )
+            })?;
+        for l in lines {
+            f.seek(std::io::SeekFrom::Start(0))?;
+            f.write_all(l.as_bytes())
+                .with_context(|| format!("writing `{}` to {}", l.trim(), self.path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Enforcer for XtRecent {
+    fn install(&mut self, bans: &[(IpNet, Duration)]) -> Result<()> {
+        self.write(
+            std::iter::once("/\n".to_string())
+                .chain(bans.iter().map(|(p, _)| format!("+{}\n", p.network()))),
+        )
+    }
+
+    fn apply(&mut self, add: &[(IpNet, Duration)], remove: &[IpNet]) -> Result<()> {
+        self.write(
+            remove
+                .iter()
+                .map(|p| format!("-{}\n", p.network()))
+                .chain(add.iter().map(|(p, _)| format!("+{}\n", p.network()))),
+        )
+    }
+}
