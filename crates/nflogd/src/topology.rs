@@ -74,6 +74,7 @@ fn run_stateful(
     mut t: Box<dyn Transform>,
     queue: SinkQueue,
     mut out: Fanout,
+    counters: Arc<ComponentCounters>,
 ) -> Result<JoinHandle<()>> {
     Ok(std::thread::Builder::new()
         .name(format!("transform-{name}"))
@@ -96,6 +97,7 @@ fn run_stateful(
                     last_tick = std::time::Instant::now();
                     let mut timed = Vec::new();
                     t.tick(&mut timed);
+                    ComponentCounters::add(&counters.sent, timed.len() as u64);
                     out.send(&mut timed);
                 }
             }
@@ -159,7 +161,7 @@ pub fn run(cfg: Config) -> Result<()> {
         };
         let t = cfg.transforms[&name].component().build(&ctx)?;
         let out = parts.output_of(&name)?;
-        transform_threads.push(run_stateful(&name, t, queue, out)?);
+        transform_threads.push(run_stateful(&name, t, queue, out, ctx.counters.clone())?);
     }
     let actions = Arc::new(cfg.actions.clone());
     let mut source_threads = Vec::new();
@@ -279,7 +281,14 @@ mod tests {
             pipeline::sink_queue("s", counters, pipeline::QueueLimits::default());
         let mut out = Fanout::default();
         out.sinks.push(sink);
-        let thread = run_stateful("t", Box::new(Count::default()), queue, out).unwrap();
+        let thread = run_stateful(
+            "t",
+            Box::new(Count::default()),
+            queue,
+            out,
+            Arc::new(ComponentCounters::default()),
+        )
+        .unwrap();
         let mut upstream = Fanout::default();
         upstream.sinks.push(input);
         for n in [3, 2] {

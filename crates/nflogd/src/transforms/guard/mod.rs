@@ -450,12 +450,18 @@ impl Guard {
         })
     }
 
+    /// What a ban of `a` covers: its /`ipv4_prefix` or /`ipv6_prefix`, or the address alone
+    /// when that prefix holds an allowed address (the host's own /64 on a LAN, say).
     fn prefix_of(&self, a: IpAddr) -> IpNet {
         let len = match a {
             IpAddr::V4(_) => self.cfg.v4,
             IpAddr::V6(_) => self.cfg.v6,
         };
-        IpNet::new(a, len).expect("lengths are checked").trunc()
+        let wide = IpNet::new(a, len).expect("lengths are checked").trunc();
+        if self.cfg.allow.iter().any(|n| wide.contains(n)) {
+            return IpNet::from(a);
+        }
+        wide
     }
 
     fn allowed(&self, a: IpAddr) -> bool {
