@@ -59,6 +59,16 @@ pub fn set_umask(octal: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Creates (or empties) `path` for writing; fails (ELOOP) if `path` is a symbolic link.
+pub fn create_truncated(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,14 +96,4 @@ mod tests {
         assert!(set_umask("0999").is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
-}
-
-/// Creates (or empties) `path` for writing; fails (ELOOP) if `path` is a symbolic link.
-pub fn create_truncated(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
 }

@@ -352,8 +352,9 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
 
-    /// A store made by schema version 1 (packets indexed by address and port) is brought to
-    /// version 2 at the next start: those indexes go, the rows stay, the step is recorded.
+    /// A store made by schema version 1 (packets indexed by address and port, no decisions
+    /// table) is brought to version 3 at the next start: those indexes go, the guards' table
+    /// comes, the rows stay, each step is recorded.
     #[test]
     fn a_version_1_store_is_migrated() {
         let dir = std::env::temp_dir().join(format!("nflogd-sqlite-mig-{}", std::process::id()));
@@ -368,6 +369,7 @@ mod tests {
             "CREATE INDEX packets_src ON packets (src_ip);
              CREATE INDEX packets_dst ON packets (dst_ip);
              CREATE INDEX packets_dport ON packets (dst_port);
+             DROP TABLE decisions;
              DELETE FROM nflogd_schema;
              INSERT INTO nflogd_schema VALUES (1, '2026-11-01 00:00:00');
              INSERT INTO packets (time, src_ip, dst_port) VALUES ('2026-11-01T00:00:00.000000Z', '192.0.2.1', 22);",
@@ -393,7 +395,11 @@ mod tests {
             .unwrap()
             .collect::<rusqlite::Result<_>>()
             .unwrap();
-        assert_eq!(versions, [1, 2]);
+        assert_eq!(versions, [1, 2, 3]);
+        let decisions: i64 = c
+            .query_row("SELECT count(*) FROM decisions", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(decisions, 0);
         let kept: i64 = c
             .query_row(
                 "SELECT count(*) FROM packets WHERE src_ip = '192.0.2.1'",

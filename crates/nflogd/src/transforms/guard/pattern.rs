@@ -62,7 +62,7 @@ impl Pattern {
                 }
             }
         }
-        if !parts.iter().any(|p| *p == Part::Addr) {
+        if !parts.contains(&Part::Addr) {
             return Err(format!("pattern `{text}` has no <ADDR>"));
         }
         for w in parts.windows(2) {
