@@ -143,7 +143,7 @@ fn sshd_attackers_and_scanners_are_banned_in_the_kernel() {
         "stats_interval = \"0s\"\n\
          [sources.auth]\ntype = \"file\"\npath = \"{log}\"\nstart = \"beginning\"\nstate_file = \"{d}/pos\"\npoll_interval = \"50ms\"\n\
          [sources.fw]\ntype = \"nflog\"\ngroups = [9]\n\
-         [transforms.guard]\ntype = \"guard\"\ninputs = [\"auth\", \"fw\"]\nban_time = \"12s\"\ntable = \"nflogd_guard\"\n\
+         [transforms.guard]\ntype = \"guard\"\ninputs = [\"auth\", \"fw\"]\nban_time = \"20s\"\ntable = \"nflogd_guard\"\n\
          allow = [\"{ALLOWED4}/32\"]\nstate_file = \"{d}/guard.json\"\ncontrol_socket = \"{d}/guard.sock\"\n\
          [transforms.guard.detectors.sshd]\nmax_retry = 3\nfind_time = \"1m\"\n\
          [transforms.guard.detectors.portscan]\nports = 8\nfind_time = \"10s\"\n\
@@ -238,7 +238,7 @@ fn sshd_attackers_and_scanners_are_banned_in_the_kernel() {
     assert!(n.log_text().contains("2 bans restored"));
 
     // The ban ends: the kernel's timeout removes it and the guard reports the unban.
-    wait_for("ban expiry", Duration::from_secs(20), || {
+    wait_for("ban expiry", Duration::from_secs(30), || {
         !set_elements(&lab, "ban4").contains(lab::A4)
     });
     println!("expired {:?} after the ban", banned_at.elapsed());
@@ -264,7 +264,7 @@ fn sshd_attackers_and_scanners_are_banned_in_the_kernel() {
     wait_for("port-scan ban", Duration::from_secs(3), || {
         set_elements(&lab, "ban4").contains(SCAN4)
     });
-    wait_for("unban events", Duration::from_secs(20), || {
+    wait_for("unban events", Duration::from_secs(30), || {
         decisions(&out)
             .iter()
             .filter(|d| d["event"]["action"] == "unban")
@@ -301,4 +301,131 @@ fn sshd_attackers_and_scanners_are_banned_in_the_kernel() {
         assert!(rec["netfilter"]["guard"]["duration"].as_u64().is_some());
     }
     assert_eq!(lab::stat(&log, "transform.guard", "unbans"), 2, "{log}");
+}
+
+/// The iptables-era backends, through `nflogd guard ban|unban` and a restart: xt_recent (the
+/// seed's `/proc/net/xt_recent` list) and ipset (hash:net sets with per-entry timeouts), each
+/// with an iptables rule that drops what it holds.
+#[test]
+fn xt_recent_and_ipset_backends_hold_the_bans() {
+    if !lab::available() {
+        return;
+    }
+    if !lab::have("iptables") || !lab::have("ipset") {
+        lab::skip("iptables and ipset are needed (scripts/deps installs them)");
+        return;
+    }
+    let lab = lab::Lab::new();
+    let b = lab.b.clone();
+    let dir = lab.dir.clone();
+    lab.exec(
+        &b,
+        "iptables -A INPUT -m recent --name nflogdlist --rcheck --seconds 3600 -j DROP \
+         && ipset create nflogdset hash:net timeout 0 && ipset create nflogdset6 hash:net family inet6 timeout 0 \
+         && iptables -A INPUT -m set --match-set nflogdset src -j DROP \
+         && ip6tables -A INPUT -m set --match-set nflogdset6 src -j DROP",
+    );
+    let guard = |backend: &str, key: &str| {
+        let cfg = format!(
+            "stats_interval = \"0s\"\n[sources.in]\ntype = \"syslog\"\nmode = \"udp\"\naddress = \"127.0.0.1:{port}\"\n\
+             [transforms.g]\ntype = \"guard\"\ninputs = [\"in\"]\nbackend = \"{backend}\"\n{key}\nban_time = \"1h\"\n\
+             state_file = \"{d}/{backend}.json\"\ncontrol_socket = \"{d}/{backend}.sock\"\n\
+             [transforms.g.detectors.sshd]\n[sinks.o]\ntype = \"file\"\ninputs = [\"g\"]\npath = \"{d}/{backend}.out\"\n",
+            port = lab::free_port(),
+            d = dir.display()
+        );
+        let path = dir.join(format!("{backend}.toml"));
+        std::fs::write(&path, cfg).unwrap();
+        path
+    };
+    let ctl = |backend: &str, args: &str| {
+        lab::sh(&format!(
+            "{} guard --socket {}/{backend}.sock {args}",
+            env!("CARGO_BIN_EXE_nflogd"),
+            dir.display()
+        ))
+    };
+    // A log file per start: `start_nflogd` waits for its "running" line.
+    let log = |n: &str| dir.join(format!("{n}.log"));
+
+    // xt_recent: a ban is an entry of the list, an unban removes it; a restart puts the
+    // bans back into a list that lost them.
+    let cfg = guard("xt_recent", "xt_recent = \"nflogdlist\"");
+    let n = lab::start_nflogd(Some(&b), &cfg, &log("xt1"));
+    ctl("xt_recent", "ban 10.200.0.1");
+    ctl("xt_recent", "ban 10.200.0.9");
+    let list = || lab.exec(&b, "cat /proc/net/xt_recent/nflogdlist");
+    assert!(
+        list().contains("src=10.200.0.1 ") && list().contains("src=10.200.0.9 "),
+        "{}",
+        list()
+    );
+    assert!(!lab
+        .exec(
+            &lab.a,
+            "ping -c1 -W1 10.200.0.2 >/dev/null && echo up; true"
+        )
+        .contains("up"));
+    ctl("xt_recent", "unban 10.200.0.9");
+    assert!(!list().contains("src=10.200.0.9 "), "{}", list());
+    n.stop();
+    lab.exec(&b, "echo / > /proc/net/xt_recent/nflogdlist");
+    let n = lab::start_nflogd(Some(&b), &cfg, &log("xt2"));
+    assert!(
+        list().contains("src=10.200.0.1 "),
+        "not restored: {}",
+        list()
+    );
+    ctl("xt_recent", "unban 10.200.0.1");
+    assert!(lab
+        .exec(
+            &lab.a,
+            "ping -c1 -W1 10.200.0.2 >/dev/null && echo up; true"
+        )
+        .contains("up"));
+    n.stop();
+
+    // ipset: prefixes with their timeouts, IPv4 and IPv6 sets, restored after a flush.
+    let cfg = guard("ipset", "ipset = \"nflogdset\"");
+    let n = lab::start_nflogd(Some(&b), &cfg, &log("ipset1"));
+    ctl("ipset", "ban 10.200.0.1 --for 10m");
+    ctl("ipset", "ban fd00:200::1");
+    let set4 = || lab.exec(&b, "ipset list nflogdset");
+    let set6 = || lab.exec(&b, "ipset list nflogdset6");
+    let left: u64 = set4()
+        .lines()
+        .find_map(|l| l.strip_prefix("10.200.0.1 timeout "))
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{}", set4()));
+    assert!((590..=600).contains(&left), "a 10 min ban has {left}s left");
+    assert!(set6().contains("fd00:200::1 timeout"), "{}", set6());
+    assert!(!lab
+        .exec(
+            &lab.a,
+            "ping -c1 -W1 10.200.0.2 >/dev/null && echo up; true"
+        )
+        .contains("up"));
+    let listed = ctl("ipset", "list");
+    assert!(
+        listed.contains("10.200.0.1/32") && listed.contains("fd00:200::1/128"),
+        "{listed}"
+    );
+    n.stop();
+    lab.exec(&b, "ipset flush nflogdset && ipset flush nflogdset6");
+    let n = lab::start_nflogd(Some(&b), &cfg, &log("ipset2"));
+    assert!(
+        set4().contains("10.200.0.1 timeout"),
+        "not restored: {}",
+        set4()
+    );
+    ctl("ipset", "unban 10.200.0.1");
+    assert!(!set4().contains("10.200.0.1 timeout"), "{}", set4());
+    assert!(lab
+        .exec(
+            &lab.a,
+            "ping -c1 -W1 10.200.0.2 >/dev/null && echo up; true"
+        )
+        .contains("up"));
+    let log = n.stop();
+    assert_eq!(lab::stat(&log, "transform.g", "errors"), 0, "{log}");
 }

@@ -7,6 +7,7 @@
 pub mod attr;
 pub mod ctfilter;
 pub mod ctnetlink;
+pub mod ipset;
 pub mod message;
 pub mod nfacct;
 pub mod nflog;

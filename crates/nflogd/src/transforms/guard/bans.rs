@@ -82,6 +82,10 @@ impl Bans {
 
     /// The bans strictly inside `prefix`.
     fn inside(&self, prefix: &IpNet) -> Vec<(IpAddr, u8)> {
+        // A single address has nothing inside it (and the range below would be empty).
+        if prefix.prefix_len() == prefix.max_prefix_len() {
+            return Vec::new();
+        }
         self.active
             .range((prefix.network(), prefix.prefix_len() + 1)..=(prefix.broadcast(), 128))
             .map(|(k, _)| *k)

@@ -199,3 +199,84 @@ impl Enforcer for XtRecent {
         )
     }
 }
+
+/// ipset: `hash:net` sets the user made with a timeout (`ipset create NAME hash:net timeout 0`
+/// and `ipset create NAME6 hash:net family inet6 timeout 0`) for iptables rules such as
+/// `-m set --match-set NAME src -j DROP`. Each prefix is added with its own timeout (ipset's
+/// longest is about 24 days), so the kernel ends bans; netlink, no `ipset` process.
+pub struct IpSet {
+    set4: String,
+    set6: String,
+    sock: NetlinkSocket,
+    seq: u32,
+}
+
+impl IpSet {
+    pub fn new(name: &str) -> Result<Self> {
+        Ok(IpSet {
+            set4: name.to_string(),
+            set6: format!("{name}6"),
+            sock: NetlinkSocket::open(NETLINK_NETFILTER).context("opening ipset netlink")?,
+            seq: 0,
+        })
+    }
+
+    fn set(&self, p: &IpNet) -> &str {
+        match p {
+            IpNet::V4(_) => &self.set4,
+            IpNet::V6(_) => &self.set6,
+        }
+    }
+
+    /// The sequence numbers for the next run: each run gets its own, so a late answer is
+    /// never taken for another's.
+    fn next_seq(&mut self) -> u32 {
+        self.seq = self.seq.wrapping_add(1 << 20);
+        self.seq
+    }
+
+    fn context(&self) -> String {
+        format!(
+            "changing ipsets {} and {} (made with `ipset create NAME hash:net timeout 0`?)",
+            self.set4, self.set6
+        )
+    }
+}
+
+impl Enforcer for IpSet {
+    fn install(&mut self, bans: &[(IpNet, Duration)]) -> Result<()> {
+        use nfnetlink::ipset::Command;
+        let seq = self.next_seq();
+        let mut cmds = vec![
+            Command::Flush { set: &self.set4 },
+            Command::Flush { set: &self.set6 },
+        ];
+        cmds.extend(bans.iter().map(|(p, d)| Command::Add {
+            set: self.set(p),
+            addr: p.network(),
+            prefix_len: p.prefix_len(),
+            timeout: *d,
+        }));
+        nfnetlink::ipset::run(&self.sock, seq, &cmds).with_context(|| self.context())
+    }
+
+    fn apply(&mut self, add: &[(IpNet, Duration)], remove: &[IpNet]) -> Result<()> {
+        use nfnetlink::ipset::Command;
+        let seq = self.next_seq();
+        let cmds: Vec<Command> = remove
+            .iter()
+            .map(|p| Command::Del {
+                set: self.set(p),
+                addr: p.network(),
+                prefix_len: p.prefix_len(),
+            })
+            .chain(add.iter().map(|(p, d)| Command::Add {
+                set: self.set(p),
+                addr: p.network(),
+                prefix_len: p.prefix_len(),
+                timeout: *d,
+            }))
+            .collect();
+        nfnetlink::ipset::run(&self.sock, seq, &cmds).with_context(|| self.context())
+    }
+}

@@ -51,7 +51,7 @@ pub struct GuardConfig {
     pub ipv4_prefix: u8,
     #[serde(default = "default_v6_prefix")]
     pub ipv6_prefix: u8,
-    /// `nftables` (default) or `xt_recent`.
+    /// `nftables` (default), `ipset` or `xt_recent`.
     #[serde(default)]
     pub backend: Backend,
     /// nftables: the inet table nflogd owns (default `nflogd_NAME`), the hooks its drop rules
@@ -63,6 +63,8 @@ pub struct GuardConfig {
     pub priority: i32,
     /// xt_recent: the list's name (`/proc/net/xt_recent/NAME`).
     pub xt_recent: Option<String>,
+    /// ipset: the `hash:net` set for IPv4 (`NAME`); IPv6 goes to `NAME6`.
+    pub ipset: Option<String>,
     /// Decide and report, but leave the kernel alone.
     #[serde(default)]
     pub dry_run: bool,
@@ -78,6 +80,7 @@ pub struct GuardConfig {
 pub enum Backend {
     #[default]
     Nftables,
+    Ipset,
     XtRecent,
 }
 
@@ -204,6 +207,9 @@ impl TransformType for GuardConfig {
         if self.backend == Backend::XtRecent && self.xt_recent.is_none() {
             bail!("backend = \"xt_recent\" needs `xt_recent = \"LIST\"`, the name an iptables `-m recent --name` rule uses");
         }
+        if self.backend == Backend::Ipset && self.ipset.is_none() {
+            bail!("backend = \"ipset\" needs `ipset = \"NAME\"`: hash:net sets NAME (IPv4) and NAME6 (IPv6) made with a timeout");
+        }
         if self.ban_time_factor == 0 {
             bail!("ban_time_factor must be at least 1");
         }
@@ -312,6 +318,10 @@ pub struct Guard {
     conns: HashMap<(usize, IpAddr, u16), Conn>,
     bans: Bans,
     enforcer: Box<dyn enforce::Enforcer>,
+    /// Kernel changes decided while reading a batch, made together at its end: one netlink
+    /// batch however many bans a batch of lines decides.
+    pending_add: Vec<(IpNet, std::time::Duration)>,
+    pending_remove: Vec<IpNet>,
     inbox: control::Inbox,
     counters: Arc<ComponentCounters>,
     last_save: f64,
@@ -412,6 +422,9 @@ impl Guard {
                         priority: cfg.priority,
                     })?)
                 }
+                Backend::Ipset => Box::new(enforce::IpSet::new(
+                    cfg.ipset.as_deref().unwrap_or_default(),
+                )?),
                 Backend::XtRecent => Box::new(enforce::XtRecent::new(
                     cfg.xt_recent.as_deref().unwrap_or_default(),
                 )),
@@ -443,6 +456,8 @@ impl Guard {
             conns: HashMap::new(),
             bans,
             enforcer,
+            pending_add: Vec::new(),
+            pending_remove: Vec::new(),
             inbox,
             counters: ctx.counters.clone(),
             last_save: t,
@@ -535,14 +550,10 @@ impl Guard {
             Added::Covered(_) => return,
             Added::New { replaced } => replaced,
         };
-        let remove: Vec<IpNet> = replaced.iter().map(|b| b.prefix).collect();
-        if let Err(e) = self.enforcer.apply(
-            &[(prefix, std::time::Duration::from_secs_f64(secs))],
-            &remove,
-        ) {
-            ComponentCounters::add(&self.counters.errors, 1);
-            tracing::warn!("guard `{}`: banning {prefix} failed: {e:#}", self.name);
-        }
+        self.pending_remove
+            .extend(replaced.iter().map(|b| b.prefix));
+        self.pending_add
+            .push((prefix, std::time::Duration::from_secs_f64(secs)));
         ComponentCounters::add(&self.counters.bans, 1);
         tracing::info!(
             "guard `{}`: ban {prefix} for {secs:.0}s ({reason})",
@@ -734,6 +745,7 @@ impl Guard {
                 let Some(prefix) = parse_prefix(&address) else {
                     return serde_json::json!({"error": format!("`{address}` is not an address or prefix")});
                 };
+                self.flush();
                 let gone = self.bans.remove(&prefix);
                 if gone.is_empty() {
                     return serde_json::json!({"error": format!("no ban covers {prefix}")});
@@ -749,6 +761,25 @@ impl Guard {
                 }
                 serde_json::json!({"unbanned": remove.iter().map(|p| p.to_string()).collect::<Vec<_>>()})
             }
+        }
+    }
+
+    /// Makes the kernel changes decided since the last call, in one step.
+    fn flush(&mut self) {
+        if self.pending_add.is_empty() && self.pending_remove.is_empty() {
+            return;
+        }
+        let (add, remove) = (
+            std::mem::take(&mut self.pending_add),
+            std::mem::take(&mut self.pending_remove),
+        );
+        if let Err(e) = self.enforcer.apply(&add, &remove) {
+            ComponentCounters::add(&self.counters.errors, 1);
+            tracing::warn!(
+                "guard `{}`: {} bans did not reach the kernel: {e:#}",
+                self.name,
+                add.len()
+            );
         }
     }
 
@@ -790,6 +821,7 @@ impl Transform for Guard {
                 _ => {}
             }
         }
+        self.flush();
         // A guard hands on its decisions, not what it read.
         *batch = out;
     }
@@ -802,6 +834,7 @@ impl Transform for Guard {
         let t = now();
         while let Ok((req, reply)) = self.inbox.try_recv() {
             let answer = self.request(req, out);
+            self.flush();
             let _ = reply.send(answer);
         }
         if self.enforcer.lost() {
