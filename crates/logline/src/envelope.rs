@@ -435,6 +435,74 @@ mod tests {
         );
     }
 
+    /// The program and its pid, from each wrapper that carries them (what a guard sorts lines
+    /// by): a syslog TAG, RFC 5424's APP-NAME and PROCID, journald's fields.
+    #[test]
+    fn program_and_pid() {
+        let msg = "Invalid user admin from 203.0.113.5 port 51234";
+        let cases = [
+            (
+                format!("Dec  2 10:00:00 web1 sshd[812]: {msg}"),
+                Some("sshd"),
+                Some(812),
+            ),
+            (
+                format!("2026-12-02T10:00:00.1+01:00 web1 sshd-session[9]: {msg}"),
+                Some("sshd-session"),
+                Some(9),
+            ),
+            (
+                format!("<38>Dec  2 10:00:00 web1 postfix/smtpd[77]: {msg}"),
+                Some("postfix/smtpd"),
+                Some(77),
+            ),
+            (
+                format!("Dec  2 10:00:00 web1 dovecot: {msg}"),
+                Some("dovecot"),
+                None,
+            ),
+            (
+                format!("<38>1 2026-12-02T10:00:00Z web1 sshd 812 - - {msg}"),
+                Some("sshd"),
+                Some(812),
+            ),
+            (
+                format!("<38>1 2026-12-02T10:00:00Z web1 - - - - {msg}"),
+                None,
+                None,
+            ),
+            (
+                format!(
+                    r#"{{"MESSAGE":"{msg}","SYSLOG_IDENTIFIER":"sshd-session","_PID":"4242","__REALTIME_TIMESTAMP":"1795428000000000"}}"#
+                ),
+                Some("sshd-session"),
+                Some(4242),
+            ),
+            (msg.to_string(), None, None),
+        ];
+        for (line, program, pid) in cases {
+            let e = open(&line);
+            assert_eq!(e.body, msg, "{line}");
+            assert_eq!((e.program.as_deref(), e.pid), (program, pid), "{line}");
+        }
+        let mut j = JournalExport::default();
+        for l in [
+            "__CURSOR=x",
+            "SYSLOG_IDENTIFIER=sshd",
+            "_PID=5",
+            &format!("MESSAGE={msg}"),
+        ] {
+            assert!(matches!(j.line(l), ExportLine::Field));
+        }
+        let ExportLine::Entry(e) = j.line("") else {
+            panic!("no entry")
+        };
+        assert_eq!(
+            (e.program.as_deref(), e.pid, &*e.body),
+            (Some("sshd"), Some(5), msg)
+        );
+    }
+
     #[test]
     fn printk_times() {
         for (s, rest) in [

@@ -486,6 +486,49 @@ mod tests {
         assert_eq!(counters.dropped.load(Ordering::Relaxed), 0);
     }
 
+    /// Programs' log lines go to the consumers that read them (a guard) and nowhere else; a
+    /// waiting source's batch is taken only once both the full batch and the copy without
+    /// lines are.
+    #[test]
+    fn log_lines_go_only_to_those_that_take_them() {
+        let counters = Arc::new(ComponentCounters::default());
+        let (mut guard, guard_q) = sink_queue("g", counters.clone(), QueueLimits::default());
+        guard.takes_lines = true;
+        let (file, file_q) = sink_queue("f", counters, QueueLimits::default());
+        let mut fanout = Fanout::new(vec![guard, file]).waiting();
+        assert!(fanout.wants_lines());
+        let line = Event::Line(Box::new(event::LogLine {
+            time: Timestamp { secs: 0, micros: 0 },
+            host: None,
+            program: Some("sshd".into()),
+            pid: None,
+            message: "Invalid user x from 192.0.2.1 port 1".into(),
+            origin: "t".into(),
+        }));
+        let mut batch = raw_batch(2);
+        batch.insert(1, line);
+        let sent = fanout.send(&mut batch).unwrap();
+        let g = guard_q.rx.try_recv().unwrap();
+        let f = file_q.rx.try_recv().unwrap();
+        assert_eq!((g.len(), f.len()), (3, 2));
+        assert!(!f.iter().any(Event::is_line));
+        drop(g);
+        assert!(
+            !fanout.all_taken(&sent),
+            "the file sink still holds its copy"
+        );
+        drop(f);
+        assert!(fanout.all_taken(&sent));
+        // A batch without lines is shared as it is.
+        fanout.send(&mut raw_batch(2));
+        let (g, f) = (
+            guard_q.rx.try_recv().unwrap(),
+            file_q.rx.try_recv().unwrap(),
+        );
+        assert!(Arc::ptr_eq(&g, &f));
+        assert!(!Fanout::new(Vec::new()).wants_lines());
+    }
+
     /// A waiting source does not wait for a sink whose thread is gone: it counts the loss.
     #[test]
     fn a_waiting_source_does_not_wait_for_a_dead_sink() {

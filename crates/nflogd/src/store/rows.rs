@@ -486,6 +486,44 @@ pub fn flow_row(f: &FlowEvent, host: &str) -> Row {
 mod tests {
     use super::*;
 
+    /// A guard's decision is a row of `decisions`, one value per column; a guard's input line
+    /// makes none.
+    #[test]
+    fn decisions_have_their_table() {
+        let d = event::Decision {
+            time: Timestamp::default(),
+            guard: "g".into(),
+            verdict: event::Verdict::Ban,
+            address: "2001:db8::5".parse().unwrap(),
+            prefix: "2001:db8::/64".parse().unwrap(),
+            detector: "sshd".into(),
+            evidence: 5,
+            offense: 2,
+            duration_secs: 1200,
+            dry_run: false,
+            reason: "sshd: 5 failures".into(),
+        };
+        let mut out = Vec::new();
+        rows(&Event::Decision(Box::new(d)), "h", &mut out);
+        let Change::Insert(r) = &out[0] else { panic!() };
+        assert_eq!(r.table, Table::Decisions);
+        assert_eq!(r.values.len(), DECISION_COLUMNS.len());
+        assert_eq!(r.values[4], Value::Inet("2001:db8::5".parse().unwrap()));
+        assert_eq!(r.values[5], Value::Text("2001:db8::/64".into()));
+        assert_eq!(r.values[9], Value::Int(1200));
+        let line = event::LogLine {
+            time: Timestamp::default(),
+            host: None,
+            program: None,
+            pid: None,
+            message: "x".into(),
+            origin: "o".into(),
+        };
+        out.clear();
+        rows(&Event::Line(Box::new(line)), "h", &mut out);
+        assert!(out.is_empty());
+    }
+
     #[test]
     fn rows_match_their_columns() {
         let p = packet_row(&PacketEvent::default(), "h");
