@@ -91,7 +91,12 @@ impl<'a> Nest<'a> {
         self
     }
     fn close(self) {
-        let len = (self.buf.len() - self.start) as u16;
+        let len = self.buf.len() - self.start;
+        debug_assert!(
+            len <= u16::MAX as usize,
+            "a netlink attribute of {len} bytes"
+        );
+        let len = len as u16;
         self.buf[self.start..self.start + 2].copy_from_slice(&len.to_ne_bytes());
     }
 }
@@ -346,8 +351,9 @@ impl Batch {
             }
         }
         for group in [v4, v6] {
-            // Messages stay well below the socket's limits: 1000 prefixes each.
-            for chunk in group.chunks(1000) {
+            // A nested attribute's length is 16 bits: 500 IPv6 prefixes (a start and an end
+            // element each) take about 38 KB, well below the 64 KB an element list can hold.
+            for chunk in group.chunks(500) {
                 let set = GuardTable::set_of(chunk[0].0);
                 self.elements += chunk.len();
                 message(self, msg, flags, |n| {
@@ -383,6 +389,11 @@ fn expr(list: &mut Nest, name: &str, data: impl FnOnce(&mut Nest)) {
 /// (the kernel then applied none of it), or Ok once every message is acknowledged.
 pub fn commit(sock: &mut NetlinkSocket, batch: Batch) -> Result<()> {
     let (bytes, seqs) = batch.finish();
+    // The kernel takes a batch in one message, which must fit the send buffer (a restore of
+    // 100 000 bans is about 10 MB).
+    if bytes.len() > 128 << 10 {
+        sock.set_send_buffer(bytes.len() + (64 << 10))?;
+    }
     sock.send(&bytes)?;
     // Every message but the begin and end markers asked for an acknowledgement.
     let mut waiting: usize = (seqs.end().wrapping_sub(*seqs.start())) as usize - 1;
@@ -463,6 +474,37 @@ mod tests {
         assert_eq!(a, want.octets());
         let past: std::net::Ipv6Addr = "2001:db8:1:3::".parse().unwrap();
         assert_eq!(e.unwrap(), past.octets());
+    }
+
+    /// Many prefixes make several messages, each element list within a 16-bit length.
+    #[test]
+    fn many_prefixes_are_split_into_messages_that_fit() {
+        let t = GuardTable {
+            table: "g".into(),
+            hooks: vec![],
+            priority: 0,
+        };
+        let items: Vec<_> = (0..3000u32)
+            .map(|i| {
+                let a =
+                    std::net::Ipv6Addr::new(0x2001, 0xdb8, (i >> 16) as u16, i as u16, 0, 0, 0, 1);
+                (IpAddr::V6(a), 64, Duration::from_secs(60))
+            })
+            .collect();
+        let mut b = Batch::new(0);
+        b.add(&t, &items);
+        let (bytes, _) = b.finish();
+        let msgs: Vec<_> = Messages::new(&bytes).collect::<Result<_>>().unwrap();
+        assert_eq!(msgs.len(), 2 + 6);
+        for m in &msgs[1..7] {
+            let (_, _, _, attrs) = m.nfgen().unwrap();
+            let list = attrs.filter_map(|a| a.ok()).find(|a| a.kind == 3).unwrap();
+            assert_eq!(
+                list.nested().count(),
+                1000,
+                "500 prefixes, two elements each"
+            );
+        }
     }
 
     /// The batch frames: begin and end markers around messages whose lengths add up, each

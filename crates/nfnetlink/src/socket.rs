@@ -137,6 +137,19 @@ impl NetlinkSocket {
         Ok(out as usize)
     }
 
+    /// Sets the send buffer, past `net.core.wmem_max` when the process may: a netlink message
+    /// (an nf_tables batch of many elements) must fit in it whole.
+    pub fn set_send_buffer(&self, bytes: usize) -> io::Result<()> {
+        let v = bytes.min(i32::MAX as usize) as libc::c_int;
+        if self
+            .setsockopt(libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, v)
+            .is_err()
+        {
+            self.setsockopt(libc::SOL_SOCKET, libc::SO_SNDBUF, v)?;
+        }
+        Ok(())
+    }
+
     pub fn set_recv_timeout(&self, t: Duration) -> io::Result<()> {
         let tv = libc::timeval {
             tv_sec: t.as_secs() as libc::time_t,
@@ -158,6 +171,13 @@ impl NetlinkSocket {
             filter: program.as_ptr() as *mut libc::sock_filter,
         };
         self.setsockopt(libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, prog)
+    }
+
+    /// Acknowledgements without a copy of the request: a big batch's answers then fit the
+    /// receive buffer.
+    pub fn set_cap_ack(&self) -> io::Result<()> {
+        const NETLINK_CAP_ACK: libc::c_int = 10;
+        self.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1 as libc::c_int)
     }
 
     pub fn set_no_enobufs(&self, on: bool) -> io::Result<()> {

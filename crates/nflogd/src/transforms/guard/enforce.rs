@@ -48,6 +48,10 @@ const NETLINK_NETFILTER: i32 = 12;
 impl Nftables {
     pub fn new(table: GuardTable) -> Result<Self> {
         let sock = NetlinkSocket::open(NETLINK_NETFILTER).context("opening nf_tables netlink")?;
+        // A batch of many elements is answered message by message: short answers, room for
+        // them.
+        sock.set_cap_ack()?;
+        let _ = sock.set_recv_buffer(4 << 20);
         let lost = Arc::new(AtomicBool::new(false));
         watch(&table.table, sock.portid(), lost.clone())?;
         Ok(Nftables {
@@ -216,7 +220,12 @@ impl IpSet {
         Ok(IpSet {
             set4: name.to_string(),
             set6: format!("{name}6"),
-            sock: NetlinkSocket::open(NETLINK_NETFILTER).context("opening ipset netlink")?,
+            sock: {
+                let s = NetlinkSocket::open(NETLINK_NETFILTER).context("opening ipset netlink")?;
+                s.set_cap_ack()?;
+                let _ = s.set_recv_buffer(4 << 20);
+                s
+            },
             seq: 0,
         })
     }
