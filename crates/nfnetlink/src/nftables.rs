@@ -263,6 +263,18 @@ impl Batch {
                     .be32(10, id);
             });
         }
+        // An interval set starts with the end of an empty interval at the lowest address, as
+        // nft itself writes a new interval set.
+        for (set, zero) in [
+            (GuardTable::SET4, &[0u8; 4][..]),
+            (GuardTable::SET6, &[0u8; 16][..]),
+        ] {
+            message(self, NFT_MSG_NEWSETELEM, NLM_F_CREATE, |n| {
+                n.str(1, &t.table).str(2, set).nest(3, |list| {
+                    element(list, zero, true, None);
+                });
+            });
+        }
         for hook in &t.hooks {
             let chain = match hook {
                 Hook::Input => "input",
@@ -525,15 +537,15 @@ mod tests {
         b.remove(&t, &[("2001:db8::".parse().unwrap(), 64)]);
         let (bytes, seqs) = b.finish();
         let msgs: Vec<_> = Messages::new(&bytes).collect::<Result<_>>().unwrap();
-        // begin, table, 2 sets, chain, 2 rules, add, remove, end
-        assert_eq!(msgs.len(), 10);
+        // begin, table, 2 sets, their first (end) elements, chain, 2 rules, add, remove, end
+        assert_eq!(msgs.len(), 12);
         assert_eq!(msgs[0].kind, NFNL_MSG_BATCH_BEGIN);
-        assert_eq!(msgs[9].kind, NFNL_MSG_BATCH_END);
-        assert_eq!(seqs, 101..=110);
-        let add = &msgs[7];
+        assert_eq!(msgs[11].kind, NFNL_MSG_BATCH_END);
+        assert_eq!(seqs, 101..=112);
+        let add = &msgs[9];
         assert_eq!(add.subtype(), NFT_MSG_NEWSETELEM);
         let c = change(add).unwrap();
         assert_eq!(c.table.as_deref(), Some("g"));
-        assert_eq!(msgs[8].subtype(), NFT_MSG_DESTROYSETELEM);
+        assert_eq!(msgs[10].subtype(), NFT_MSG_DESTROYSETELEM);
     }
 }

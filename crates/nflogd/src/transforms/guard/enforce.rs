@@ -41,6 +41,10 @@ pub struct Nftables {
     sock: NetlinkSocket,
     seq: u32,
     lost: Arc<AtomicBool>,
+    /// Whether the notification listener runs. It starts after the first install: while it
+    /// listens, the kernel writes a notification for every element added, which made a
+    /// 100 000-ban restore cost three times the system time.
+    watching: bool,
 }
 
 const NETLINK_NETFILTER: i32 = 12;
@@ -52,13 +56,12 @@ impl Nftables {
         // them.
         sock.set_cap_ack()?;
         let _ = sock.set_recv_buffer(4 << 20);
-        let lost = Arc::new(AtomicBool::new(false));
-        watch(&table.table, sock.portid(), lost.clone())?;
         Ok(Nftables {
             table,
             sock,
             seq: 0,
-            lost,
+            lost: Arc::new(AtomicBool::new(false)),
+            watching: false,
         })
     }
 
@@ -84,6 +87,10 @@ impl Enforcer for Nftables {
         b.add(&self.table, &Self::items(bans));
         nft::commit(&mut self.sock, b)
             .with_context(|| format!("creating nftables table inet {}", self.table.table))?;
+        if !self.watching {
+            watch(&self.table.table, self.sock.portid(), self.lost.clone())?;
+            self.watching = true;
+        }
         // What the install itself removed is not a loss.
         self.lost.store(false, Ordering::SeqCst);
         Ok(())
