@@ -872,8 +872,12 @@ impl Transform for Guard {
             self.last_save = t;
             self.save();
         }
-        // Forget what no window needs any more, once a minute.
-        if t - self.last_sweep >= 60.0 {
+        // Forget what no window needs any more: once a minute, or at once when a flood of
+        // distinct sources has grown a table past a million entries (memory stays bounded).
+        let crowded = [self.failures.len(), self.scans.len(), self.conns.len()]
+            .iter()
+            .any(|&n| n > 1_000_000);
+        if t - self.last_sweep >= 60.0 || crowded {
             self.last_sweep = t;
             let longest = self
                 .detectors
@@ -885,6 +889,20 @@ impl Transform for Guard {
             self.scans
                 .retain(|_, v| v.iter().any(|(_, s)| *s >= t - longest));
             self.conns.retain(|_, c| c.seen >= t - longest.max(600.0));
+            // Still crowded within the windows: partial counts are forgotten rather than
+            // memory grown without end (bans already made stand).
+            if [self.failures.len(), self.scans.len(), self.conns.len()]
+                .iter()
+                .any(|&n| n > 1_000_000)
+            {
+                self.failures.clear();
+                self.scans.clear();
+                self.conns.clear();
+                crate::rate_limited_warn!(
+                    "guard `{}`: over a million sources with failures in their windows; their counts start again",
+                    self.name
+                );
+            }
         }
     }
 }
