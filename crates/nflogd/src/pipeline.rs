@@ -273,7 +273,10 @@ impl Fanout {
     fn send_to_sinks(&mut self, batch: &mut Vec<Event>) -> Vec<Weak<Vec<Event>>> {
         // Log lines go only to those that read them (guards); the others get a copy without.
         let mut without_lines: Option<(Batch, u64, u64)> = None;
-        if self.sinks.iter().any(|s| !s.takes_lines) && batch.iter().any(Event::is_line) {
+        // Only a fan-out with a guard among its consumers looks: others never carry lines.
+        let mixed =
+            self.sinks.iter().any(|s| s.takes_lines) && self.sinks.iter().any(|s| !s.takes_lines);
+        if mixed && batch.iter().any(Event::is_line) {
             let rest: Vec<Event> = batch.iter().filter(|e| !e.is_line()).cloned().collect();
             let (n, bytes) = (rest.len() as u64, batch_bytes(&rest));
             without_lines = Some((Arc::new(rest), n, bytes));

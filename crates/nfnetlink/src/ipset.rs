@@ -3,8 +3,8 @@
 //! on its own.
 
 use crate::attr::{put, NLA_F_NESTED, NLA_F_NET_BYTEORDER};
-use crate::message::{Messages, NLMSG_ERROR, NLM_F_ACK, NLM_F_REQUEST};
-use crate::socket::{NetlinkSocket, Recv};
+use crate::message::{NLM_F_ACK, NLM_F_REQUEST};
+use crate::socket::NetlinkSocket;
 use crate::{Error, Result};
 use std::net::IpAddr;
 use std::time::Duration;
@@ -138,7 +138,6 @@ pub fn encode(buf: &mut Vec<u8>, seq: u32, cmd: &Command) {
 /// not there is no error; the first other error is returned after every answer came.
 pub fn run(sock: &NetlinkSocket, seq_base: u32, cmds: &[Command]) -> Result<()> {
     let mut first_error = None;
-    let mut rbuf = vec![0u8; 1 << 16];
     let mut seq = seq_base;
     for chunk in cmds.chunks(256) {
         let mut buf = Vec::with_capacity(chunk.len() * 80);
@@ -148,32 +147,13 @@ pub fn run(sock: &NetlinkSocket, seq_base: u32, cmds: &[Command]) -> Result<()> 
             encode(&mut buf, seq, c);
         }
         sock.send(&buf)?;
-        let mut waiting = chunk.len();
-        while waiting > 0 {
-            if !sock.wait_readable(Duration::from_secs(5))? {
-                return Err(Error::Malformed("no answer from ipset"));
+        sock.wait_acks(first, chunk.len(), |i, errno| {
+            let removal = !matches!(chunk[i], Command::Add { .. });
+            if errno != 0 && !(removal && errno == IPSET_ERR_EXIST) && first_error.is_none() {
+                first_error = Some(Error::Kernel { errno });
             }
-            let len = match sock.recv(&mut rbuf, true)? {
-                Recv::Data { len, .. } => len,
-                Recv::Overrun => return Err(Error::Malformed("ipset answers were lost")),
-                Recv::Timeout => continue,
-            };
-            for m in Messages::new(&rbuf[..len]) {
-                let m = m?;
-                if m.kind != NLMSG_ERROR || m.seq.wrapping_sub(first) >= chunk.len() as u32 {
-                    continue;
-                }
-                waiting -= 1;
-                let code = m.error_code()?;
-                let del = !matches!(
-                    chunk[(m.seq.wrapping_sub(first)) as usize],
-                    Command::Add { .. }
-                );
-                if code != 0 && !(del && code == IPSET_ERR_EXIST) && first_error.is_none() {
-                    first_error = Some(Error::Kernel { errno: code });
-                }
-            }
-        }
+            true
+        })?;
     }
     first_error.map_or(Ok(()), Err)
 }
@@ -181,6 +161,7 @@ pub fn run(sock: &NetlinkSocket, seq_base: u32, cmds: &[Command]) -> Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::Messages;
 
     /// An add: protocol, set name, the exist flag, and the data nest with the address (in
     /// network order, flagged so), its prefix length and the timeout in seconds.

@@ -8,8 +8,8 @@
 //! The encoding follows what `nft --debug=netlink` sends for the same ruleset.
 
 use crate::attr::{put, NLA_F_NESTED};
-use crate::message::{Message, Messages, NLMSG_ERROR, NLM_F_ACK, NLM_F_REQUEST};
-use crate::socket::{NetlinkSocket, Recv};
+use crate::message::{Message, NLM_F_ACK, NLM_F_REQUEST};
+use crate::socket::NetlinkSocket;
 use crate::{Error, Result};
 use std::net::IpAddr;
 use std::time::Duration;
@@ -408,32 +408,15 @@ pub fn commit(sock: &mut NetlinkSocket, batch: Batch) -> Result<()> {
     }
     sock.send(&bytes)?;
     // Every message but the begin and end markers asked for an acknowledgement.
-    let mut waiting: usize = (seqs.end().wrapping_sub(*seqs.start())) as usize - 1;
-    let mut buf = vec![0u8; 1 << 16];
+    let count = seqs.end().wrapping_sub(*seqs.start()) as usize - 1;
     let mut first_error = None;
-    while waiting > 0 {
-        if !sock.wait_readable(Duration::from_secs(5))? {
-            return Err(Error::Malformed("no answer from nf_tables"));
+    sock.wait_acks(seqs.start().wrapping_add(1), count, |_, errno| {
+        if errno != 0 {
+            first_error = Some(Error::Kernel { errno });
         }
-        let len = match sock.recv(&mut buf, true)? {
-            Recv::Data { len, .. } => len,
-            Recv::Overrun => return Err(Error::Malformed("nf_tables answers were lost")),
-            Recv::Timeout => continue,
-        };
-        for m in Messages::new(&buf[..len]) {
-            let m = m?;
-            if m.kind != NLMSG_ERROR || !seqs.contains(&m.seq) {
-                continue;
-            }
-            waiting = waiting.saturating_sub(1);
-            let code = m.error_code()?;
-            if code != 0 && first_error.is_none() {
-                first_error = Some(Error::Kernel { errno: code });
-                // After an error the kernel aborts: the rest may not be answered.
-                waiting = 0;
-            }
-        }
-    }
+        // After an error the kernel aborts the batch: the rest is not answered.
+        errno == 0
+    })?;
     first_error.map_or(Ok(()), Err)
 }
 
@@ -468,6 +451,7 @@ pub fn change(m: &Message) -> Option<Change> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::Messages;
 
     #[test]
     fn prefixes_become_intervals() {

@@ -316,6 +316,42 @@ impl NetlinkSocket {
         }
     }
 
+    /// Waits for the acknowledgements of requests numbered `first` to `first + count - 1`
+    /// (other traffic on the socket is skipped) and calls `each(index, errno)` for each, errno
+    /// 0 for success. `each` returns false to stop waiting (an error after which the kernel
+    /// answers nothing more).
+    pub fn wait_acks(
+        &self,
+        first: u32,
+        count: usize,
+        mut each: impl FnMut(usize, i32) -> bool,
+    ) -> Result<()> {
+        let mut waiting = count;
+        let mut buf = vec![0u8; 1 << 16];
+        while waiting > 0 {
+            if !self.wait_readable(Duration::from_secs(5))? {
+                return Err(Error::Malformed("no acknowledgement from the kernel"));
+            }
+            let len = match self.recv(&mut buf, true)? {
+                Recv::Data { len, .. } => len,
+                Recv::Overrun => return Err(Error::Malformed("acknowledgements were lost")),
+                Recv::Timeout => continue,
+            };
+            for m in Messages::new(&buf[..len]) {
+                let m = m?;
+                let index = m.seq.wrapping_sub(first) as usize;
+                if m.kind != NLMSG_ERROR || index >= count {
+                    continue;
+                }
+                waiting -= 1;
+                if !each(index, m.error_code()?) {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Sends a request flagged NLM_F_ACK and waits for its acknowledgement, skipping other
     /// traffic on the socket (packets already queued for this port).
     pub fn request_ack(&mut self, msg: &[u8], seq: u32) -> Result<()> {
