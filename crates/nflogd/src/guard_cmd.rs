@@ -87,34 +87,37 @@ pub fn run(args: GuardArgs) -> Result<()> {
         Action::List => {
             let bans = answer["bans"].as_array().cloned().unwrap_or_default();
             println!(
-                "{:<44} {:>9} {:>7}  detector",
+                "{:<44} {:>10} {:>7}  detector",
                 "prefix", "remaining", "offense"
             );
             for b in &bans {
                 println!(
-                    "{:<44} {:>8}s {:>7}  {}",
+                    "{:<44} {:>9}s {:>7}  {}",
                     b["prefix"].as_str().unwrap_or(""),
-                    b["remaining"],
-                    b["offense"],
+                    b["remaining"].as_u64().unwrap_or(0),
+                    b["offense"].as_u64().unwrap_or(0),
                     b["detector"].as_str().unwrap_or("")
                 );
             }
-            println!(
-                "{} ban(s){}",
-                bans.len(),
-                if answer["dry_run"] == true {
-                    " (dry run: not in the kernel)"
-                } else {
-                    ""
-                }
-            );
+            let dry = if answer["dry_run"] == true {
+                " (dry run: not in the kernel)"
+            } else {
+                ""
+            };
+            println!("{} ban(s){dry}", bans.len());
         }
         Action::Ban { .. } => println!(
             "banned {} for {}s",
             answer["banned"].as_str().unwrap_or(""),
-            answer["seconds"]
+            answer["seconds"].as_u64().unwrap_or(0)
         ),
-        Action::Unban { .. } => println!("unbanned {}", answer["unbanned"]),
+        Action::Unban { .. } => {
+            let gone: Vec<&str> = answer["unbanned"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|p| p.as_str()).collect())
+                .unwrap_or_default();
+            println!("unbanned {}", gone.join(", "));
+        }
     }
     Ok(())
 }
