@@ -1,6 +1,6 @@
 //! Arbitrary text as log lines (with any envelope, journald's export entries included):
 //! unwrapping and parsing never panic, and a line that parses renders back to text that parses
-//! to the same rendering.
+//! to the same rendering (the kernel's layout and ulogd2's).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -19,6 +19,17 @@ fuzz_target!(|data: &[u8]| {
 });
 
 fn check(body: &str) {
+    // Any layout: never a panic; ulogd2's, when read fully, renders back stably.
+    let _ = logline::parse_any(body);
+    if let Some(p) = logline::parse_ulogd(body).ok().filter(|p| !p.event.partial) {
+        let mut once = Vec::new();
+        logline::logemu::render(&p.event, &mut once);
+        let once = String::from_utf8(once).expect("rendering is UTF-8");
+        let again = logline::parse_ulogd(&once).expect("a rendered ulogd2 line parses");
+        let mut twice = Vec::new();
+        logline::logemu::render(&again.event, &mut twice);
+        assert_eq!(once.as_bytes(), &twice[..], "logemu render/parse not stable");
+    }
     if let Ok(p) = logline::parse(body) {
         let mut once = Vec::new();
         logline::render(&p.event, p.flags, &mut once);

@@ -127,6 +127,12 @@ pub struct PacketEvent {
     pub log_flags: Option<u8>,
     /// What transforms added about its endpoints.
     pub enrich: Option<Box<Enrichment>>,
+    /// The packet's bytes as logged, from the network header on: kept only when a consumer
+    /// writes them (a pcap sink), or when they were read from a capture.
+    pub payload: Option<Arc<[u8]>>,
+    /// Read from a log line that matched no known layout: the fields that could be read are
+    /// here, the others are missing.
+    pub partial: bool,
 }
 
 impl PacketEvent {
@@ -182,6 +188,8 @@ impl PacketEvent {
             level: None,
             log_flags: None,
             enrich: None,
+            payload: None,
+            partial: false,
         }
     }
 }

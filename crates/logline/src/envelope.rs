@@ -27,6 +27,8 @@ pub struct Envelope<'a> {
     pub program: Option<Cow<'a, str>>,
     /// Its process id, when the wrapper gives one (`sshd[123]:`).
     pub pid: Option<u32>,
+    /// The header is LOGEMU's (no tag): the body is ulogd2's line, read with `parse_ulogd`.
+    pub ulogd: bool,
 }
 
 /// Splits a syslog TAG `name[pid]` into its name and pid.
@@ -379,7 +381,20 @@ pub fn open(line: &str) -> Envelope<'_> {
         }
     }
     if env.time.is_some() {
-        if let Some((host, tag, rest)) = host_tag(s) {
+        // ulogd2's LOGEMU writes no tag: `Nov  3 14:03:57 host <prefix> IN=…`, where a prefix
+        // like `IPTABLES: ` looks like one. A tag is `kernel` or has a pid; other text before
+        // the netfilter fields is the prefix.
+        // (`Jan  8 03:37:09 DENY: IN=…` has no host at all: a host name has no colon at its end.)
+        let logemu = s.split_once(' ').filter(|(host, after)| {
+            !host.ends_with(':')
+                && crate::split_prefix(after).is_some()
+                && host_tag(s).is_none_or(|(_, tag, _)| tag != "kernel" && !tag.ends_with(']'))
+        });
+        if let Some((host, after)) = logemu {
+            env.host = Some(Cow::Borrowed(host));
+            env.ulogd = true;
+            s = after;
+        } else if let Some((host, tag, rest)) = host_tag(s) {
             env.host = Some(Cow::Borrowed(host));
             let (program, pid) = split_tag(tag);
             env.program = Some(Cow::Borrowed(program));

@@ -8,9 +8,10 @@
 
 pub mod envelope;
 mod flags;
+pub mod logemu;
 mod parse;
 mod render;
 
 pub use flags::LogFlags;
-pub use parse::{parse, split_prefix, ParseError, Parsed};
+pub use parse::{parse, parse_any, parse_ulogd, split_prefix, ParseError, Parsed};
 pub use render::render;

@@ -2,6 +2,9 @@
 //! duplicate keys (LEN, ID, SEQ, ACK, MACSRC, the keys of a quoted header) land where they
 //! belong. `render(parse(line))` gives the line back, byte for byte.
 
+mod partial;
+mod ulogd;
+
 use crate::LogFlags;
 use arrayvec::ArrayVec;
 use event::{family, Interface, LinkHeader, PacketEvent, ARPHRD_ETHER};
@@ -512,13 +515,46 @@ fn shared_str(n: &str) -> Arc<str> {
     })
 }
 
-/// Parses a LOG line body: from the prefix to the end, without syslog or kmsg wrapping.
+/// Parses a kernel LOG line body, exactly: from the prefix to the end, without syslog or kmsg
+/// wrapping.
 pub fn parse(line: &str) -> Result<Parsed, ParseError> {
     let line = line.strip_suffix('\n').unwrap_or(line);
     let start = split_prefix(line).ok_or(ParseError {
         offset: 0,
         reason: NO_FIELDS,
     })?;
+    parse_kernel(line, start)
+}
+
+/// Parses a netfilter line body of any origin: the kernel's layout first, then ulogd2's
+/// (PRINTPKT/LOGEMU); a line in neither (another device's variant, a line cut short) still
+/// gives what its fields say, marked `partial`. The error is the kernel parser's.
+pub fn parse_any(line: &str) -> Result<Parsed, ParseError> {
+    let line = line.strip_suffix('\n').unwrap_or(line);
+    let start = split_prefix(line).ok_or(ParseError {
+        offset: 0,
+        reason: NO_FIELDS,
+    })?;
+    parse_kernel(line, start)
+        .or_else(|e| ulogd::parse(line, start).map_err(|_| e))
+        .or_else(|e| partial::parse(line, start, false).map_err(|_| e))
+}
+
+/// Parses a line body that ulogd2 wrote (LOGEMU's header was seen): its layout first, so that
+/// a line both layouts accept keeps ulogd2's prefix (without the space PRINTPKT adds).
+pub fn parse_ulogd(line: &str) -> Result<Parsed, ParseError> {
+    let line = line.strip_suffix('\n').unwrap_or(line);
+    let start = split_prefix(line).ok_or(ParseError {
+        offset: 0,
+        reason: NO_FIELDS,
+    })?;
+    ulogd::parse(line, start)
+        .or_else(|_| parse_kernel(line, start))
+        .or_else(|e| partial::parse(line, start, true).map_err(|_| e))
+}
+
+/// The kernel's layout, exactly.
+fn parse_kernel(line: &str, start: usize) -> Result<Parsed, ParseError> {
     let mut c = Cur {
         s: line,
         pos: start,

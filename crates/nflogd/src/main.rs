@@ -30,7 +30,7 @@ enum Command {
     DefaultConfig,
     /// Parse kernel LOG lines (files, or standard input) into one record per line.
     Parse {
-        /// Output schema: ecs, ulogd or text.
+        /// Output schema: ecs, ulogd, text or logemu (ulogd2's line).
         #[arg(long, default_value = "ecs")]
         schema: String,
         files: Vec<PathBuf>,
@@ -115,7 +115,8 @@ fn parse_schema(s: &str) -> Result<schema::SchemaKind> {
         "ecs" => schema::SchemaKind::Ecs,
         "ulogd" => schema::SchemaKind::Ulogd,
         "text" => schema::SchemaKind::Text,
-        other => anyhow::bail!("unknown schema `{other}` (ecs, ulogd, text)"),
+        "logemu" => schema::SchemaKind::Logemu,
+        other => anyhow::bail!("unknown schema `{other}` (ecs, ulogd, text, logemu)"),
     })
 }
 

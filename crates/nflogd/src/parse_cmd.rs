@@ -21,6 +21,7 @@ pub fn run(schema: SchemaKind, hostname: String, files: &[PathBuf]) -> Result<()
         log_flags: logline::LogFlags::default(),
         hostname,
         community_id: Some(0),
+        line_header: true,
     });
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());

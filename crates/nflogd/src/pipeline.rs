@@ -77,6 +77,7 @@ fn event_heap_bytes(e: &Event) -> usize {
                 + p.ct
                     .as_ref()
                     .map_or(0, |_| std::mem::size_of::<event::Conntrack>())
+                + p.payload.as_ref().map_or(0, |b| b.len())
         }
         Event::Flow(_) => 0,
         Event::Counter(c) => std::mem::size_of::<event::CounterEvent>() + c.name.capacity(),
@@ -93,6 +94,8 @@ pub struct SinkHandle {
     pub limits: QueueLimits,
     /// It reads programs' log lines (a guard); sinks are handed batches without them.
     pub takes_lines: bool,
+    /// It writes packets' bytes (a pcap sink): packet sources then keep them on the records.
+    pub takes_payload: bool,
     /// Set when the sink's end of the queue is gone (its thread ended or died): a waiting
     /// source must not wait for it.
     closed: Arc<AtomicBool>,
@@ -163,6 +166,7 @@ pub fn sink_queue(
             counters: counters.clone(),
             limits,
             takes_lines: false,
+            takes_payload: false,
             closed: closed.clone(),
         },
         SinkQueue {
@@ -268,6 +272,12 @@ impl Fanout {
     pub fn wants_lines(&self) -> bool {
         self.sinks.iter().any(|s| s.takes_lines)
             || self.transforms.iter().any(|(_, out)| out.wants_lines())
+    }
+
+    /// Whether some consumer writes packets' bytes (a pcap sink).
+    pub fn wants_payload(&self) -> bool {
+        self.sinks.iter().any(|s| s.takes_payload)
+            || self.transforms.iter().any(|(_, out)| out.wants_payload())
     }
 
     fn send_to_sinks(&mut self, batch: &mut Vec<Event>) -> Vec<Weak<Vec<Event>>> {

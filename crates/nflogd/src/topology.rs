@@ -123,9 +123,10 @@ pub fn run(cfg: Config) -> Result<()> {
     let mut sink_threads = Vec::new();
     for (name, s) in &cfg.sinks {
         let counters = metrics::register("sink", name);
-        let (handle, mut queue) =
+        let (mut handle, mut queue) =
             pipeline::sink_queue(name, counters.clone(), s.component().queue_limits());
         queue.urgent = parts.urgent(name);
+        handle.takes_payload = s.component().takes_payload();
         parts.queues.insert(name.clone(), handle);
         let ctx = SinkContext {
             name: name.clone(),

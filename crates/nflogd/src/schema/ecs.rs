@@ -286,6 +286,10 @@ pub fn packet(p: &PacketEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
             });
         }
     });
+    // Read from a line in no known layout: some fields are missing.
+    if p.partial {
+        o.strs(k!("tags"), ["partial"]);
+    }
     o.close();
 }
 

@@ -18,6 +18,8 @@ pub enum SchemaKind {
     #[default]
     Ecs,
     Text,
+    /// ulogd2's PRINTPKT line, with LOGEMU's header in files.
+    Logemu,
 }
 
 /// What a renderer needs besides the event.
@@ -34,6 +36,9 @@ pub struct SchemaOptions {
     pub hostname: String,
     /// `ecs`: the seed of `network.community_id`; None leaves it out.
     pub community_id: Option<u16>,
+    /// `logemu`: start each record with LOGEMU's `Mon DD HH:MM:SS host ` (files; a syslog
+    /// message has its own header).
+    pub line_header: bool,
 }
 
 /// Renders events of one sink; keeps small caches (the local UTC offset).
@@ -52,37 +57,72 @@ impl Renderer {
 
     /// Appends one record (no newline).
     pub fn render(&mut self, ev: &Event, out: &mut Vec<u8>) {
+        if self.opts.kind == SchemaKind::Logemu {
+            return self.logemu(ev, out);
+        }
         match ev {
             Event::Packet(p) => match self.opts.kind {
                 SchemaKind::Ulogd => ulogd::packet(p, &self.opts, &mut self.tz, out),
                 SchemaKind::Ecs => ecs::packet(p, &self.opts, out),
                 SchemaKind::Text => text::packet(p, &self.opts, out),
+                SchemaKind::Logemu => unreachable!("rendered by Renderer::logemu"),
             },
             Event::Flow(f) => match self.opts.kind {
                 SchemaKind::Ulogd => ulogd::flow(f, &self.opts, &mut self.tz, out),
                 SchemaKind::Ecs => ecs::flow(f, &self.opts, out),
-                SchemaKind::Text => text::flow(f, out),
+                SchemaKind::Text | SchemaKind::Logemu => text::flow(f, out),
             },
             Event::Counter(c) => match self.opts.kind {
                 SchemaKind::Ulogd => ulogd::counter(c, &self.opts, &mut self.tz, out),
                 SchemaKind::Ecs => ecs::counter(c, &self.opts, out),
-                SchemaKind::Text => text::counter(c, out),
+                SchemaKind::Text | SchemaKind::Logemu => text::counter(c, out),
             },
             Event::Raw(r) => match self.opts.kind {
                 SchemaKind::Ulogd => ulogd::raw(r, &self.opts, &mut self.tz, out),
                 SchemaKind::Ecs => ecs::raw(r, &self.opts, out),
-                SchemaKind::Text => out.extend_from_slice(r.line.as_bytes()),
+                SchemaKind::Text | SchemaKind::Logemu => out.extend_from_slice(r.line.as_bytes()),
             },
             Event::Decision(d) => match self.opts.kind {
                 SchemaKind::Ulogd => ulogd::decision(d, &self.opts, &mut self.tz, out),
                 SchemaKind::Ecs => ecs::decision(d, &self.opts, out),
-                SchemaKind::Text => text::decision(d, out),
+                SchemaKind::Text | SchemaKind::Logemu => text::decision(d, out),
             },
             Event::Line(l) => match self.opts.kind {
                 SchemaKind::Ulogd => ulogd::line(l, &self.opts, &mut self.tz, out),
                 SchemaKind::Ecs => ecs::line(l, &self.opts, out),
-                SchemaKind::Text => text::line(l, out),
+                SchemaKind::Text | SchemaKind::Logemu => text::line(l, out),
             },
+        }
+    }
+}
+
+impl Renderer {
+    /// ulogd2's LOGEMU: its header (in files), then PRINTPKT's line for a packet and the
+    /// `text` line for anything else, as LOGEMU prints PRINTFLOW's.
+    fn logemu(&mut self, ev: &Event, out: &mut Vec<u8>) {
+        if self.opts.line_header {
+            let t = match ev {
+                Event::Packet(p) => p.time,
+                Event::Flow(f) => f.time,
+                Event::Counter(c) => c.time,
+                Event::Raw(r) => r.time,
+                Event::Decision(d) => d.time,
+                Event::Line(l) => l.time,
+            };
+            let offset = self.tz.at(t);
+            let local = chrono::FixedOffset::east_opt(offset as i32)
+                .and_then(|z| chrono::DateTime::from_timestamp(t.secs, 0).map(|d| d.with_timezone(&z)));
+            if let Some(local) = local {
+                logline::logemu::header(&local, &self.opts.hostname, out);
+            }
+        }
+        match ev {
+            Event::Packet(p) => logline::logemu::render(p, out),
+            Event::Flow(f) => text::flow(f, out),
+            Event::Counter(c) => text::counter(c, out),
+            Event::Raw(r) => out.extend_from_slice(r.line.as_bytes()),
+            Event::Decision(d) => text::decision(d, out),
+            Event::Line(l) => text::line(l, out),
         }
     }
 }
@@ -336,6 +376,7 @@ mod flow_tests {
             log_flags: LogFlags::default(),
             hostname: "fw".into(),
             community_id: Some(0),
+            line_header: true,
         });
         let mut out = Vec::new();
         r.render(&Event::Flow(f.clone()), &mut out);
@@ -392,6 +433,7 @@ mod flow_tests {
             log_flags: LogFlags::default(),
             hostname: "fw".into(),
             community_id: Some(0),
+            line_header: true,
         });
         let mut raw = |origin: &str| {
             let mut out = Vec::new();

@@ -114,6 +114,10 @@ pub fn packet(p: &PacketEvent, opts: &SchemaOptions, tz: &mut LocalOffset, out: 
             o.raw(k!("mac.str"), |out| json_mac(&l.header, out));
         }
     }
+    // Not a ulogd2 key: read from a line in no known layout, some fields are missing.
+    if p.partial {
+        o.raw(k!("partial"), |out| out.extend_from_slice(b"true"));
+    }
     o.close();
 }
 

@@ -43,6 +43,11 @@ pub trait Sink {
     /// How much its memory queue holds.
     fn queue_limits(&self) -> QueueLimits;
 
+    /// Whether it writes packets' bytes (packet sources then keep them).
+    fn takes_payload(&self) -> bool {
+        false
+    }
+
     /// Checks of this sink alone, before anything starts.
     fn validate(&self) -> Result<()> {
         Ok(())

@@ -128,7 +128,11 @@ impl LineDecoder {
         line: &str,
         position: Option<u64>,
     ) -> Option<Event> {
-        let parsed = logline::parse(&env.body);
+        let parsed = if env.ulogd {
+            logline::parse_ulogd(&env.body)
+        } else {
+            logline::parse_any(&env.body)
+        };
         let time = env.time.unwrap_or_else(|| match env.kmsg_usec {
             Some(us) => {
                 let boot = *self.boot.get_or_insert_with(boot_time);
@@ -183,6 +187,14 @@ impl LineDecoder {
             Ok(p) => {
                 // The parser gives prefixes as shared strings already.
                 let mut ev = p.event;
+                if ev.partial {
+                    ComponentCounters::add(&self.counters.malformed, 1);
+                    crate::rate_limited_warn!(
+                        "{}{}: a netfilter line in no known layout; kept what its fields say (tagged partial)",
+                        self.origin,
+                        position.map(|p| format!(":{p}")).unwrap_or_default()
+                    );
+                }
                 ev.action = self.actions.resolve(&ev.prefix);
                 ev.time = time;
                 ev.host = host;

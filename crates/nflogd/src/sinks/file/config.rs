@@ -11,7 +11,7 @@ pub struct FileSinkConfig {
     pub inputs: Vec<String>,
     /// File to append to; `-` is standard output. Its directory is created if missing.
     pub path: String,
-    /// `ecs` (default), `ulogd` or `text`.
+    /// `ecs` (default), `ulogd`, `text` or `logemu`.
     #[serde(default)]
     pub schema: SchemaKind,
     /// `ulogd` schema: the `dvc` value. Default "Netfilter".

@@ -30,6 +30,7 @@ impl super::Sink for FileSinkConfig {
             log_flags: self.log_flags()?,
             hostname: ctx.host,
             community_id: ctx.community_id,
+            line_header: true,
         };
         spawn(&ctx.name, self, opts, ctx.queue, ctx.counters)
     }

@@ -43,6 +43,7 @@ pub fn spawn(
             log_flags: logline::LogFlags::default(),
             hostname: host,
             community_id: None,
+            line_header: false,
         };
         sink.mapping = Mapping::Ulogd(Box::new(crate::schema::Renderer::new(opts)), Vec::new());
     }

@@ -69,7 +69,8 @@ pub struct SyslogSinkConfig {
     /// `rfc5424` (default) or `rfc3164`.
     #[serde(default)]
     format: Option<Format>,
-    /// What the message is: `text` (the kernel LOG line, default), `ecs` or `ulogd` JSON.
+    /// What the message is: `text` (the kernel LOG line, default), `logemu` (ulogd2's line),
+    /// `ecs` or `ulogd` JSON.
     #[serde(default = "default_schema")]
     pub schema: SchemaKind,
     pub preset: Option<Preset>,

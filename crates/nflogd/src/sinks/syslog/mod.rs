@@ -42,6 +42,7 @@ impl super::Sink for SyslogSinkConfig {
             log_flags: flags,
             hostname: ctx.host,
             community_id: ctx.community_id,
+            line_header: false,
         };
         spawn(&ctx.name, self, opts, ctx.queue, ctx.counters)
     }

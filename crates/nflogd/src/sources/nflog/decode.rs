@@ -14,6 +14,8 @@ pub struct Decoder {
     pub ifnames: IfNames,
     pub actions: ActionResolver,
     pub label: u8,
+    /// Keep each packet's bytes on its record (a pcap sink writes them).
+    pub keep_payload: bool,
     prefixes: HashMap<Vec<u8>, Arc<str>>,
     /// The last prefix seen: consecutive packets usually share it.
     last_prefix: Option<(Vec<u8>, Arc<str>)>,
@@ -25,6 +27,7 @@ impl Decoder {
             ifnames,
             actions,
             label,
+            keep_payload: false,
             prefixes: HashMap::new(),
             last_prefix: None,
         }
@@ -115,6 +118,8 @@ impl Decoder {
             level: None,
             log_flags: None,
             enrich: None,
+            payload: self.keep_payload.then(|| Arc::from(payload)),
+            partial: false,
         }
     }
 }

@@ -221,16 +221,18 @@ pub fn spawn(
 ) -> Result<JoinHandle<()>> {
     let name = name.to_string();
     let cfg = cfg.clone();
+    let keep_payload = fanout.wants_payload();
     crate::sources::thread::spawn(
         format!("nflog:{name}"),
         move || {
             let reader = Reader::open(&name, &cfg, counters)?;
             // The decoder resolves interface names in the same namespace as the socket.
-            let decoder = Decoder::new(
+            let mut decoder = Decoder::new(
                 IfNames::new(),
                 ActionResolver::new(actions, cfg.numeric_label),
                 cfg.numeric_label.unwrap_or(0),
             );
+            decoder.keep_payload = keep_payload;
             tracing::info!(
                 "source `{name}`: reading NFLOG groups {:?}{} (receive buffer {} bytes)",
                 cfg.groups,
