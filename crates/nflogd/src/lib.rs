@@ -1,6 +1,7 @@
 //! nflogd as a library: the daemon's parts (config, sources, pipeline, sinks, spool, store,
 //! schemas), so that the command line (main.rs), the fuzz targets and tests reach the same code.
 
+pub mod capture;
 pub mod config;
 pub mod files;
 pub mod graph;

@@ -3,6 +3,7 @@
 pub mod clickhouse;
 pub mod database;
 pub mod file;
+pub mod pcap;
 pub mod postgres;
 pub mod sqlite;
 pub mod syslog;
@@ -21,6 +22,7 @@ crate::registry!(
         "sqlite" => Sqlite(sqlite::SqliteSinkConfig),
         "postgres" => Postgres(postgres::PostgresSinkConfig),
         "clickhouse" => Clickhouse(clickhouse::ClickHouseSinkConfig),
+        "pcap" => Pcap(pcap::PcapSinkConfig),
     }
 );
 

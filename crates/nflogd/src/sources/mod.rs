@@ -8,6 +8,7 @@ pub mod kmsg;
 pub mod lines;
 pub mod nfacct;
 pub mod nflog;
+pub mod pcap;
 pub mod stdin;
 pub mod syslog;
 pub mod thread;
@@ -29,6 +30,7 @@ crate::registry!(
         "syslog" => Syslog(syslog::SyslogConfig),
         "conntrack" => Conntrack(conntrack::ConntrackConfig),
         "nfacct" => Nfacct(nfacct::NfacctConfig),
+        "pcap" => Pcap(pcap::PcapSourceConfig),
     }
 );
 

@@ -4,7 +4,7 @@ mod config;
 mod sink;
 
 pub use config::FileSinkConfig;
-pub use sink::spawn;
+pub use sink::{spawn, spawn_writer, Records};
 
 impl super::Sink for FileSinkConfig {
     fn inputs(&self) -> &[String] {

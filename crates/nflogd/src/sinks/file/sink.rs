@@ -1,9 +1,11 @@
-//! The writer thread: renders each batch into one buffer and writes it in one call.
+//! The writer thread: renders each batch into one buffer and writes it in one call. What a
+//! record looks like is the `Records` it is given: lines of a schema here, a capture's packets
+//! for the pcap sink.
 
-use super::config::FileSinkConfig;
 use crate::metrics::ComponentCounters;
 use crate::pipeline::{Batch, SinkQueue};
 use crate::schema::{Renderer, SchemaOptions};
+use event::Event;
 use anyhow::{Context, Result};
 use crossbeam_channel::RecvTimeoutError;
 use std::fs::File;
@@ -15,13 +17,68 @@ use std::time::Duration;
 
 const WRITE_CHUNK: usize = 256 * 1024;
 
+/// How events become bytes in a file.
+pub trait Records: Send + 'static {
+    /// Appends `ev`'s record to `out`; false when this kind of file has no record for it.
+    fn append(&mut self, ev: &Event, out: &mut Vec<u8>) -> bool;
+    /// What an empty file starts with (a capture's header), and whether a non-empty one
+    /// starting with `head` may be appended to (checked at each open).
+    fn file_header(&self) -> Vec<u8> {
+        Vec::new()
+    }
+    fn check_existing(&self, head: &[u8]) -> Result<()> {
+        let _ = head;
+        Ok(())
+    }
+}
+
+/// One line of a schema per event.
+pub struct Lines(pub Renderer);
+
+impl Records for Lines {
+    fn append(&mut self, ev: &Event, out: &mut Vec<u8>) -> bool {
+        self.0.render(ev, out);
+        out.push(b'\n');
+        true
+    }
+}
+
 enum Output {
     Stdout(std::io::Stdout),
     File(File),
 }
 
 impl Output {
-    fn open(path: &str) -> Result<Output> {
+    /// Opens `path` for appending; a file that is empty gets `records`' header first, one that
+    /// is not must suit them.
+    fn open(path: &str, records: &dyn Records) -> Result<Output> {
+        let mut out = Self::open_path(path)?;
+        let header = records.file_header();
+        if header.is_empty() {
+            return Ok(out);
+        }
+        let len = match &out {
+            Output::File(f) => f.metadata()?.len(),
+            Output::Stdout(_) => 0,
+        };
+        if len == 0 {
+            let mut done = 0;
+            while done < header.len() {
+                done += out.write(&header[done..])?;
+            }
+        } else {
+            let mut head = vec![0; header.len()];
+            let mut f = File::open(path)?;
+            std::io::Read::read_exact(&mut f, &mut head)
+                .with_context(|| format!("reading the start of {path}"))?;
+            records
+                .check_existing(&head)
+                .with_context(|| format!("appending to {path}"))?;
+        }
+        Ok(out)
+    }
+
+    fn open_path(path: &str) -> Result<Output> {
         if path == "-" {
             return Ok(Output::Stdout(std::io::stdout()));
         }
@@ -52,9 +109,11 @@ impl Output {
 
 struct FileSink {
     name: String,
-    cfg: FileSinkConfig,
+    path: String,
+    /// Flush after every batch.
+    flush: bool,
     out: Output,
-    renderer: Renderer,
+    records: Box<dyn Records>,
     counters: Arc<ComponentCounters>,
     buf: Vec<u8>,
     pending: u64,
@@ -76,7 +135,7 @@ impl FileSink {
                     crate::rate_limited_warn!(
                         "sink `{}`: writing {} failed: {e}; retrying",
                         self.name,
-                        self.cfg.path
+                        self.path
                     );
                     break;
                 }
@@ -95,8 +154,9 @@ impl FileSink {
     fn take(&mut self, batch: &Batch) {
         ComponentCounters::add(&self.counters.received, batch.len() as u64);
         for ev in batch.iter() {
-            self.renderer.render(ev, &mut self.buf);
-            self.buf.push(b'\n');
+            if !self.records.append(ev, &mut self.buf) {
+                continue;
+            }
             self.pending += 1;
             if self.buf.len() >= WRITE_CHUNK {
                 // On failure the rest of this batch is still rendered; the loop then takes no
@@ -121,7 +181,7 @@ impl FileSink {
                         "sink `{}`: stopping with {} events unwritten to {}",
                         self.name,
                         self.pending,
-                        self.cfg.path
+                        self.path
                     );
                     break;
                 }
@@ -143,7 +203,7 @@ impl FileSink {
                         self.take(&b);
                         q.taken(&b);
                     }
-                    if self.cfg.flush || self.buf.len() >= WRITE_CHUNK {
+                    if self.flush || self.buf.len() >= WRITE_CHUNK {
                         self.flush();
                     }
                 }
@@ -155,7 +215,7 @@ impl FileSink {
             let g = crate::signals::reopen_generation();
             if g != generation && self.buf.is_empty() {
                 generation = g;
-                match Output::open(&self.cfg.path) {
+                match Output::open(&self.path, &*self.records) {
                     Ok(o) => self.out = o,
                     Err(e) => tracing::error!(
                         "sink `{}`: reopening failed, keeping the old file: {e:#}",
@@ -170,26 +230,37 @@ impl FileSink {
 /// Opens the output (so a bad path fails start-up) and starts the writer thread.
 pub fn spawn(
     name: &str,
-    cfg: &FileSinkConfig,
+    cfg: &super::FileSinkConfig,
     opts: SchemaOptions,
     queue: SinkQueue,
     counters: Arc<ComponentCounters>,
 ) -> Result<JoinHandle<()>> {
-    let out = Output::open(&cfg.path).with_context(|| format!("sink `{name}`"))?;
+    let what = format!("{:?} records", opts.kind);
+    let records = Box::new(Lines(Renderer::new(opts)));
+    spawn_writer(name, &cfg.path, cfg.flush, &what, records, queue, counters)
+}
+
+/// Starts a writer of `records` to `path` (`-`: standard output).
+pub fn spawn_writer(
+    name: &str,
+    path: &str,
+    flush: bool,
+    what: &str,
+    records: Box<dyn Records>,
+    queue: SinkQueue,
+    counters: Arc<ComponentCounters>,
+) -> Result<JoinHandle<()>> {
+    let out = Output::open(path, &*records).with_context(|| format!("sink `{name}`"))?;
     tracing::info!(
-        "sink `{name}`: writing {:?} records to {}",
-        opts.kind,
-        if cfg.path == "-" {
-            "standard output"
-        } else {
-            &cfg.path
-        }
+        "sink `{name}`: writing {what} to {}",
+        if path == "-" { "standard output" } else { path }
     );
     let sink = FileSink {
         name: name.to_string(),
-        cfg: cfg.clone(),
+        path: path.to_string(),
+        flush,
         out,
-        renderer: Renderer::new(opts),
+        records,
         counters,
         buf: Vec::with_capacity(WRITE_CHUNK + 4096),
         pending: 0,
