@@ -6,6 +6,7 @@ pub mod config;
 pub mod files;
 pub mod graph;
 pub mod guard_cmd;
+pub mod import_ulogd;
 pub mod metrics;
 pub mod parse_cmd;
 pub mod pipeline;

@@ -39,6 +39,11 @@ enum Command {
     Query(Box<query_cmd::QueryArgs>),
     /// A running guard: `list` its bans, `ban ADDR [--for D]`, `unban ADDR`.
     Guard(guard_cmd::GuardArgs),
+    /// Print an nflogd configuration equivalent to a ulogd.conf's active stacks.
+    ImportUlogd {
+        /// The ulogd2 configuration, e.g. /etc/ulogd.conf.
+        file: PathBuf,
+    },
     /// Print the database schema nflogd creates: sqlite, postgres or clickhouse.
     Schema {
         dialect: String,
@@ -83,6 +88,7 @@ fn main() -> ExitCode {
         }
         Command::Query(args) => query_cmd::run(*args),
         Command::Guard(args) => guard_cmd::run(args),
+        Command::ImportUlogd { file } => nflogd::import_ulogd::run(&file),
         Command::Schema { dialect, database } => schema_script(&dialect, &database),
         Command::DefaultConfig => {
             print!("{}", config::DEFAULT_CONFIG);

@@ -104,8 +104,9 @@ fn compare(i: usize, ours: &Map<String, Value>, theirs: &Map<String, Value>) -> 
                     m["oob.time.sec"].as_i64().unwrap_or(0) * 1_000_000
                         + m["oob.time.usec"].as_i64().unwrap_or(0)
                 };
+                // (ulogd2 on the kernel's default batching receives them up to a second late.)
                 let slack = if ours.get("oob.hook").and_then(Value::as_u64) >= Some(3) {
-                    1_000_000
+                    2_000_000
                 } else {
                     1_000
                 };
@@ -276,7 +277,8 @@ table netdev lab {
 }
 
 /// The `logemu` schema against ulogd2's LOGEMU file for the same packets: the same header
-/// (short host name; the time within a second) and the same line after it, byte for byte. A
+/// (short host name; the time within two seconds, as unstamped local packets carry each
+/// daemon's receive time) and the same line after it, byte for byte. A
 /// non-first IPv4 fragment is the one allowed difference: ulogd2 reads ports out of its payload
 /// (a bug, docs/ulogd-schema.md), nflogd writes `INCOMPLETE`.
 fn logemu_lines_match(ours: &[String], theirs: &[String], theirs_json: &[Value]) {
@@ -292,7 +294,7 @@ fn logemu_lines_match(ours: &[String], theirs: &[String], theirs_json: &[Value])
     for (i, (o, t)) in ours.iter().zip(theirs).enumerate() {
         let (ot, oh, ob) = header(o);
         let (tt, th, tb) = header(t);
-        if (ot - tt).abs() > 1 || oh != th {
+        if (ot - tt).abs() > 2 || oh != th {
             diffs.push(format!("#{i} header: ours {:?} vs ulogd2 {:?}", &o[..16 + oh.len()], &t[..16 + th.len()]));
         }
         let later_fragment = theirs_json[i]
@@ -374,4 +376,129 @@ fn logemu_lines_parse_to_ulogd_json(lab: &Lab, emu: &std::path::Path, theirs: &[
     }
     assert!(compared > 500, "only {compared} values compared");
     assert!(diffs.is_empty(), "{} differences:\n{}", diffs.len(), diffs.join("\n"));
+}
+
+/// Debian's own /etc/ulogd.conf with stacks switched on as a user would (its default LOGEMU
+/// stack, its PCAP stack, and a JSON stack), `nflogd import-ulogd` on it, and both daemons on
+/// the same packets: the same JSON records, the same LOGEMU lines, the same packets captured.
+#[test]
+fn imported_ulogd_conf_writes_what_ulogd2_wrote() {
+    if !lab::available() {
+        return;
+    }
+    let shipped = std::path::Path::new("/etc/ulogd.conf");
+    let pcap_plugin = std::path::Path::new(&plugins()).join("ulogd_output_PCAP.so");
+    if !shipped.exists() || !pcap_plugin.exists() {
+        lab::skip("Debian's ulogd2 (its /etc/ulogd.conf) or ulogd2-pcap is not installed");
+        return;
+    }
+    let lab = Lab::new();
+    for d in ["ulogd", "nflogd"] {
+        std::fs::create_dir_all(lab.path(d)).unwrap();
+    }
+    let at = |d: &str, f: &str| lab.path(d).join(f).display().to_string();
+    let conf = std::fs::read_to_string(shipped)
+        .unwrap()
+        .replace("logfile=\"syslog\"", &format!("logfile=\"{}\"", at("ulogd", "ulogd.log")))
+        .replace(
+            "#stack=log2:NFLOG,base1:BASE,pcap1:PCAP",
+            "stack=log2:NFLOG,base1:BASE,pcap1:PCAP\nstack=log3:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,mac2str1:HWHDR,json1:JSON",
+        )
+        .replacen("\ngroup=0\n", "\ngroup=41\n", 1)
+        .replacen("\ngroup=1 ", "\ngroup=42 ", 1)
+        .replacen("\ngroup=2 ", "\ngroup=43 ", 1)
+        .replace(
+            "file=\"/var/log/ulog/syslogemu.log\"",
+            &format!("file=\"{}\"", at("ulogd", "syslogemu.log")),
+        )
+        .replace("[pcap1]\n", &format!("[pcap1]\nfile=\"{}\"\n", at("ulogd", "ulogd.pcap")))
+        .replace("[json1]\n", &format!("[json1]\nfile=\"{}\"\n", at("ulogd", "ulogd.json")));
+    for want in ["group=41", "group=42", "group=43", "stack=log2:NFLOG,base1:BASE,pcap1:PCAP"] {
+        assert!(conf.contains(want), "Debian's ulogd.conf changed: no {want}");
+    }
+    let conf_path = lab.path("ulogd.conf");
+    std::fs::write(&conf_path, &conf).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_nflogd"))
+        .arg("import-ulogd")
+        .arg(&conf_path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let imported = String::from_utf8(out.stdout).unwrap();
+    // The same configuration on groups of its own, writing to a directory of its own.
+    let ours = format!("stats_interval = \"0s\"\n{imported}")
+        .replace("groups = [41]", "groups = [141]")
+        .replace("groups = [42]", "groups = [142]")
+        .replace("groups = [43]", "groups = [143]")
+        .replace(&lab.path("ulogd").display().to_string(), &lab.path("nflogd").display().to_string());
+    for want in ["schema = \"logemu\"", "linktype = \"raw\"", "schema = \"ulogd\"", "groups = [143]"] {
+        assert!(ours.contains(want), "import lacks {want}:\n{imported}");
+    }
+    let logs: String = [41, 42, 43, 141, 142, 143]
+        .iter()
+        .map(|g| format!(" log prefix \"IPTABLES: DROP \" group {g}"))
+        .collect();
+    lab.nft(
+        &lab.b,
+        &format!(
+            "table inet lab {{\n  chain pre {{\n    type filter hook prerouting priority -450;\n    iifname \"vb\" meta nfproto ipv4 jump logit\n    iifname \"vb\" ip6 saddr fd00:200::/64 jump logit\n  }}\n  chain out {{\n    type filter hook output priority 0;\n    oifname \"vb\" meta nfproto ipv4 jump logit\n    oifname \"vb\" ip6 saddr fd00:200::/64 jump logit\n  }}\n  chain logit {{\n    meta mark set 0x2a{logs}\n  }}\n}}\n"
+        ),
+    );
+    let d = lab.nflogd(&lab.b, &ours);
+    let u = Command::new("ip")
+        .args(["netns", "exec", &lab.b, "ulogd", "-c"])
+        .arg(&conf_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn_owned()
+        .expect("start ulogd");
+    for g in [41, 42, 43] {
+        lab::wait_nflog_bound(u.id(), g, Duration::from_secs(10));
+    }
+    let u = Daemon {
+        child: Some(u),
+        log: lab.path("ulogd").join("ulogd.log"),
+    };
+    lab.craft();
+    lab.traffic();
+    // Debian's stacks keep the kernel's batching: it flushes a partial batch after a second.
+    wait_lines(&lab.path("ulogd").join("ulogd.json"), 70, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(2500));
+    let theirs = json_lines(&wait_lines(&lab.path("ulogd").join("ulogd.json"), 70, Duration::from_secs(1)));
+    let n = theirs.len();
+    let ours_json = json_lines(&wait_lines(&lab.path("nflogd").join("ulogd.json"), n, Duration::from_secs(10)));
+    let emu_theirs = wait_lines(&lab.path("ulogd").join("syslogemu.log"), n, Duration::from_secs(10));
+    let emu_ours = wait_lines(&lab.path("nflogd").join("syslogemu.log"), n, Duration::from_secs(10));
+    d.stop();
+    drop(u);
+    // JSON, key by key (the differences allowed are the bugs listed in docs/ulogd-schema.md).
+    assert_eq!(ours_json.len(), n, "JSON record counts differ");
+    let diffs: Vec<String> = ours_json
+        .iter()
+        .zip(&theirs)
+        .enumerate()
+        .flat_map(|(i, (o, t))| compare(i, o.as_object().unwrap(), t.as_object().unwrap()))
+        .collect();
+    assert!(diffs.is_empty(), "{} JSON differences:\n{}", diffs.len(), diffs.join("\n"));
+    // LOGEMU, line by line.
+    logemu_lines_match(&emu_ours, &emu_theirs, &theirs);
+    // PCAP: the same packets, byte for byte, in the same order.
+    let read = |p: std::path::PathBuf| {
+        let mut r = pcap_file::pcap::PcapReader::new(std::fs::File::open(&p).unwrap()).unwrap();
+        let lt = u32::from(r.header().datalink);
+        let mut v = Vec::new();
+        while let Some(pk) = r.next_packet() {
+            let pk = pk.unwrap();
+            v.push((pk.orig_len, pk.data.into_owned()));
+        }
+        (lt, v)
+    };
+    let (lt_t, pk_t) = read(lab.path("ulogd").join("ulogd.pcap"));
+    let (lt_o, pk_o) = read(lab.path("nflogd").join("ulogd.pcap"));
+    assert_eq!((lt_o, lt_t), (101, 101), "link types");
+    assert_eq!(pk_o.len(), pk_t.len(), "captured packet counts");
+    assert!(pk_t.len() >= 70, "ulogd2 captured only {}", pk_t.len());
+    for (i, (o, t)) in pk_o.iter().zip(&pk_t).enumerate() {
+        assert_eq!(o, t, "captured packet #{i} (original length, bytes)");
+    }
 }
