@@ -14,7 +14,10 @@ fn ulogd2_lines_round_trip() {
     for line in lines.lines() {
         let env = envelope::open(line);
         assert!(env.ulogd, "LOGEMU header not recognised: {line:?}");
-        assert_eq!(env.host.as_deref(), Some(line[16..].split(' ').next().unwrap()));
+        assert_eq!(
+            env.host.as_deref(),
+            Some(line[16..].split(' ').next().unwrap())
+        );
         match parse_ulogd(&env.body) {
             Ok(p) if p.event.partial => failures.push(format!("partial: {line:?}")),
             Ok(p) => {
@@ -127,7 +130,12 @@ fn variants_from_siem_corpora_give_what_they_carry() {
         assert_eq!(&*ev.prefix, w.prefix, "{}", w.line);
         assert_eq!(ev.partial, w.partial, "{}", w.line);
         assert_eq!(ev.indev.as_ref().map(|i| &*i.name), Some(w.indev));
-        assert_eq!(ev.link.map_or(0, |l| l.header.len()), w.mac_len, "{}", w.line);
+        assert_eq!(
+            ev.link.map_or(0, |l| l.header.len()),
+            w.mac_len,
+            "{}",
+            w.line
+        );
         let (src, dst) = match &ev.headers.network {
             Network::Ipv4(ip) => (ip.src.to_string(), ip.dst.to_string()),
             Network::Ipv6(ip) => (ip.src.to_string(), ip.dst.to_string()),

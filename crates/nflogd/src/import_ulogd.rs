@@ -128,29 +128,47 @@ impl<'a> Import<'a> {
                 if let Some(q) = self.num(id, "netlink_qtimeout").filter(|&q| q > 0) {
                     let _ = writeln!(t, "qtimeout = \"{}ms\"", q * 10);
                 }
-                if let Some(b) = self.num(id, "netlink_socket_buffer_size").filter(|&b| b > 0) {
+                if let Some(b) = self
+                    .num(id, "netlink_socket_buffer_size")
+                    .filter(|&b| b > 0)
+                {
                     let _ = writeln!(t, "socket_buffer = {b}");
                 }
-                if let Some(b) = self.num(id, "netlink_socket_buffer_maxsize").filter(|&b| b > 0)
+                if let Some(b) = self
+                    .num(id, "netlink_socket_buffer_maxsize")
+                    .filter(|&b| b > 0)
                 {
                     let _ = writeln!(t, "socket_buffer_max = {b}");
                 }
-                let seq = self.num(id, "seq_local") == Some(1) || self.num(id, "seq_global") == Some(1);
+                let seq =
+                    self.num(id, "seq_local") == Some(1) || self.num(id, "seq_global") == Some(1);
                 let _ = writeln!(t, "sequence = {seq}");
                 if self.num(id, "attach_conntrack") == Some(1) {
                     t.push_str("conntrack = true\n");
                 }
-                if let Some(ns) = self.opt(id, "network_namespace_path").filter(|n| !n.is_empty()) {
+                if let Some(ns) = self
+                    .opt(id, "network_namespace_path")
+                    .filter(|n| !n.is_empty())
+                {
                     let _ = writeln!(t, "netns = {}", s(ns));
                 }
                 // `bufsize` is ulogd2's receive buffer per read: nflogd sizes its own.
                 t += &self.unread(
                     id,
                     &[
-                        "group", "numeric_label", "netlink_qthreshold", "netlink_qtimeout",
-                        "netlink_socket_buffer_size", "netlink_socket_buffer_maxsize",
-                        "seq_local", "seq_global", "attach_conntrack", "network_namespace_path",
-                        "bind", "unbind", "bufsize",
+                        "group",
+                        "numeric_label",
+                        "netlink_qthreshold",
+                        "netlink_qtimeout",
+                        "netlink_socket_buffer_size",
+                        "netlink_socket_buffer_maxsize",
+                        "seq_local",
+                        "seq_global",
+                        "attach_conntrack",
+                        "network_namespace_path",
+                        "bind",
+                        "unbind",
+                        "bufsize",
                     ],
                 );
             }
@@ -172,24 +190,39 @@ impl<'a> Import<'a> {
                 if let Some(p) = self.num(id, "pollinterval").filter(|&p| p > 0) {
                     let _ = writeln!(t, "poll_interval = \"{p}s\"");
                 }
-                if let Some(b) = self.num(id, "netlink_socket_buffer_size").filter(|&b| b > 0) {
+                if let Some(b) = self
+                    .num(id, "netlink_socket_buffer_size")
+                    .filter(|&b| b > 0)
+                {
                     let _ = writeln!(t, "socket_buffer = {b}");
                 }
-                if let Some(b) = self.num(id, "netlink_socket_buffer_maxsize").filter(|&b| b > 0)
+                if let Some(b) = self
+                    .num(id, "netlink_socket_buffer_maxsize")
+                    .filter(|&b| b > 0)
                 {
                     let _ = writeln!(t, "socket_buffer_max = {b}");
                 }
-                for (key, ours) in [("accept_src_filter", "accept_src"), ("accept_dst_filter", "accept_dst")] {
+                for (key, ours) in [
+                    ("accept_src_filter", "accept_src"),
+                    ("accept_dst_filter", "accept_dst"),
+                ] {
                     if let Some(v) = self.opt(id, key).filter(|v| !v.is_empty()) {
-                        let nets: Vec<String> = v.split(',').map(|n| n.trim().to_string()).collect();
+                        let nets: Vec<String> =
+                            v.split(',').map(|n| n.trim().to_string()).collect();
                         let _ = writeln!(t, "{ours} = {nets:?}");
                     }
                 }
-                if let Some(v) = self.opt(id, "accept_proto_filter").filter(|v| !v.is_empty()) {
+                if let Some(v) = self
+                    .opt(id, "accept_proto_filter")
+                    .filter(|v| !v.is_empty())
+                {
                     let protos: Vec<String> = v.split(',').map(|n| n.trim().to_string()).collect();
                     let _ = writeln!(t, "accept_protocols = {protos:?}");
                 }
-                if let Some(ns) = self.opt(id, "network_namespace_path").filter(|n| !n.is_empty()) {
+                if let Some(ns) = self
+                    .opt(id, "network_namespace_path")
+                    .filter(|n| !n.is_empty())
+                {
                     let _ = writeln!(t, "netns = {}", s(ns));
                 }
                 // Buckets and resync timing are ulogd2's own table's; reliable delivery is
@@ -197,10 +230,18 @@ impl<'a> Import<'a> {
                 t += &self.unread(
                     id,
                     &[
-                        "event_mask", "hash_enable", "hash_max_entries", "pollinterval",
-                        "netlink_socket_buffer_size", "netlink_socket_buffer_maxsize",
-                        "accept_src_filter", "accept_dst_filter", "accept_proto_filter",
-                        "network_namespace_path", "hash_buckets", "netlink_resync_timeout",
+                        "event_mask",
+                        "hash_enable",
+                        "hash_max_entries",
+                        "pollinterval",
+                        "netlink_socket_buffer_size",
+                        "netlink_socket_buffer_maxsize",
+                        "accept_src_filter",
+                        "accept_dst_filter",
+                        "accept_proto_filter",
+                        "network_namespace_path",
+                        "hash_buckets",
+                        "netlink_resync_timeout",
                         "reliable",
                     ],
                 );
@@ -213,12 +254,20 @@ impl<'a> Import<'a> {
                 if let Some(z) = self.num(id, "zerocounter") {
                     let _ = writeln!(t, "zero = {}", z != 0);
                 }
-                if let Some(ns) = self.opt(id, "network_namespace_path").filter(|n| !n.is_empty()) {
+                if let Some(ns) = self
+                    .opt(id, "network_namespace_path")
+                    .filter(|n| !n.is_empty())
+                {
                     let _ = writeln!(t, "netns = {}", s(ns));
                 }
                 t += &self.unread(
                     id,
-                    &["pollinterval", "zerocounter", "network_namespace_path", "timestamp"],
+                    &[
+                        "pollinterval",
+                        "zerocounter",
+                        "network_namespace_path",
+                        "timestamp",
+                    ],
                 );
             }
             other => return Err(format!("input plugin {other} has no counterpart in nflogd")),
@@ -360,11 +409,7 @@ impl<'a> Import<'a> {
             return;
         };
         let filters: Vec<&str> = parts[1..parts.len() - 1].iter().map(|(_, p)| *p).collect();
-        let comment = |text: String| {
-            text.lines()
-                .map(|l| format!("# {l}\n"))
-                .collect::<String>()
-        };
+        let comment = |text: String| text.lines().map(|l| format!("# {l}\n")).collect::<String>();
         if let Err(why) = self.source(input_id, input) {
             self.out += &comment(format!("stack={line}\n  not carried over: {why}"));
             self.out.push('\n');
@@ -379,10 +424,16 @@ impl<'a> Import<'a> {
                     self.out += &comment(format!(
                         "stack={line}\n  not carried over: MARK filter {id} (mark={mark} mask={mask}); this stack's sink takes every packet"
                     ));
-                    self.warn(id, "the MARK filter is not carried over: the sink takes every packet".into());
+                    self.warn(
+                        id,
+                        "the MARK filter is not carried over: the sink takes every packet".into(),
+                    );
                 }
                 "PWSNIFF" => {
-                    self.warn(id, "PWSNIFF is not carried over (it stops every stack it is in)".into());
+                    self.warn(
+                        id,
+                        "PWSNIFF is not carried over (it stops every stack it is in)".into(),
+                    );
                 }
                 _ => {}
             }
@@ -420,7 +471,10 @@ pub fn import(text: &str, from: &str) -> (String, Vec<String>) {
         im.stack(line);
     }
     if conf.stacks.is_empty() {
-        im.warn("global", "no active `stack=` line: nothing to import".into());
+        im.warn(
+            "global",
+            "no active `stack=` line: nothing to import".into(),
+        );
     }
     let mut out = format!(
         "# Imported from {from} by `nflogd import-ulogd`: its active stacks, each input a\n# source and each output a sink. Check it with `nflogd check`.\n\n"
@@ -440,7 +494,8 @@ pub fn import(text: &str, from: &str) -> (String, Vec<String>) {
 
 /// The command: prints the configuration, warns on standard error.
 pub fn run(path: &std::path::Path) -> Result<()> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let (toml, warnings) = import(&text, &path.display().to_string());
     print!("{toml}");
     for w in &warnings {
@@ -493,9 +548,13 @@ mark = 1
     #[test]
     fn debians_stacks_become_sources_and_sinks() {
         let (toml, warnings) = import(DEBIAN, "ulogd.conf");
-        let cfg: crate::config::Config = toml::from_str(&toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
+        let cfg: crate::config::Config =
+            toml::from_str(&toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
         assert_eq!(cfg.sources.len(), 4, "{toml}");
-        assert!(toml.contains("[sources.log2]\ntype = \"nflog\"\ngroups = [1]\nqtimeout = \"50ms\""), "{toml}");
+        assert!(
+            toml.contains("[sources.log2]\ntype = \"nflog\"\ngroups = [1]\nqtimeout = \"50ms\""),
+            "{toml}"
+        );
         assert!(toml.contains("numeric_label = 1"), "{toml}");
         // LOGEMU fed by two stacks is one sink with both inputs.
         assert!(toml.contains("[sinks.emu1]\ninputs = [\"log1\", \"log2\"]\ntype = \"file\"\npath = \"/var/log/ulog/syslogemu.log\"\nschema = \"logemu\"\nflush = true"), "{toml}");

@@ -3,6 +3,7 @@
 
 pub mod capture;
 pub mod config;
+pub mod doctor;
 pub mod files;
 pub mod graph;
 pub mod guard_cmd;

@@ -39,6 +39,13 @@ enum Command {
     Query(Box<query_cmd::QueryArgs>),
     /// A running guard: `list` its bans, `ban ADDR [--for D]`, `unban ADDR`.
     Guard(guard_cmd::GuardArgs),
+    /// Look for what silently breaks firewall logging here: one finding a line with its fix;
+    /// exit status 1 when there is any.
+    Doctor {
+        /// The configuration to check against (default: the embedded one).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Print an nflogd configuration equivalent to a ulogd.conf's active stacks.
     ImportUlogd {
         /// The ulogd2 configuration, e.g. /etc/ulogd.conf.
@@ -75,7 +82,17 @@ fn main() -> ExitCode {
         .with_target(false)
         .init();
     let cli = Cli::parse();
+    if let Command::Doctor { config } = &cli.command {
+        return match nflogd::doctor::run(config.as_deref()) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let r: Result<()> = match cli.command {
+        Command::Doctor { .. } => unreachable!("handled above"),
         Command::Run { config } => run(config),
         Command::Check { config } => config::Config::load(&config).map(|c| {
             for w in &c.warnings {

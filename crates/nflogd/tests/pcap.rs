@@ -50,9 +50,11 @@ fn packet_fields(r: &Value) -> String {
         .unwrap()
         .iter()
         .filter(|(k, _)| {
-            ["ip.", "ip6.", "tcp.", "udp.", "icmp.", "icmpv6.", "sctp.", "ahesp."]
-                .iter()
-                .any(|p| k.starts_with(p))
+            [
+                "ip.", "ip6.", "tcp.", "udp.", "icmp.", "icmpv6.", "sctp.", "ahesp.",
+            ]
+            .iter()
+            .any(|p| k.starts_with(p))
                 || ["src_ip", "dest_ip", "src_port", "dest_port", "raw.pktlen"]
                     .contains(&k.as_str())
         })
@@ -89,7 +91,9 @@ fn pcap_sink_and_source_agree_with_tcpdump() {
     let dump = lab::Daemon {
         child: Some(
             std::process::Command::new("ip")
-                .args(["netns", "exec", &lab.b, "tcpdump", "-i", "vb", "-Q", "in", "-n"])
+                .args([
+                    "netns", "exec", &lab.b, "tcpdump", "-i", "vb", "-Q", "in", "-n",
+                ])
                 .args(["-U", "--immediate-mode", "-w"])
                 .arg(&wire)
                 .stdout(std::process::Stdio::null())
@@ -130,7 +134,10 @@ fn pcap_sink_and_source_agree_with_tcpdump() {
     lab.craft();
     lab.traffic();
     // The last packet: once nflogd has logged it, tcpdump has captured everything before it.
-    lab.exec(&lab.a, &format!("bash -c \"echo NFLOGD-PCAP-END >/dev/udp/{B4}/9\""));
+    lab.exec(
+        &lab.a,
+        &format!("bash -c \"echo NFLOGD-PCAP-END >/dev/udp/{B4}/9\""),
+    );
     let records = json_lines(&wait_lines_until(&json, "\"dest_port\": 9,"));
     d.stop();
     std::thread::sleep(Duration::from_millis(300));
@@ -139,7 +146,11 @@ fn pcap_sink_and_source_agree_with_tcpdump() {
     assert!(n > 40, "only {n} packets logged");
 
     // tcpdump reads both captures, one packet per record.
-    assert_eq!(tcpdump_reads(&sll2), n, "packets tcpdump read in the cooked capture");
+    assert_eq!(
+        tcpdump_reads(&sll2),
+        n,
+        "packets tcpdump read in the cooked capture"
+    );
     let (lt, ours) = packets(&sll2);
     assert_eq!(lt, 276);
     let (lt_raw, ours_raw) = packets(&raw);
@@ -154,10 +165,17 @@ fn pcap_sink_and_source_agree_with_tcpdump() {
         *on_wire.entry(&f[14..]).or_default() += 1;
     }
     for (i, (p, r)) in ours.iter().zip(&ours_raw).enumerate() {
-        assert_eq!(&p[20..], &r[..], "#{i}: the two captures hold different bytes");
+        assert_eq!(
+            &p[20..],
+            &r[..],
+            "#{i}: the two captures hold different bytes"
+        );
         // The cooked header: the ethertype, the interface and the sender's MAC.
         let ethertype = u16::from_be_bytes([p[0], p[1]]);
-        assert!(ethertype == 0x0800 || ethertype == 0x86dd, "#{i}: {ethertype:04x}");
+        assert!(
+            ethertype == 0x0800 || ethertype == 0x86dd,
+            "#{i}: {ethertype:04x}"
+        );
         assert_eq!(p[11], 6, "#{i}: link-layer address length");
         match on_wire.get_mut(&p[20..]) {
             Some(k) if *k > 0 => *k -= 1,
@@ -171,11 +189,17 @@ fn pcap_sink_and_source_agree_with_tcpdump() {
     // packet fields back.
     let want: Vec<String> = records.iter().map(packet_fields).collect();
     for (name, cap) in [("nflogd's capture", &sll2), ("tcpdump's capture", &wire)] {
-        let out = lab.path(&format!("replay-{}.json", cap.file_name().unwrap().to_string_lossy()));
+        let out = lab.path(&format!(
+            "replay-{}.json",
+            cap.file_name().unwrap().to_string_lossy()
+        ));
         let expect = if cap == &wire { frames.len() } else { n };
         let got = replay(&lab, cap, &out, expect);
         assert_eq!(got.len(), expect, "{name}: records replayed");
-        assert!(got.iter().all(|r| r["oob.prefix"] == "REPLAY "), "{name}: prefix");
+        assert!(
+            got.iter().all(|r| r["oob.prefix"] == "REPLAY "),
+            "{name}: prefix"
+        );
         let mut left: BTreeMap<String, usize> = BTreeMap::new();
         for g in &got {
             *left.entry(packet_fields(g)).or_default() += 1;

@@ -284,8 +284,11 @@ table netdev lab {
 fn logemu_lines_match(ours: &[String], theirs: &[String], theirs_json: &[Value]) {
     assert_eq!(ours.len(), theirs.len(), "LOGEMU line counts differ");
     let header = |l: &str| -> (i64, String, String) {
-        let t = chrono::NaiveDateTime::parse_from_str(&format!("2026 {}", &l[..15]), "%Y %b %e %H:%M:%S")
-            .unwrap_or_else(|e| panic!("LOGEMU header time in {l:?}: {e}"));
+        let t = chrono::NaiveDateTime::parse_from_str(
+            &format!("2026 {}", &l[..15]),
+            "%Y %b %e %H:%M:%S",
+        )
+        .unwrap_or_else(|e| panic!("LOGEMU header time in {l:?}: {e}"));
         let rest = &l[16..];
         let (host, body) = rest.split_once(' ').expect("a host after the time");
         (t.and_utc().timestamp(), host.to_string(), body.to_string())
@@ -295,7 +298,11 @@ fn logemu_lines_match(ours: &[String], theirs: &[String], theirs_json: &[Value])
         let (ot, oh, ob) = header(o);
         let (tt, th, tb) = header(t);
         if (ot - tt).abs() > 2 || oh != th {
-            diffs.push(format!("#{i} header: ours {:?} vs ulogd2 {:?}", &o[..16 + oh.len()], &t[..16 + th.len()]));
+            diffs.push(format!(
+                "#{i} header: ours {:?} vs ulogd2 {:?}",
+                &o[..16 + oh.len()],
+                &t[..16 + th.len()]
+            ));
         }
         let later_fragment = theirs_json[i]
             .get("ip.fragoff")
@@ -311,8 +318,19 @@ fn logemu_lines_match(ours: &[String], theirs: &[String], theirs_json: &[Value])
             diffs.push(format!("#{i}\n  ours:   {ob:?}\n  ulogd2: {tb:?}"));
         }
     }
-    assert!(diffs.is_empty(), "{} LOGEMU lines differ:\n{}", diffs.len(), diffs.join("\n"));
-    for proto in ["PROTO=TCP", "PROTO=UDP", "PROTO=ICMP ", "PROTO=ICMPv6", "INCOMPLETE"] {
+    assert!(
+        diffs.is_empty(),
+        "{} LOGEMU lines differ:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
+    for proto in [
+        "PROTO=TCP",
+        "PROTO=UDP",
+        "PROTO=ICMP ",
+        "PROTO=ICMPv6",
+        "INCOMPLETE",
+    ] {
         assert!(
             theirs.iter().any(|l| l.contains(proto)),
             "no LOGEMU line with {proto}"
@@ -328,7 +346,11 @@ fn logemu_lines_parse_to_ulogd_json(lab: &Lab, emu: &std::path::Path, theirs: &[
         .arg(emu)
         .output()
         .expect("run nflogd parse");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let parsed: Vec<Value> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -338,13 +360,47 @@ fn logemu_lines_parse_to_ulogd_json(lab: &Lab, emu: &std::path::Path, theirs: &[
     let _ = lab;
     // What a PRINTPKT line carries.
     const KEYS: &[&str] = &[
-        "oob.prefix", "oob.in", "oob.out", "oob.mark", "oob.uid", "oob.gid", "mac.str",
-        "src_ip", "dest_ip", "ip.protocol", "ip.totlen", "ip.ttl", "ip.id", "ip.fragoff",
-        "src_port", "dest_port", "tcp.seq", "tcp.ackseq", "tcp.window", "tcp.syn", "tcp.ack",
-        "tcp.fin", "tcp.rst", "tcp.psh", "tcp.urg", "tcp.urgp", "udp.len", "icmp.type",
-        "icmp.code", "icmp.echoid", "icmp.echoseq", "ip6.payloadlen", "ip6.priority",
-        "ip6.hoplimit", "ip6.flowlabel", "ip6.fragoff", "ip6.fragid", "icmpv6.type",
-        "icmpv6.code", "icmpv6.echoid", "icmpv6.echoseq",
+        "oob.prefix",
+        "oob.in",
+        "oob.out",
+        "oob.mark",
+        "oob.uid",
+        "oob.gid",
+        "mac.str",
+        "src_ip",
+        "dest_ip",
+        "ip.protocol",
+        "ip.totlen",
+        "ip.ttl",
+        "ip.id",
+        "ip.fragoff",
+        "src_port",
+        "dest_port",
+        "tcp.seq",
+        "tcp.ackseq",
+        "tcp.window",
+        "tcp.syn",
+        "tcp.ack",
+        "tcp.fin",
+        "tcp.rst",
+        "tcp.psh",
+        "tcp.urg",
+        "tcp.urgp",
+        "udp.len",
+        "icmp.type",
+        "icmp.code",
+        "icmp.echoid",
+        "icmp.echoseq",
+        "ip6.payloadlen",
+        "ip6.priority",
+        "ip6.hoplimit",
+        "ip6.flowlabel",
+        "ip6.fragoff",
+        "ip6.fragid",
+        "icmpv6.type",
+        "icmpv6.code",
+        "icmpv6.echoid",
+        "icmpv6.echoseq",
     ];
     let mut diffs = Vec::new();
     let mut compared = 0;
@@ -359,7 +415,13 @@ fn logemu_lines_parse_to_ulogd_json(lab: &Lab, emu: &std::path::Path, theirs: &[
         for k in KEYS {
             let Some(tv) = t.get(*k) else { continue };
             // ulogd2's bogus ports of a later fragment are not on our side.
-            if later_fragment && !k.starts_with("ip") && !k.starts_with("oob") && !k.starts_with("mac") && *k != "src_ip" && *k != "dest_ip" {
+            if later_fragment
+                && !k.starts_with("ip")
+                && !k.starts_with("oob")
+                && !k.starts_with("mac")
+                && *k != "src_ip"
+                && *k != "dest_ip"
+            {
                 continue;
             }
             compared += 1;
@@ -375,7 +437,12 @@ fn logemu_lines_parse_to_ulogd_json(lab: &Lab, emu: &std::path::Path, theirs: &[
         }
     }
     assert!(compared > 500, "only {compared} values compared");
-    assert!(diffs.is_empty(), "{} differences:\n{}", diffs.len(), diffs.join("\n"));
+    assert!(
+        diffs.is_empty(),
+        "{} differences:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
 }
 
 /// Debian's own /etc/ulogd.conf with stacks switched on as a user would (its default LOGEMU
@@ -413,8 +480,16 @@ fn imported_ulogd_conf_writes_what_ulogd2_wrote() {
         )
         .replace("[pcap1]\n", &format!("[pcap1]\nfile=\"{}\"\n", at("ulogd", "ulogd.pcap")))
         .replace("[json1]\n", &format!("[json1]\nfile=\"{}\"\n", at("ulogd", "ulogd.json")));
-    for want in ["group=41", "group=42", "group=43", "stack=log2:NFLOG,base1:BASE,pcap1:PCAP"] {
-        assert!(conf.contains(want), "Debian's ulogd.conf changed: no {want}");
+    for want in [
+        "group=41",
+        "group=42",
+        "group=43",
+        "stack=log2:NFLOG,base1:BASE,pcap1:PCAP",
+    ] {
+        assert!(
+            conf.contains(want),
+            "Debian's ulogd.conf changed: no {want}"
+        );
     }
     let conf_path = lab.path("ulogd.conf");
     std::fs::write(&conf_path, &conf).unwrap();
@@ -423,15 +498,27 @@ fn imported_ulogd_conf_writes_what_ulogd2_wrote() {
         .arg(&conf_path)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let imported = String::from_utf8(out.stdout).unwrap();
     // The same configuration on groups of its own, writing to a directory of its own.
     let ours = format!("stats_interval = \"0s\"\n{imported}")
         .replace("groups = [41]", "groups = [141]")
         .replace("groups = [42]", "groups = [142]")
         .replace("groups = [43]", "groups = [143]")
-        .replace(&lab.path("ulogd").display().to_string(), &lab.path("nflogd").display().to_string());
-    for want in ["schema = \"logemu\"", "linktype = \"raw\"", "schema = \"ulogd\"", "groups = [143]"] {
+        .replace(
+            &lab.path("ulogd").display().to_string(),
+            &lab.path("nflogd").display().to_string(),
+        );
+    for want in [
+        "schema = \"logemu\"",
+        "linktype = \"raw\"",
+        "schema = \"ulogd\"",
+        "groups = [143]",
+    ] {
         assert!(ours.contains(want), "import lacks {want}:\n{imported}");
     }
     let logs: String = [41, 42, 43, 141, 142, 143]
@@ -462,13 +549,33 @@ fn imported_ulogd_conf_writes_what_ulogd2_wrote() {
     lab.craft();
     lab.traffic();
     // Debian's stacks keep the kernel's batching: it flushes a partial batch after a second.
-    wait_lines(&lab.path("ulogd").join("ulogd.json"), 70, Duration::from_secs(10));
+    wait_lines(
+        &lab.path("ulogd").join("ulogd.json"),
+        70,
+        Duration::from_secs(10),
+    );
     std::thread::sleep(Duration::from_millis(2500));
-    let theirs = json_lines(&wait_lines(&lab.path("ulogd").join("ulogd.json"), 70, Duration::from_secs(1)));
+    let theirs = json_lines(&wait_lines(
+        &lab.path("ulogd").join("ulogd.json"),
+        70,
+        Duration::from_secs(1),
+    ));
     let n = theirs.len();
-    let ours_json = json_lines(&wait_lines(&lab.path("nflogd").join("ulogd.json"), n, Duration::from_secs(10)));
-    let emu_theirs = wait_lines(&lab.path("ulogd").join("syslogemu.log"), n, Duration::from_secs(10));
-    let emu_ours = wait_lines(&lab.path("nflogd").join("syslogemu.log"), n, Duration::from_secs(10));
+    let ours_json = json_lines(&wait_lines(
+        &lab.path("nflogd").join("ulogd.json"),
+        n,
+        Duration::from_secs(10),
+    ));
+    let emu_theirs = wait_lines(
+        &lab.path("ulogd").join("syslogemu.log"),
+        n,
+        Duration::from_secs(10),
+    );
+    let emu_ours = wait_lines(
+        &lab.path("nflogd").join("syslogemu.log"),
+        n,
+        Duration::from_secs(10),
+    );
     d.stop();
     drop(u);
     // JSON, key by key (the differences allowed are the bugs listed in docs/ulogd-schema.md).
@@ -479,7 +586,12 @@ fn imported_ulogd_conf_writes_what_ulogd2_wrote() {
         .enumerate()
         .flat_map(|(i, (o, t))| compare(i, o.as_object().unwrap(), t.as_object().unwrap()))
         .collect();
-    assert!(diffs.is_empty(), "{} JSON differences:\n{}", diffs.len(), diffs.join("\n"));
+    assert!(
+        diffs.is_empty(),
+        "{} JSON differences:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
     // LOGEMU, line by line.
     logemu_lines_match(&emu_ours, &emu_theirs, &theirs);
     // PCAP: the same packets, byte for byte, in the same order.

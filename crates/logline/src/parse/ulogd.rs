@@ -136,7 +136,10 @@ fn incomplete(c: &mut Cur) -> bool {
 }
 
 fn ipv4(c: &mut Cur) -> R<Ipv4> {
-    let (mut src, mut dst) = (std::net::Ipv4Addr::UNSPECIFIED, std::net::Ipv4Addr::UNSPECIFIED);
+    let (mut src, mut dst) = (
+        std::net::Ipv4Addr::UNSPECIFIED,
+        std::net::Ipv4Addr::UNSPECIFIED,
+    );
     if c.peek("SRC=") {
         src = c.ipv4_addr("SRC=")?;
         dst = c.ipv4_addr("DST=")?;
@@ -208,7 +211,10 @@ fn protocol(name: &str) -> Option<u8> {
 
 /// printpkt_proto's part: TCP, UDP, SCTP, ESP, AH; anything else has nothing after PROTO=.
 fn transport(c: &mut Cur, p: u8) -> R<Transport> {
-    if !matches!(p, proto::TCP | proto::UDP | proto::SCTP | proto::ESP | proto::AH) {
+    if !matches!(
+        p,
+        proto::TCP | proto::UDP | proto::SCTP | proto::ESP | proto::AH
+    ) {
         return Ok(Transport::Other);
     }
     if incomplete(c) {

@@ -110,8 +110,9 @@ impl Renderer {
                 Event::Line(l) => l.time,
             };
             let offset = self.tz.at(t);
-            let local = chrono::FixedOffset::east_opt(offset as i32)
-                .and_then(|z| chrono::DateTime::from_timestamp(t.secs, 0).map(|d| d.with_timezone(&z)));
+            let local = chrono::FixedOffset::east_opt(offset as i32).and_then(|z| {
+                chrono::DateTime::from_timestamp(t.secs, 0).map(|d| d.with_timezone(&z))
+            });
             if let Some(local) = local {
                 logline::logemu::header(&local, &self.opts.hostname, out);
             }

@@ -5,9 +5,9 @@
 use crate::metrics::ComponentCounters;
 use crate::pipeline::{Batch, SinkQueue};
 use crate::schema::{Renderer, SchemaOptions};
-use event::Event;
 use anyhow::{Context, Result};
 use crossbeam_channel::RecvTimeoutError;
+use event::Event;
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;

@@ -74,8 +74,7 @@ impl PcapRecords {
             Linktype::LinuxSll2 => 20,
             // LINKTYPE_RAW carries IP only.
             Linktype::Raw
-                if ethertype == packet::ethertype::IPV4
-                    || ethertype == packet::ethertype::IPV6 =>
+                if ethertype == packet::ethertype::IPV4 || ethertype == packet::ethertype::IPV6 =>
             {
                 0
             }
