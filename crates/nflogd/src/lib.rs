@@ -22,6 +22,7 @@ pub mod spool;
 pub mod store;
 pub mod tls;
 pub mod topology;
+pub mod trace;
 pub mod transforms;
 pub mod units;
 

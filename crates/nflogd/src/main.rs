@@ -46,6 +46,8 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Trace packets through the ruleset: which rule did what to them.
+    Trace(nflogd::trace::cmd::TraceArgs),
     /// Print an nflogd configuration equivalent to a ulogd.conf's active stacks.
     ImportUlogd {
         /// The ulogd2 configuration, e.g. /etc/ulogd.conf.
@@ -106,6 +108,7 @@ fn main() -> ExitCode {
         Command::Query(args) => query_cmd::run(*args),
         Command::Guard(args) => guard_cmd::run(args),
         Command::ImportUlogd { file } => nflogd::import_ulogd::run(&file),
+        Command::Trace(args) => nflogd::trace::cmd::run(args),
         Command::Schema { dialect, database } => schema_script(&dialect, &database),
         Command::DefaultConfig => {
             print!("{}", config::DEFAULT_CONFIG);

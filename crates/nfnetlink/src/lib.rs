@@ -14,6 +14,7 @@ pub mod nflog;
 pub mod nftables;
 pub mod rtnl;
 pub mod socket;
+pub mod trace;
 
 pub use attr::{Attr, Attrs};
 pub use message::{Message, Messages};

@@ -11,6 +11,12 @@ pub struct IfNames {
     empty: Arc<str>,
 }
 
+impl Default for IfNames {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl IfNames {
     /// Opens rtnetlink sockets in the calling thread's namespace; without them names stay empty.
     pub fn new() -> Self {

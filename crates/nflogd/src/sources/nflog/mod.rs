@@ -2,7 +2,7 @@
 
 mod config;
 mod decode;
-mod ifnames;
+pub mod ifnames;
 mod source;
 
 pub use config::NflogConfig;
