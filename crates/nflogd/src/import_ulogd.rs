@@ -288,15 +288,18 @@ impl<'a> Import<'a> {
             }
             "JSON" => {
                 let mode = self.opt(id, "mode").unwrap_or("file");
-                if mode != "file" {
-                    let host = self.opt(id, "host").unwrap_or("127.0.0.1");
-                    let port = self.opt(id, "port").unwrap_or("12345");
-                    return Err(format!(
-                        "JSON over {mode} ({host}:{port}) has no counterpart: nflogd sends records over the network as syslog messages (a `syslog` sink with schema = \"ulogd\"), not as bare JSON lines"
-                    ));
-                }
-                let path = self.opt(id, "file").unwrap_or("/var/log/ulogd.json");
-                let _ = writeln!(t, "type = \"file\"\npath = {}\nschema = \"ulogd\"\nflush = {flush}", s(path));
+                let host = self.opt(id, "host").unwrap_or("127.0.0.1");
+                let port = self.opt(id, "port").unwrap_or("12345");
+                let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
+                // In unix mode ulogd2 takes the socket's path from `file`.
+                let path = match mode {
+                    "tcp" => format!("tcp://{host}:{port}"),
+                    "udp" => format!("udp://{host}:{port}"),
+                    "unix" => format!("unix:{}", self.opt(id, "file").unwrap_or("")),
+                    "file" => self.opt(id, "file").unwrap_or("/var/log/ulogd.json").to_string(),
+                    other => return Err(format!("JSON mode `{other}` is none of file, tcp, udp, unix")),
+                };
+                let _ = writeln!(t, "type = \"file\"\npath = {}\nschema = \"ulogd\"\nflush = {flush}", s(&path));
                 if let Some(d) = self.opt(id, "device") {
                     let _ = writeln!(t, "device = {}", s(d));
                 }
@@ -560,6 +563,14 @@ mark = 1
         assert!(toml.contains("[sinks.emu1]\ninputs = [\"log1\", \"log2\"]\ntype = \"file\"\npath = \"/var/log/ulog/syslogemu.log\"\nschema = \"logemu\"\nflush = true"), "{toml}");
         assert!(toml.contains("linktype = \"raw\""), "{toml}");
         assert!(toml.contains("boolean_label = true"), "{toml}");
+        let (socket, _) = import(
+            "[global]\nstack=log1:NFLOG,j:JSON\n[log1]\ngroup=3\n[j]\nmode=\"udp\"\nhost=\"192.0.2.9\"\nport=\"5140\"\n",
+            "x",
+        );
+        assert!(
+            socket.contains("path = \"udp://192.0.2.9:5140\""),
+            "{socket}"
+        );
         assert!(toml.contains("url = \"host=localhost dbname=nulog user=nupik password=changeme\"\ntables = \"ulogd\""), "{toml}");
         // What has no counterpart is named, in the file and as a warning.
         assert!(toml.contains("# stack=ct1:NFCT,xml1:XML"), "{toml}");

@@ -463,13 +463,15 @@ fn imported_ulogd_conf_writes_what_ulogd2_wrote() {
     for d in ["ulogd", "nflogd"] {
         std::fs::create_dir_all(lab.path(d)).unwrap();
     }
+    // JSON over TCP too (ulogd2's `mode="tcp"`): a receiver for each daemon, in the namespace.
+    let (theirs_tcp, ours_tcp) = (tcp_receiver(&lab), tcp_receiver(&lab));
     let at = |d: &str, f: &str| lab.path(d).join(f).display().to_string();
     let conf = std::fs::read_to_string(shipped)
         .unwrap()
         .replace("logfile=\"syslog\"", &format!("logfile=\"{}\"", at("ulogd", "ulogd.log")))
         .replace(
             "#stack=log2:NFLOG,base1:BASE,pcap1:PCAP",
-            "stack=log2:NFLOG,base1:BASE,pcap1:PCAP\nstack=log3:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,mac2str1:HWHDR,json1:JSON",
+            "stack=log2:NFLOG,base1:BASE,pcap1:PCAP\nstack=log3:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,mac2str1:HWHDR,json1:JSON\nstack=log4:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,mac2str1:HWHDR,json2:JSON",
         )
         .replacen("\ngroup=0\n", "\ngroup=41\n", 1)
         .replacen("\ngroup=1 ", "\ngroup=42 ", 1)
@@ -479,7 +481,11 @@ fn imported_ulogd_conf_writes_what_ulogd2_wrote() {
             &format!("file=\"{}\"", at("ulogd", "syslogemu.log")),
         )
         .replace("[pcap1]\n", &format!("[pcap1]\nfile=\"{}\"\n", at("ulogd", "ulogd.pcap")))
-        .replace("[json1]\n", &format!("[json1]\nfile=\"{}\"\n", at("ulogd", "ulogd.json")));
+        .replace("[json1]\n", &format!("[json1]\nfile=\"{}\"\n", at("ulogd", "ulogd.json")))
+        + &format!(
+            "\n[log4]\ngroup=44\n\n[json2]\nsync=1\nmode=\"tcp\"\nhost=\"127.0.0.1\"\nport=\"{}\"\n",
+            theirs_tcp.0
+        );
     for want in [
         "group=41",
         "group=42",
@@ -509,6 +515,11 @@ fn imported_ulogd_conf_writes_what_ulogd2_wrote() {
         .replace("groups = [41]", "groups = [141]")
         .replace("groups = [42]", "groups = [142]")
         .replace("groups = [43]", "groups = [143]")
+        .replace("groups = [44]", "groups = [144]")
+        .replace(
+            &format!("tcp://127.0.0.1:{}", theirs_tcp.0),
+            &format!("tcp://127.0.0.1:{}", ours_tcp.0),
+        )
         .replace(
             &lab.path("ulogd").display().to_string(),
             &lab.path("nflogd").display().to_string(),
@@ -521,7 +532,7 @@ fn imported_ulogd_conf_writes_what_ulogd2_wrote() {
     ] {
         assert!(ours.contains(want), "import lacks {want}:\n{imported}");
     }
-    let logs: String = [41, 42, 43, 141, 142, 143]
+    let logs: String = [41, 42, 43, 44, 141, 142, 143, 144]
         .iter()
         .map(|g| format!(" log prefix \"IPTABLES: DROP \" group {g}"))
         .collect();
@@ -539,7 +550,7 @@ fn imported_ulogd_conf_writes_what_ulogd2_wrote() {
         .stderr(Stdio::null())
         .spawn_owned()
         .expect("start ulogd");
-    for g in [41, 42, 43] {
+    for g in [41, 42, 43, 44] {
         lab::wait_nflog_bound(u.id(), g, Duration::from_secs(10));
     }
     let u = Daemon {
@@ -594,6 +605,31 @@ fn imported_ulogd_conf_writes_what_ulogd2_wrote() {
     );
     // LOGEMU, line by line.
     logemu_lines_match(&emu_ours, &emu_theirs, &theirs);
+    // JSON over TCP: the same records as the files.
+    let tcp = |r: &(u16, std::sync::Arc<std::sync::Mutex<String>>)| -> Vec<Value> {
+        json_lines(
+            &r.1.lock()
+                .unwrap()
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>(),
+        )
+    };
+    let (tcp_theirs, tcp_ours) = (tcp(&theirs_tcp), tcp(&ours_tcp));
+    assert_eq!(tcp_theirs.len(), n, "ulogd2's records over TCP");
+    assert_eq!(tcp_ours.len(), n, "nflogd's records over TCP");
+    let diffs: Vec<String> = tcp_ours
+        .iter()
+        .zip(&tcp_theirs)
+        .enumerate()
+        .flat_map(|(i, (o, t))| compare(i, o.as_object().unwrap(), t.as_object().unwrap()))
+        .collect();
+    assert!(
+        diffs.is_empty(),
+        "{} JSON-over-TCP differences:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
     // PCAP: the same packets, byte for byte, in the same order.
     let read = |p: std::path::PathBuf| {
         let mut r = pcap_file::pcap::PcapReader::new(std::fs::File::open(&p).unwrap()).unwrap();
@@ -613,4 +649,34 @@ fn imported_ulogd_conf_writes_what_ulogd2_wrote() {
     for (i, (o, t)) in pk_o.iter().zip(&pk_t).enumerate() {
         assert_eq!(o, t, "captured packet #{i} (original length, bytes)");
     }
+}
+
+/// A TCP listener on 127.0.0.1 in the lab's namespace `b` gathering what its clients send;
+/// returns its port and the text so far.
+fn tcp_receiver(lab: &Lab) -> (u16, std::sync::Arc<std::sync::Mutex<String>>) {
+    let listener = lab::in_netns(&lab.b, || {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap()
+    });
+    let port = listener.local_addr().unwrap().port();
+    let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let t = text.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let t = t.clone();
+            std::thread::spawn(move || {
+                use std::io::Read;
+                let mut conn = conn;
+                let mut buf = [0u8; 65536];
+                while let Ok(n) = conn.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    t.lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            });
+        }
+    });
+    (port, text)
 }

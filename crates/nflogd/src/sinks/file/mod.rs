@@ -1,7 +1,9 @@
-//! The `file` sink: one record per line to a file (or stdout), reopened on SIGHUP.
+//! The `file` sink: one record per line to a file (or stdout, or a socket as ulogd2's JSON
+//! output's socket modes), reopened on SIGHUP.
 
 mod config;
 mod sink;
+mod socket;
 
 pub use config::FileSinkConfig;
 pub use sink::{spawn, spawn_writer, Records};

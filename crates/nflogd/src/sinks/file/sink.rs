@@ -46,6 +46,8 @@ impl Records for Lines {
 enum Output {
     Stdout(std::io::Stdout),
     File(File),
+    /// A socket (`tcp://`, `udp://`, `unix:`), None while its peer is away.
+    Socket(super::socket::Target, Option<super::socket::Peer>),
 }
 
 impl Output {
@@ -60,6 +62,8 @@ impl Output {
         let len = match &out {
             Output::File(f) => f.metadata()?.len(),
             Output::Stdout(_) => 0,
+            // A stream peer gets no file header.
+            Output::Socket(..) => return Ok(out),
         };
         if len == 0 {
             let mut done = 0;
@@ -82,6 +86,14 @@ impl Output {
         if path == "-" {
             return Ok(Output::Stdout(std::io::stdout()));
         }
+        if let Some(t) = super::socket::target(path) {
+            // A peer that is not there yet is not a reason not to start: it is connected to
+            // at the first write, and records wait meanwhile.
+            let peer = super::socket::connect(&t)
+                .map_err(|e| tracing::warn!("{path}: {e}; connecting again at the next write"))
+                .ok();
+            return Ok(Output::Socket(t, peer));
+        }
         if let Some(dir) = Path::new(path)
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
@@ -103,6 +115,17 @@ impl Output {
                 Ok(n)
             }
             Output::File(f) => f.write(b),
+            Output::Socket(t, peer) => {
+                if peer.is_none() {
+                    *peer = Some(super::socket::connect(t)?);
+                }
+                let r = peer.as_mut().map_or(Ok(0), |p| p.write(b));
+                if r.is_err() {
+                    // Connected again at the next try; what was not sent is still buffered.
+                    *peer = None;
+                }
+                r
+            }
         }
     }
 }
