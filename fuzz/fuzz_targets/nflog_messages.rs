@@ -1,5 +1,6 @@
-//! Arbitrary bytes as one netlink datagram from a netfilter socket (NFLOG, conntrack, nfacct): the
-//! message walk, the NFLOG attribute parser, the conntrack event and nfacct parsers never panic.
+//! Arbitrary bytes as one netlink datagram from a netfilter socket (NFLOG, conntrack, nfacct,
+//! nf_tables traces): the message walk, the NFLOG attribute parser, the conntrack event, nfacct
+//! and trace parsers never panic; nor does turning a trace into a path.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -16,5 +17,8 @@ fuzz_target!(|data: &[u8]| {
     for m in nfnetlink::Messages::new(data).flatten() {
         let _ = nfnetlink::ctnetlink::parse_event(&m);
         let _ = nfnetlink::nfacct::parse(&m);
+        if let Some(Ok(t)) = nfnetlink::trace::parse(&m) {
+            let _ = nflogd::trace::headers(&t);
+        }
     }
 });

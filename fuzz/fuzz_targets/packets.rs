@@ -1,5 +1,7 @@
 //! Arbitrary bytes as a logged packet of each family: decoding, and rendering the kernel LOG
-//! line from the result, must never panic whatever is cut short or malformed.
+//! line and ulogd2's line from the result, must never panic whatever is cut short or malformed;
+//! each line reads back to itself. The bytes as a captured frame never make the pcap reader
+//! panic either.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -35,4 +37,18 @@ fuzz_target!(|data: &[u8]| {
     let mut again = Vec::new();
     logline::render(&parsed.event, parsed.flags, &mut again);
     assert_eq!(line.as_bytes(), &again[..]);
+    // ulogd2's line of the same record renders, and reads back to itself.
+    let mut emu = Vec::new();
+    logline::logemu::render(&ev, &mut emu);
+    let emu = String::from_utf8(emu).expect("rendering is UTF-8");
+    let back = logline::parse_ulogd(&emu).unwrap_or_else(|e| panic!("{e}: {emu:?}"));
+    let mut emu2 = Vec::new();
+    logline::logemu::render(&back.event, &mut emu2);
+    assert_eq!(emu.as_bytes(), &emu2[..], "logemu: {emu:?}");
+    // The same bytes as a captured frame of each link type the pcap source reads.
+    for lt in [1, 101, 113, 276] {
+        if let Some(f) = nflogd::capture::frame(lt, payload) {
+            let _ = packet::decode_ethertype(f.ethertype, f.payload);
+        }
+    }
 });

@@ -133,6 +133,8 @@ pub struct PacketEvent {
     /// Read from a log line that matched no known layout: the fields that could be read are
     /// here, the others are missing.
     pub partial: bool,
+    /// The line a partial record was read from, as it came (text schemas write it back).
+    pub original: Option<Arc<str>>,
 }
 
 impl PacketEvent {
@@ -190,6 +192,7 @@ impl PacketEvent {
             enrich: None,
             payload: None,
             partial: false,
+            original: None,
         }
     }
 }

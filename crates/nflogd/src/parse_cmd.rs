@@ -74,7 +74,7 @@ pub fn run(schema: SchemaKind, hostname: String, files: &[PathBuf]) -> Result<()
     let unparsed = counters.malformed.load(Relaxed);
     let ignored = counters.ignored.load(Relaxed);
     if unparsed > 0 || ignored > 0 {
-        eprintln!("nflogd parse: {records} records ({unparsed} unparsable netfilter lines kept raw), {ignored} other lines skipped");
+        eprintln!("nflogd parse: {records} records ({unparsed} unparsable netfilter lines, kept partial or raw), {ignored} other lines skipped");
     }
     Ok(())
 }

@@ -452,9 +452,13 @@ fn a_stalled_receiver_that_answers_garbage_loses_nothing() {
         rest = &rest[end..];
     }
     assert_eq!(order.len(), N, "distinct events received; log:\n{log}");
+    let want: Vec<String> = (0..N).map(line).collect();
+    let first = order.iter().zip(&want).position(|(a, b)| a != b);
     assert!(
-        order == (0..N).map(line).collect::<Vec<_>>(),
-        "events out of order"
+        first.is_none(),
+        "events out of order from #{first:?}: {:?} where {:?}",
+        first.map(|i| &order[i]),
+        first.map(|i| &want[i])
     );
     assert_eq!(lab::stat(&log, "sink.s", "dropped"), 0, "{log}");
     std::fs::remove_dir_all(&dir).unwrap();

@@ -302,13 +302,20 @@ fn icmp4(c: &mut Cur) -> R<Transport> {
             m.rest[2..].copy_from_slice(&seq.to_be_bytes());
         }
     } else if c.peek("PARAMETER=") {
+        // Both types fill ulogd2's gateway key, from which it prints the parameter.
         let p: u8 = c.num("PARAMETER=")?;
-        if m.icmp_type == packet::icmp::PARAMETER_PROBLEM {
+        if matches!(
+            m.icmp_type,
+            packet::icmp::PARAMETER_PROBLEM | packet::icmp::REDIRECT
+        ) {
             m.rest[0] = p;
         }
     } else if c.peek("GATEWAY=") {
         let g = c.ipv4_addr("GATEWAY=")?;
-        if m.icmp_type == packet::icmp::REDIRECT {
+        if matches!(
+            m.icmp_type,
+            packet::icmp::PARAMETER_PROBLEM | packet::icmp::REDIRECT
+        ) {
             let mut o = g.octets();
             o.reverse();
             m.rest = o;

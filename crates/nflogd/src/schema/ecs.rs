@@ -66,6 +66,10 @@ pub fn packet(p: &PacketEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
     timestamp(&mut o, p.time);
     o.obj(k!("event"), |e| {
         e.lit(k!("kind"), "event").strs(k!("category"), ["network"]);
+        // A partial record keeps the line it was read from.
+        if let Some(orig) = p.original.as_deref() {
+            e.str(k!("original"), orig);
+        }
         let verdict = match p.action {
             Some(Action::Accept) => Some("allowed"),
             Some(Action::Drop | Action::Reject) => Some("denied"),

@@ -118,6 +118,9 @@ impl Renderer {
             }
         }
         match ev {
+            Event::Packet(p) if p.partial && p.original.is_some() => {
+                out.extend_from_slice(p.original.as_deref().unwrap_or_default().as_bytes())
+            }
             Event::Packet(p) => logline::logemu::render(p, out),
             Event::Flow(f) => text::flow(f, out),
             Event::Counter(c) => text::counter(c, out),

@@ -6,6 +6,12 @@ use event::PacketEvent;
 /// Packets parsed from a LOG line render with the flags that line showed, so the text comes back
 /// as it was; NFLOG packets with the sink's `log_flags`.
 pub fn packet(p: &PacketEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
+    // A line in no known layout is written back as it came: rendering would invent the
+    // fields it lacks.
+    if let Some(o) = p.original.as_deref().filter(|_| p.partial) {
+        out.extend_from_slice(o.as_bytes());
+        return;
+    }
     let flags = p.log_flags.map(logline::LogFlags).unwrap_or(opts.log_flags);
     logline::render(p, flags, out);
 }

@@ -188,6 +188,7 @@ impl LineDecoder {
                 // The parser gives prefixes as shared strings already.
                 let mut ev = p.event;
                 if ev.partial {
+                    ev.original = Some(Arc::from(env.body.trim_end_matches(['\n', '\r'])));
                     ComponentCounters::add(&self.counters.malformed, 1);
                     crate::rate_limited_warn!(
                         "{}{}: a netfilter line in no known layout; kept what its fields say (tagged partial)",
@@ -379,6 +380,23 @@ mod tests {
         assert!(r.reason.contains("15 bytes"), "{}", r.reason);
         let fine = BODY.replace("IN=eth0", "IN=enp0s31f6.1234");
         assert!(matches!(d.decode(&fine, None), Some(Event::Packet(_))));
+    }
+
+    /// A line in no known layout (an IPv4 ID past 16 bits) gives what its fields say, tagged
+    /// partial, counted, with the line itself kept; one without readable addresses is raw.
+    #[test]
+    fn a_line_in_no_layout_is_partial_and_keeps_its_text() {
+        let (mut d, c) = decoder();
+        let odd = BODY.replace("ID=1 ", "ID=70000 ");
+        let Some(Event::Packet(p)) = d.decode(&odd, Some(3)) else {
+            panic!("not a packet")
+        };
+        assert!(p.partial);
+        assert_eq!(p.original.as_deref(), Some(odd.as_str()));
+        assert_eq!(p.headers.ports(), Some((1, 2)));
+        assert_eq!(c.malformed.load(std::sync::atomic::Ordering::Relaxed), 1);
+        let no_addr = odd.replace("SRC=10.0.0.1", "SRC=nowhere");
+        assert!(matches!(d.decode(&no_addr, None), Some(Event::Raw(_))));
     }
 
     /// A datagram that looks like journald's export form is a line like any other unless the

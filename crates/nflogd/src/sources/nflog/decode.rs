@@ -120,6 +120,7 @@ impl Decoder {
             enrich: None,
             payload: self.keep_payload.then(|| Arc::from(payload)),
             partial: false,
+            original: None,
         }
     }
 }
