@@ -81,6 +81,62 @@ fn log_rules(netns: Option<&str>) -> Result<Vec<LogRule>> {
     Ok(rules)
 }
 
+/// The NFLOG and LOG rules of legacy iptables (x_tables), which nft does not list.
+fn legacy_log_rules() -> Vec<LogRule> {
+    let mut rules = Vec::new();
+    for (tool, family) in [
+        ("iptables-legacy-save", "ip"),
+        ("ip6tables-legacy-save", "ip6"),
+    ] {
+        let Ok(out) = std::process::Command::new(tool)
+            .stderr(std::process::Stdio::null())
+            .output()
+        else {
+            continue;
+        };
+        rules.extend(parse_legacy_save(
+            &String::from_utf8_lossy(&out.stdout),
+            family,
+        ));
+    }
+    rules
+}
+
+/// `iptables-save` text: `*table`, then `-A CHAIN … -j NFLOG --nflog-group N` or `-j LOG`.
+fn parse_legacy_save(text: &str, family: &str) -> Vec<LogRule> {
+    let mut rules = Vec::new();
+    let mut table = String::new();
+    for line in text.lines() {
+        if let Some(t) = line.strip_prefix('*') {
+            table = t.trim().to_string();
+            continue;
+        }
+        let Some(rest) = line.strip_prefix("-A ") else {
+            continue;
+        };
+        let words: Vec<&str> = rest.split_whitespace().collect();
+        let target = words.windows(2).find(|w| w[0] == "-j").map(|w| w[1]);
+        let group = match target {
+            Some("NFLOG") => Some(
+                words
+                    .windows(2)
+                    .find(|w| w[0] == "--nflog-group")
+                    .and_then(|w| w[1].parse().ok())
+                    .unwrap_or(0),
+            ),
+            Some("LOG") => None,
+            _ => continue,
+        };
+        rules.push(LogRule {
+            family: format!("{family} (iptables-legacy)"),
+            table: table.clone(),
+            chain: words.first().unwrap_or(&"").to_string(),
+            group,
+        });
+    }
+    rules
+}
+
 fn find_logs(v: &Value, out: &mut Vec<Option<u16>>) {
     match v {
         Value::Object(m) => {
@@ -208,10 +264,11 @@ pub fn examine(cfg: &Config) -> Result<(Vec<Finding>, Notes)> {
 
     // Rules against sources.
     // Reading the ruleset takes CAP_NET_ADMIN: without it those checks are skipped, and said so.
-    let rules = log_rules(None).unwrap_or_else(|e| {
+    let mut rules = log_rules(None).unwrap_or_else(|e| {
         notes.push(format!("the ruleset could not be read ({e:#}): the checks of rules against sources were skipped"));
         Vec::new()
     });
+    rules.extend(legacy_log_rules());
     let ruleset_read = !notes
         .iter()
         .any(|n| n.starts_with("the ruleset could not be read"));
@@ -344,5 +401,27 @@ pub fn run(config: Option<&Path>) -> Result<std::process::ExitCode> {
             if findings.len() == 1 { "" } else { "s" }
         );
         Ok(std::process::ExitCode::from(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legacy_nflog_and_log_rules_are_read() {
+        let text = "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp -m tcp --dport 25 -j NFLOG --nflog-prefix \"SMTP \" --nflog-group 12\n-A INPUT -p udp -j LOG --log-prefix \"U \"\n-A INPUT -j ACCEPT\n-A FORWARD -j NFLOG\nCOMMIT\n";
+        let r = parse_legacy_save(text, "ip");
+        let got: Vec<(String, Option<u16>)> =
+            r.iter().map(|r| (r.chain.clone(), r.group)).collect();
+        assert_eq!(
+            got,
+            [
+                ("INPUT".into(), Some(12)),
+                ("INPUT".into(), None),
+                ("FORWARD".into(), Some(0))
+            ]
+        );
+        assert_eq!(r[0].table, "filter");
     }
 }

@@ -137,6 +137,23 @@ fn doctor_names_each_breakage_with_its_fix() {
         "{text}"
     );
 
+    // Legacy iptables rules (which nft does not list) logging to a group nothing reads.
+    if lab::have("iptables-legacy") {
+        lab.exec(
+            &lab.b,
+            "iptables-legacy -A INPUT -p tcp --dport 25 -j NFLOG --nflog-group 12",
+        );
+        finds(
+            &lab,
+            NFLOG9,
+            "rules log to NFLOG group 12 (ip (iptables-legacy) filter INPUT)",
+        );
+        lab.exec(
+            &lab.b,
+            "iptables-legacy -D INPUT -p tcp --dport 25 -j NFLOG --nflog-group 12",
+        );
+    }
+
     // The group held by ulogd2.
     let conf = lab.path("ulogd.conf");
     std::fs::write(
