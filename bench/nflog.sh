@@ -10,6 +10,7 @@
 #
 # usage: sudo bench/nflog.sh [RATES...]   (packets per second; default 25000 50000 100000 150000 250000)
 #        TRANSFORMS=1: nflogd writes ECS through a filter and GeoIP (see below)
+#        LOGEMU=1: Debian's default stack (PRINTPKT → LOGEMU text lines) against `logemu`
 # Traffic stays between two namespaces this script creates (10.201.0.0/24) and removes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +31,30 @@ NFT
 # Warm ARP so no packet waits for resolution.
 ip netns exec "$A" ping -c1 -W1 10.201.0.2 >/dev/null 2>&1 || true
 
+if [ -n "${LOGEMU:-}" ]; then
+  # Debian's default stack instead: ulogd2's PRINTPKT line through LOGEMU, against nflogd's
+  # `logemu` schema (the same lines).
+  cat >"$DIR/ulogd.conf" <<CONF
+[global]
+logfile="$DIR/ulogd.log"
+loglevel=5
+plugin="$PLUG/ulogd_inppkt_NFLOG.so"
+plugin="$PLUG/ulogd_raw2packet_BASE.so"
+plugin="$PLUG/ulogd_filter_IFINDEX.so"
+plugin="$PLUG/ulogd_filter_IP2STR.so"
+plugin="$PLUG/ulogd_filter_PRINTPKT.so"
+plugin="$PLUG/ulogd_output_LOGEMU.so"
+stack=log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,print1:PRINTPKT,emu1:LOGEMU
+[log1]
+group=22
+netlink_socket_buffer_size=8388608
+netlink_socket_buffer_maxsize=67108864
+netlink_qthreshold=64
+netlink_qtimeout=1
+[emu1]
+file="$DIR/ulogd.json"
+CONF
+else
 {
   ulogd_nflog_conf JSON 22
   cat <<CONF
@@ -39,6 +64,7 @@ netlink_qtimeout=1
 file="$DIR/ulogd.json"
 CONF
 } >"$DIR/ulogd.conf"
+fi
 if [ -n "${TRANSFORMS:-}" ]; then
   # With transforms on: ECS records (Community ID in each) through a filter and GeoIP (City
   # and ASN databases written here; the lab's addresses are private, so the GeoIP cost is its
@@ -56,6 +82,8 @@ type = \"geoip\"
 inputs = [\"keep\"]
 databases = [\"$DIR/city.mmdb\", \"$DIR/asn.mmdb\"]"
   INPUT=geo SCHEMA=ecs
+elif [ -n "${LOGEMU:-}" ]; then
+  PIPELINE="" INPUT=fw SCHEMA=logemu
 else
   PIPELINE="" INPUT=fw SCHEMA=ulogd
 fi

@@ -45,6 +45,9 @@ pub struct SchemaOptions {
 pub struct Renderer {
     opts: SchemaOptions,
     tz: LocalOffset,
+    /// `logemu`: the last header written and the second it is for (a log has many records a
+    /// second, and formatting the local time is the expensive part).
+    line_header: (i64, Vec<u8>),
 }
 
 impl Renderer {
@@ -52,6 +55,7 @@ impl Renderer {
         Renderer {
             opts,
             tz: LocalOffset::default(),
+            line_header: (i64::MIN, Vec::new()),
         }
     }
 
@@ -109,13 +113,18 @@ impl Renderer {
                 Event::Decision(d) => d.time,
                 Event::Line(l) => l.time,
             };
-            let offset = self.tz.at(t);
-            let local = chrono::FixedOffset::east_opt(offset as i32).and_then(|z| {
-                chrono::DateTime::from_timestamp(t.secs, 0).map(|d| d.with_timezone(&z))
-            });
-            if let Some(local) = local {
-                logline::logemu::header(&local, &self.opts.hostname, out);
+            if self.line_header.0 != t.secs {
+                let offset = self.tz.at(t);
+                let local = chrono::FixedOffset::east_opt(offset as i32).and_then(|z| {
+                    chrono::DateTime::from_timestamp(t.secs, 0).map(|d| d.with_timezone(&z))
+                });
+                self.line_header.1.clear();
+                if let Some(local) = local {
+                    logline::logemu::header(&local, &self.opts.hostname, &mut self.line_header.1);
+                }
+                self.line_header.0 = t.secs;
             }
+            out.extend_from_slice(&self.line_header.1);
         }
         match ev {
             Event::Packet(p) if p.partial && p.original.is_some() => {
