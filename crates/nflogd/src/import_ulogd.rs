@@ -81,6 +81,27 @@ impl<'a> Import<'a> {
         })
     }
 
+    /// ulogd2's netlink buffer options, which nflogd's sources share.
+    fn buffers(&self, id: &str, t: &mut String) {
+        for (key, ours) in [
+            ("netlink_socket_buffer_size", "socket_buffer"),
+            ("netlink_socket_buffer_maxsize", "socket_buffer_max"),
+        ] {
+            if let Some(b) = self.num(id, key).filter(|&b| b > 0) {
+                let _ = writeln!(t, "{ours} = {b}");
+            }
+        }
+    }
+
+    fn netns(&self, id: &str, t: &mut String) {
+        if let Some(ns) = self
+            .opt(id, "network_namespace_path")
+            .filter(|n| !n.is_empty())
+        {
+            let _ = writeln!(t, "netns = {}", s(ns));
+        }
+    }
+
     fn warn(&mut self, at: &str, what: String) {
         self.warnings.push(format!("{at}: {what}"));
     }
@@ -128,30 +149,14 @@ impl<'a> Import<'a> {
                 if let Some(q) = self.num(id, "netlink_qtimeout").filter(|&q| q > 0) {
                     let _ = writeln!(t, "qtimeout = \"{}ms\"", q * 10);
                 }
-                if let Some(b) = self
-                    .num(id, "netlink_socket_buffer_size")
-                    .filter(|&b| b > 0)
-                {
-                    let _ = writeln!(t, "socket_buffer = {b}");
-                }
-                if let Some(b) = self
-                    .num(id, "netlink_socket_buffer_maxsize")
-                    .filter(|&b| b > 0)
-                {
-                    let _ = writeln!(t, "socket_buffer_max = {b}");
-                }
+                self.buffers(id, &mut t);
                 let seq =
                     self.num(id, "seq_local") == Some(1) || self.num(id, "seq_global") == Some(1);
                 let _ = writeln!(t, "sequence = {seq}");
                 if self.num(id, "attach_conntrack") == Some(1) {
                     t.push_str("conntrack = true\n");
                 }
-                if let Some(ns) = self
-                    .opt(id, "network_namespace_path")
-                    .filter(|n| !n.is_empty())
-                {
-                    let _ = writeln!(t, "netns = {}", s(ns));
-                }
+                self.netns(id, &mut t);
                 // `bufsize` is ulogd2's receive buffer per read: nflogd sizes its own.
                 t += &self.unread(
                     id,
@@ -190,18 +195,7 @@ impl<'a> Import<'a> {
                 if let Some(p) = self.num(id, "pollinterval").filter(|&p| p > 0) {
                     let _ = writeln!(t, "poll_interval = \"{p}s\"");
                 }
-                if let Some(b) = self
-                    .num(id, "netlink_socket_buffer_size")
-                    .filter(|&b| b > 0)
-                {
-                    let _ = writeln!(t, "socket_buffer = {b}");
-                }
-                if let Some(b) = self
-                    .num(id, "netlink_socket_buffer_maxsize")
-                    .filter(|&b| b > 0)
-                {
-                    let _ = writeln!(t, "socket_buffer_max = {b}");
-                }
+                self.buffers(id, &mut t);
                 for (key, ours) in [
                     ("accept_src_filter", "accept_src"),
                     ("accept_dst_filter", "accept_dst"),
@@ -219,12 +213,7 @@ impl<'a> Import<'a> {
                     let protos: Vec<String> = v.split(',').map(|n| n.trim().to_string()).collect();
                     let _ = writeln!(t, "accept_protocols = {protos:?}");
                 }
-                if let Some(ns) = self
-                    .opt(id, "network_namespace_path")
-                    .filter(|n| !n.is_empty())
-                {
-                    let _ = writeln!(t, "netns = {}", s(ns));
-                }
+                self.netns(id, &mut t);
                 // Buckets and resync timing are ulogd2's own table's; reliable delivery is
                 // nflogd's way anyway (overruns are recovered by a dump).
                 t += &self.unread(
@@ -254,12 +243,7 @@ impl<'a> Import<'a> {
                 if let Some(z) = self.num(id, "zerocounter") {
                     let _ = writeln!(t, "zero = {}", z != 0);
                 }
-                if let Some(ns) = self
-                    .opt(id, "network_namespace_path")
-                    .filter(|n| !n.is_empty())
-                {
-                    let _ = writeln!(t, "netns = {}", s(ns));
-                }
+                self.netns(id, &mut t);
                 t += &self.unread(
                     id,
                     &[
@@ -582,10 +566,13 @@ mark = 1
     #[test]
     fn unknown_options_are_named_not_dropped() {
         let (toml, warnings) = import(
-            "[global]\nstack=log1:NFLOG,emu1:LOGEMU\n[log1]\ngroup=5\nfrobnicate=3\n",
+            "[global]\nstack=log1:NFLOG,emu1:LOGEMU\n[log1]\ngroup=5\nfrobnicate=3\nnetlink_socket_buffer_size=8388608\nnetwork_namespace_path=\"/run/netns/fw\"\n",
             "x",
         );
         assert!(toml.contains("# not carried over: frobnicate=3"), "{toml}");
+        assert!(toml.contains("socket_buffer = 8388608\n"), "{toml}");
+        assert!(toml.contains("netns = \"/run/netns/fw\""), "{toml}");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings.iter().any(|w| w.contains("frobnicate")));
     }
 }
