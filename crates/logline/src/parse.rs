@@ -515,14 +515,20 @@ fn shared_str(n: &str) -> Arc<str> {
     })
 }
 
-/// Parses a kernel LOG line body, exactly: from the prefix to the end, without syslog or kmsg
-/// wrapping.
-pub fn parse(line: &str) -> Result<Parsed, ParseError> {
+/// The line without its newline, and where its netfilter fields start.
+fn fields(line: &str) -> Result<(&str, usize), ParseError> {
     let line = line.strip_suffix('\n').unwrap_or(line);
     let start = split_prefix(line).ok_or(ParseError {
         offset: 0,
         reason: NO_FIELDS,
     })?;
+    Ok((line, start))
+}
+
+/// Parses a kernel LOG line body, exactly: from the prefix to the end, without syslog or kmsg
+/// wrapping.
+pub fn parse(line: &str) -> Result<Parsed, ParseError> {
+    let (line, start) = fields(line)?;
     parse_kernel(line, start)
 }
 
@@ -530,11 +536,7 @@ pub fn parse(line: &str) -> Result<Parsed, ParseError> {
 /// (PRINTPKT/LOGEMU); a line in neither (another device's variant, a line cut short) still
 /// gives what its fields say, marked `partial`. The error is the kernel parser's.
 pub fn parse_any(line: &str) -> Result<Parsed, ParseError> {
-    let line = line.strip_suffix('\n').unwrap_or(line);
-    let start = split_prefix(line).ok_or(ParseError {
-        offset: 0,
-        reason: NO_FIELDS,
-    })?;
+    let (line, start) = fields(line)?;
     parse_kernel(line, start)
         .or_else(|e| ulogd::parse(line, start).map_err(|_| e))
         .or_else(|e| partial::parse(line, start, false).map_err(|_| e))
@@ -543,11 +545,7 @@ pub fn parse_any(line: &str) -> Result<Parsed, ParseError> {
 /// Parses a line body that ulogd2 wrote (LOGEMU's header was seen): its layout first, so that
 /// a line both layouts accept keeps ulogd2's prefix (without the space PRINTPKT adds).
 pub fn parse_ulogd(line: &str) -> Result<Parsed, ParseError> {
-    let line = line.strip_suffix('\n').unwrap_or(line);
-    let start = split_prefix(line).ok_or(ParseError {
-        offset: 0,
-        reason: NO_FIELDS,
-    })?;
+    let (line, start) = fields(line)?;
     ulogd::parse(line, start)
         .or_else(|_| parse_kernel(line, start))
         .or_else(|e| partial::parse(line, start, true).map_err(|_| e))
@@ -1052,11 +1050,12 @@ fn icmp4(c: &mut Cur, nested: bool, avail: u32) -> R<Transport> {
 }
 
 /// An IPv6 header and what follows; the bool says whether a trailer may follow.
-fn ipv6(c: &mut Cur, nested: bool) -> R<(Ipv6, bool)> {
+/// The fixed IPv6 header's fields, as the kernel and ulogd2 both print them.
+fn ipv6_fixed(c: &mut Cur) -> R<Ipv6> {
     let src = c.ipv6_addr("SRC=")?;
     let dst = c.ipv6_addr("DST=")?;
     let len: u32 = c.num("LEN=")?;
-    let mut ip = Ipv6 {
+    Ok(Ipv6 {
         src,
         dst,
         payload_len: len.saturating_sub(40).min(u16::MAX as u32) as u16,
@@ -1067,7 +1066,11 @@ fn ipv6(c: &mut Cur, nested: bool) -> R<(Ipv6, bool)> {
         ext: ArrayVec::new(),
         protocol: 0,
         transport: Transport::None,
-    };
+    })
+}
+
+fn ipv6(c: &mut Cur, nested: bool) -> R<(Ipv6, bool)> {
+    let mut ip = ipv6_fixed(c)?;
     let mut fragment = false;
     let push = |ip: &mut Ipv6, e: ExtHeader| {
         let _ = ip.ext.try_push(e);

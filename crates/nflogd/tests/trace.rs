@@ -187,14 +187,14 @@ fn trace_paths_equal_nft_monitor_and_leave_the_ruleset_as_it_was() {
 
     let (t, out) = tracer(&lab, "trace1");
     traffic(&lab);
-    std::thread::sleep(Duration::from_millis(800));
+    // Four packets: TCP to 22 and 2222, UDP to 53, a ping.
+    lab::wait_lines(&out, 4, Duration::from_secs(10));
     // The ruleset flushed and loaded again mid-trace: the tracer puts its table back.
     lab.exec(&lab.b, "nft flush ruleset");
     lab.nft(&lab.b, RULES);
-    t.wait_log("adding it again", Duration::from_secs(5));
-    std::thread::sleep(Duration::from_millis(300));
+    t.wait_log("added it again", Duration::from_secs(5));
     lab.exec(&lab.a, &format!("ping -c1 -W1 {B4} >/dev/null; true"));
-    std::thread::sleep(Duration::from_millis(800));
+    lab::wait_lines(&out, 5, Duration::from_secs(10));
     t.stop();
     drop(monitor);
 

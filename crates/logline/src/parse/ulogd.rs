@@ -327,21 +327,7 @@ fn icmp4(c: &mut Cur) -> R<Transport> {
 }
 
 fn ipv6(c: &mut Cur) -> R<Ipv6> {
-    let src = c.ipv6_addr("SRC=")?;
-    let dst = c.ipv6_addr("DST=")?;
-    let len: u32 = c.num("LEN=")?;
-    let mut ip = Ipv6 {
-        src,
-        dst,
-        payload_len: len.saturating_sub(40).min(u16::MAX as u32) as u16,
-        traffic_class: c.num("TC=")?,
-        hop_limit: c.num("HOPLIMIT=")?,
-        flow_label: c.num("FLOWLBL=")?,
-        next_header: 0,
-        ext: ArrayVec::new(),
-        protocol: 0,
-        transport: Transport::None,
-    };
+    let mut ip = super::ipv6_fixed(c)?;
     if c.peek("FRAG: ") {
         let offset: u16 = c.num("FRAG: ")?;
         let id: u32 = c.hex("ID: ", "")?;

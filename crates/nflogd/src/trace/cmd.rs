@@ -151,8 +151,8 @@ fn trace_loop(args: &TraceArgs, filter: &str, stop: &AtomicBool) -> Result<()> {
             last_check = Instant::now();
             rules.reload();
             if !rules.tables.iter().any(|t| t == &format!("inet {TABLE}")) {
-                eprintln!("the trace table was removed (ruleset flushed?); adding it again");
                 add_table(filter, args.rate.max(1))?;
+                eprintln!("the trace table was removed (ruleset flushed?); added it again");
             }
         }
         for t in done {
