@@ -135,6 +135,8 @@ pub struct PacketEvent {
     pub partial: bool,
     /// The line a partial record was read from, as it came (text schemas write it back).
     pub original: Option<Arc<str>>,
+    /// For a traced packet: its path through the ruleset.
+    pub trace: Option<Box<Trace>>,
 }
 
 impl PacketEvent {
@@ -193,6 +195,7 @@ impl PacketEvent {
             payload: None,
             partial: false,
             original: None,
+            trace: None,
         }
     }
 }
@@ -200,6 +203,47 @@ impl PacketEvent {
 impl Default for PacketEvent {
     fn default() -> Self {
         PacketEvent::with_prefix(Arc::from(""))
+    }
+}
+
+/// A traced packet's path through the ruleset (nf_tables trace events, iptables' TRACE lines).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Trace {
+    /// The kernel's trace id (nf_tables); iptables' TRACE lines have none.
+    pub id: Option<u32>,
+    pub path: Vec<TraceStep>,
+}
+
+impl Trace {
+    /// The last step that decided the packet's fate: accepted or dropped, by a rule or a
+    /// chain's policy.
+    pub fn deciding(&self) -> Option<&TraceStep> {
+        self.path.iter().rev().find(|s| s.outcome().is_some())
+    }
+}
+
+/// One step of a path: a rule that matched, a chain's policy, or a return.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceStep {
+    /// NFPROTO family of the table.
+    pub family: u8,
+    pub table: Arc<str>,
+    pub chain: Arc<str>,
+    /// The rule's handle (nf_tables) or its number in the chain (iptables).
+    pub handle: Option<u64>,
+    /// The rule's text, when the ruleset (or the trace line) gave it.
+    pub rule: Option<Arc<str>>,
+    /// `accept`, `drop`, `continue`, `jump CHAIN`, `goto CHAIN`, `return`, `policy accept`…;
+    /// for an iptables TRACE line whose rule could not be looked up, what the line says
+    /// (`rule`, `return`, `policy`).
+    pub verdict: Arc<str>,
+}
+
+impl TraceStep {
+    /// `accept`, `drop`, `queue` or `stolen` when this step decided the packet's fate.
+    pub fn outcome(&self) -> Option<&str> {
+        let v = self.verdict.trim_start_matches("policy ");
+        matches!(v, "accept" | "drop" | "reject" | "queue" | "stolen").then_some(v)
     }
 }
 

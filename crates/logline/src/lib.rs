@@ -13,5 +13,7 @@ mod parse;
 mod render;
 
 pub use flags::LogFlags;
-pub use parse::{parse, parse_any, parse_ulogd, split_prefix, ParseError, Parsed};
+pub use parse::{
+    parse, parse_any, parse_ulogd, parse_xtables_packet, split_prefix, ParseError, Parsed,
+};
 pub use render::render;

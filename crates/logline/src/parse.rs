@@ -3,6 +3,7 @@
 //! belong. `render(parse(line))` gives the line back, byte for byte.
 
 mod partial;
+pub use partial::parse_xtables_packet;
 mod ulogd;
 
 use crate::LogFlags;

@@ -102,7 +102,7 @@ fn run_stateful(
                 }
             }
             let mut last = Vec::new();
-            t.tick(&mut last);
+            t.end(&mut last);
             out.send(&mut last);
         })?)
 }

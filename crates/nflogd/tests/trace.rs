@@ -258,3 +258,242 @@ fn trace_paths_equal_nft_monitor_and_leave_the_ruleset_as_it_was() {
         "the ruleset after a kill and a restart"
     );
 }
+
+/// A step as (table, chain, handle, verdict): what the nftrace source and xtables-monitor both
+/// say (their rule texts are in nft's and iptables' syntax).
+fn steps_of(doc: &Value) -> Vec<(String, String, Option<u64>, String)> {
+    doc["netfilter"]["trace"]["path"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["table"].as_str().unwrap().to_string(),
+                s["chain"].as_str().unwrap().to_string(),
+                s["handle"].as_u64(),
+                s["verdict"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn docs(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// iptables-nft rules traced with `-j TRACE`: the daemon's `nftrace` source and
+/// `xtables-monitor --trace` output read back through the `trace` transform give the same
+/// packets with the same paths.
+#[test]
+fn nftrace_source_and_xtables_monitor_give_the_same_paths() {
+    if !lab::available() {
+        return;
+    }
+    if !lab::have("xtables-monitor") {
+        lab::skip("xtables-monitor (Debian's iptables) is not installed");
+        return;
+    }
+    let lab = Lab::new();
+    let b = lab.b.clone();
+    for rule in [
+        format!("-t raw -A PREROUTING -s {} -j TRACE", lab::A4),
+        "-N CHK".into(),
+        "-A INPUT -p udp --dport 5355 -j CHK".into(),
+        format!("-A CHK -s {} -p udp --dport 5355 -j ACCEPT", lab::A4),
+        "-A INPUT -p tcp --dport 5356 -j DROP".into(),
+    ] {
+        lab.exec(&b, &format!("iptables-nft {rule}"));
+    }
+    let xm = lab.path("xtables-monitor.txt");
+    let monitor = Daemon {
+        child: Some(
+            Command::new("ip")
+                .args(["netns", "exec", &b, "xtables-monitor", "--trace"])
+                .stdout(std::fs::File::create(&xm).unwrap())
+                .stderr(Stdio::null())
+                .spawn_owned()
+                .unwrap(),
+        ),
+        log: xm.clone(),
+    };
+    let (from_kernel, from_text) = (lab.path("nftrace.json"), lab.path("xtables.json"));
+    let d = lab.nflogd(
+        &b,
+        &format!(
+            "stats_interval = \"0s\"\n\
+             [sources.t]\ntype = \"nftrace\"\n\
+             [sources.x]\ntype = \"file\"\npath = \"{}\"\nstart = \"beginning\"\nstate_file = \"{}\"\npoll_interval = \"50ms\"\n\
+             [transforms.paths]\ntype = \"trace\"\ninputs = [\"x\"]\n\
+             [sinks.k]\ntype = \"file\"\ninputs = [\"t\"]\npath = \"{}\"\n\
+             [sinks.m]\ntype = \"file\"\ninputs = [\"paths\"]\npath = \"{}\"\n",
+            xm.display(),
+            lab.path("x.position").display(),
+            from_kernel.display(),
+            from_text.display()
+        ),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    lab.exec(
+        &lab.a,
+        &format!(
+            "bash -c 'echo x >/dev/udp/{B4}/5355; echo y >/dev/udp/{B4}/5355; timeout 1 bash -c \"echo x >/dev/tcp/{B4}/5356\"; true' 2>/dev/null"
+        ),
+    );
+    // Two datagrams and the SYNs of one connection attempt (the first, and resends).
+    lab::wait_lines(&from_kernel, 3, Duration::from_secs(10));
+    lab::wait_lines(&from_text, 3, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(500));
+    d.stop();
+    drop(monitor);
+
+    let kernel = docs(&from_kernel);
+    let text = docs(&from_text);
+    lab::ecs::assert_conforms(&kernel);
+    lab::ecs::assert_conforms(&text);
+    let by_id = |docs: &[Value]| -> BTreeMap<String, Value> {
+        docs.iter()
+            .map(|d| (d["netfilter"]["trace"]["id"].as_str().unwrap().to_string(), d.clone()))
+            .collect()
+    };
+    let (k, t) = (by_id(&kernel), by_id(&text));
+    assert_eq!(
+        k.keys().collect::<Vec<_>>(),
+        t.keys().collect::<Vec<_>>(),
+        "the same packets from the kernel and from xtables-monitor"
+    );
+    for (id, kd) in &k {
+        let td = &t[id];
+        assert_eq!(steps_of(kd), steps_of(td), "trace {id}: nftrace vs xtables-monitor");
+        for key in ["source", "destination"] {
+            assert_eq!(kd[key]["ip"], td[key]["ip"], "{id} {key}");
+            assert_eq!(kd[key]["port"], td[key]["port"], "{id} {key}");
+            assert_eq!(kd[key]["mac"], td[key]["mac"], "{id} {key}");
+            assert!(kd[key]["mac"].is_string(), "{id}: {kd}");
+        }
+        assert_eq!(kd["network"]["transport"], td["network"]["transport"], "{id}");
+        assert_eq!(kd["event"]["action"], td["event"]["action"], "{id}");
+        assert_eq!(kd["event"]["dataset"], "netfilter.trace");
+        // xtables-monitor's rule text is iptables-save's.
+        for s in td["netfilter"]["trace"]["path"].as_array().unwrap() {
+            if let Some(r) = s["rule"].as_str() {
+                assert!(r.starts_with("-A "), "{r}");
+            }
+        }
+    }
+    let accepted = k
+        .values()
+        .filter(|d| steps_of(d).iter().any(|s| s.3 == "jump CHK"))
+        .filter(|d| d["event"]["action"] == "accept")
+        .count();
+    let dropped = k
+        .values()
+        .filter(|d| d["destination"]["port"] == 5356 && d["event"]["action"] == "drop")
+        .count();
+    assert_eq!(accepted, 2, "datagrams accepted in CHK: {kernel:?}");
+    assert!(dropped >= 1, "a SYN dropped: {kernel:?}");
+    let rule = k
+        .values()
+        .find_map(|d| d["rule"]["description"].as_str().filter(|r| r.contains("5356")))
+        .expect("the deciding rule's text");
+    assert!(rule.contains("drop"), "{rule}");
+}
+
+/// iptables-legacy's TRACE lines, read from the kernel log by the `kmsg` source, gathered by
+/// the `trace` transform: one record per packet whose path is the lines' steps in order, with
+/// the rules and verdicts looked up in iptables-legacy-save.
+#[test]
+fn legacy_trace_lines_become_one_path_per_packet() {
+    if !lab::available() {
+        return;
+    }
+    if !lab::have("iptables-legacy") {
+        lab::skip("iptables-legacy is not installed");
+        return;
+    }
+    let lab = Lab::new();
+    let _netns_log = lab::kernel_log_from_netns();
+    let b = lab.b.clone();
+    for rule in [
+        format!("-t raw -A PREROUTING -s {} -p udp --dport 5357 -j TRACE", lab::A4),
+        "-N CHK".into(),
+        "-A INPUT -p udp --dport 5357 -j CHK".into(),
+        "-A CHK -p udp --dport 1 -j ACCEPT".into(),
+        "-A INPUT -p udp --dport 5357 -j DROP".into(),
+    ] {
+        lab.exec(&b, &format!("iptables-legacy {rule}"));
+    }
+    let out = lab.path("legacy.json");
+    let d = lab.nflogd(
+        &b,
+        &format!(
+            "stats_interval = \"0s\"\n[sources.k]\ntype = \"kmsg\"\n\
+             [transforms.paths]\ntype = \"trace\"\ninputs = [\"k\"]\n\
+             [sinks.j]\ntype = \"file\"\ninputs = [\"paths\"]\npath = \"{}\"\n",
+            out.display()
+        ),
+    );
+    let mut kmsg = lab::Kmsg::open();
+    lab.exec(
+        &lab.a,
+        &format!("bash -c 'echo x >/dev/udp/{B4}/5357; sleep 0.3; echo y >/dev/udp/{B4}/5357' 2>/dev/null"),
+    );
+    let got = lab::wait_lines(&out, 2, Duration::from_secs(10));
+    d.stop();
+    // The kernel's own lines, per packet (IPv4 id): (table, chain, kind, number).
+    let mut kernel: BTreeMap<u64, Vec<(String, String, String, u64)>> = BTreeMap::new();
+    for l in kmsg.read().into_iter().filter(|l| l.starts_with("TRACE: ") && l.contains(B4)) {
+        let head = l["TRACE: ".len()..].split(' ').next().unwrap();
+        let f: Vec<&str> = head.split(':').collect();
+        let id: u64 = l
+            .split(' ')
+            .find_map(|w| w.strip_prefix("ID="))
+            .unwrap()
+            .parse()
+            .unwrap();
+        kernel
+            .entry(id)
+            .or_default()
+            .push((f[0].into(), f[1].into(), f[2].into(), f[3].parse().unwrap()));
+    }
+    let ours = lab::json_lines(&got);
+    lab::ecs::assert_conforms(&ours);
+    assert_eq!(ours.len(), 2, "{ours:?}");
+    assert_eq!(kernel.len(), 2, "{kernel:?}");
+    for doc in &ours {
+        let id = doc["iptables"]["id"].as_u64().unwrap();
+        let lines = &kernel[&id];
+        let path = doc["netfilter"]["trace"]["path"].as_array().unwrap();
+        let steps: Vec<(String, String, u64)> = path
+            .iter()
+            .map(|s| {
+                (
+                    s["table"].as_str().unwrap().into(),
+                    s["chain"].as_str().unwrap().into(),
+                    s["handle"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        let expected: Vec<(String, String, u64)> = lines
+            .iter()
+            .map(|(t, c, _, n)| (t.clone(), c.clone(), *n))
+            .collect();
+        assert_eq!(steps, expected, "packet {id}: ours vs the kernel's TRACE lines");
+        let verdicts: Vec<&str> = path.iter().map(|s| s["verdict"].as_str().unwrap()).collect();
+        // raw's policy (and any other table's) accepts; then the jump, the return, the drop.
+        let tail = &verdicts[verdicts.len() - 3..];
+        assert_eq!(tail, ["jump CHK", "return", "drop"], "{verdicts:?}");
+        assert!(verdicts[..verdicts.len() - 3].iter().all(|v| *v == "policy accept"));
+        assert_eq!(
+            path[path.len() - 1]["rule"],
+            "-A INPUT -p udp -m udp --dport 5357 -j DROP"
+        );
+        assert_eq!(doc["event"]["action"], "drop");
+        assert_eq!(doc["destination"]["port"], 5357);
+        assert_eq!(doc["netfilter"]["prefix"], "");
+        assert!(doc["netfilter"]["trace"]["id"].is_null(), "TRACE lines have no id");
+    }
+}

@@ -25,6 +25,7 @@ struct Fields<'a> {
     mac: Option<ArrayVec<u8, 32>>,
     macsrc: Option<[u8; 6]>,
     macdst: Option<[u8; 6]>,
+    macproto: Option<u16>,
     src: Option<IpAddr>,
     dst: Option<IpAddr>,
     len: Option<u32>,
@@ -61,6 +62,17 @@ fn hex(v: &str) -> Option<u64> {
     u64::from_str_radix(v, 16).ok()
 }
 
+/// A MAC as ether_ntoa() writes it (xtables-monitor): no leading zeros, `2:42:ac:11:0:3`.
+fn short_mac(v: &str) -> Option<[u8; 6]> {
+    let mut out = [0u8; 6];
+    let mut parts = v.split(':');
+    for o in out.iter_mut() {
+        let p = parts.next().filter(|p| (1..=2).contains(&p.len()))?;
+        *o = u8::from_str_radix(p, 16).ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
 fn set<T>(slot: &mut Option<T>, v: Option<T>) {
     if slot.is_none() {
         *slot = v;
@@ -70,6 +82,35 @@ fn set<T>(slot: &mut Option<T>, v: Option<T>) {
 /// `start` is where `IN=` begins; the prefix is the text before it (less the one space
 /// PRINTPKT adds, with `printpkt_space`).
 pub(super) fn parse(line: &str, start: usize, printpkt_space: bool) -> Result<Parsed, ParseError> {
+    parse_fields(line, start, printpkt_space, false)
+}
+
+/// The packet of an `xtables-monitor --trace` `PACKET:` line, from its first `KEY=value` on:
+/// `SPORT=`/`DPORT=` and no protocol. A packet with ports is TCP when TCP flags are shown and
+/// UDP otherwise (SCTP, DCCP and UDP-Lite are printed alike, so they read as UDP); not partial.
+pub fn parse_xtables_packet(fields: &str) -> Result<Parsed, ParseError> {
+    let mut p = parse_fields(fields, 0, false, true)?;
+    p.event.partial = false;
+    // xtables-monitor prints an IPv6 packet's LEN as its payload plus 20 (an IPv4 header's
+    // size), not 40.
+    if let Network::Ipv6(ip) = &mut p.event.headers.network {
+        let len = fields
+            .split(' ')
+            .find_map(|t| t.strip_prefix("LEN=")?.parse::<u32>().ok());
+        if let Some(len) = len {
+            ip.payload_len = len.saturating_sub(20).min(u16::MAX as u32) as u16;
+            p.event.payload_len = ip.payload_len as u32 + 40;
+        }
+    }
+    Ok(p)
+}
+
+fn parse_fields(
+    line: &str,
+    start: usize,
+    printpkt_space: bool,
+    guess_protocol: bool,
+) -> Result<Parsed, ParseError> {
     let mut f = Fields::default();
     let body = &line[start..];
     for token in body.split(' ').filter(|t| !t.is_empty()) {
@@ -96,8 +137,9 @@ pub(super) fn parse(line: &str, start: usize, printpkt_space: bool) -> Result<Pa
             "IN" => set(&mut f.indev, Some(v)),
             "OUT" => set(&mut f.outdev, Some(v)),
             "MAC" => set(&mut f.mac, mac_dump(v)),
-            "MACSRC" => set(&mut f.macsrc, mac(v)),
-            "MACDST" => set(&mut f.macdst, mac(v)),
+            "MACSRC" => set(&mut f.macsrc, mac(v).or_else(|| short_mac(v))),
+            "MACDST" => set(&mut f.macdst, mac(v).or_else(|| short_mac(v))),
+            "MACPROTO" => set(&mut f.macproto, hex(v).and_then(|n| u16::try_from(n).ok())),
             // The first SRC/DST pair is the packet's; later ones belong to a quoted header.
             "SRC" => set(&mut f.src, v.parse().ok()),
             "DST" => set(&mut f.dst, v.parse().ok()),
@@ -112,8 +154,8 @@ pub(super) fn parse(line: &str, start: usize, printpkt_space: bool) -> Result<Pa
             "FLOWLBL" => set(&mut f.flow, v.parse().ok()),
             "FRAG" => f.frag |= v.parse::<u16>().map_or(0, |n| n & 0x1fff),
             "PROTO" => set(&mut f.protocol, Some(v)),
-            "SPT" => set(&mut f.sport, v.parse().ok()),
-            "DPT" => set(&mut f.dport, v.parse().ok()),
+            "SPT" | "SPORT" => set(&mut f.sport, v.parse().ok()),
+            "DPT" | "DPORT" => set(&mut f.dport, v.parse().ok()),
             "SEQ" if f.protocol.is_some_and(|p| p.starts_with("ICMP")) => {
                 set(&mut f.icmp_seq, v.parse().ok())
             }
@@ -158,6 +200,9 @@ pub(super) fn parse(line: &str, start: usize, printpkt_space: bool) -> Result<Pa
     if let (true, Some(s), Some(d)) = (header.is_empty(), f.macsrc, f.macdst) {
         header.extend(d);
         header.extend(s);
+        if let Some(t) = f.macproto {
+            header.extend(t.to_be_bytes());
+        }
     }
     if !header.is_empty() {
         ev.link = Some(LinkHeader {
@@ -165,6 +210,9 @@ pub(super) fn parse(line: &str, start: usize, printpkt_space: bool) -> Result<Pa
             header,
             ..Default::default()
         });
+    }
+    if guess_protocol && f.protocol.is_none() && f.sport.is_some() {
+        f.protocol = Some(if f.tcp_flags != 0 { "TCP" } else { "UDP" });
     }
     let name = f.protocol.unwrap_or("");
     let protocol = match name {
@@ -294,5 +342,29 @@ fn transport(f: &Fields, protocol: u8) -> Transport {
         },
         0 => Transport::None,
         _ => Transport::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xtables_monitor_packets_read_with_their_quirks() {
+        // ether_ntoa's MACs without leading zeros; TCP known by its flags.
+        let p = parse_xtables_packet("IN=eth0 MACSRC=2:42:ac:11:0:3 MACDST=a6:a9:ac:3f:72:49 MACPROTO=0800 SRC=10.0.0.1 DST=10.0.0.2 LEN=60 TOS=0x0 TTL=64 ID=9604 DF SPORT=47530 DPORT=22 SYN ").unwrap().event;
+        assert!(!p.partial);
+        assert_eq!(p.headers.protocol(), Some(proto::TCP));
+        assert_eq!(p.headers.ports(), Some((47530, 22)));
+        let eth = p.link.as_ref().and_then(|l| l.ethernet()).unwrap();
+        assert_eq!(eth.src, [2, 0x42, 0xac, 0x11, 0, 3]);
+        assert_eq!(eth.ethertype, 0x0800);
+        // IPv6: LEN is the payload plus 20; ports without flags read as UDP.
+        let p = parse_xtables_packet("OUT=lo SRC=fd00::1 DST=fd00::2 LEN=28 TC=0 HOPLIMIT=64 FLOWLBL=5 SPORT=1000 DPORT=53 ").unwrap().event;
+        let Network::Ipv6(ip) = &p.headers.network else { panic!() };
+        assert_eq!(ip.payload_len, 8);
+        assert_eq!(ip.flow_label, 5);
+        assert_eq!(p.headers.protocol(), Some(proto::UDP));
+        assert!(parse_xtables_packet("IN=eth0 NH=0001").is_err());
     }
 }

@@ -90,8 +90,14 @@ pub fn packet(p: &PacketEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
                 None => "unknown",
             },
         );
-        e.lit(k!("module"), "netfilter")
-            .lit(k!("dataset"), "netfilter.packet");
+        e.lit(k!("module"), "netfilter").lit(
+            k!("dataset"),
+            if p.trace.is_some() {
+                "netfilter.trace"
+            } else {
+                "netfilter.packet"
+            },
+        );
     });
     o.obj(k!("observer"), |ob| {
         firewall_observer(ob, p.host.as_deref().unwrap_or(&opts.hostname));
@@ -109,9 +115,21 @@ pub fn packet(p: &PacketEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
         }
     });
     let rule = p.prefix.trim();
+    let deciding = p.trace.as_deref().and_then(event::Trace::deciding);
     if !rule.is_empty() {
         o.obj(k!("rule"), |r| {
             r.str(k!("name"), rule);
+        });
+    } else if let Some(step) = deciding {
+        // A traced packet: the rule (or policy) that decided, as ECS names a rule's parts.
+        o.obj(k!("rule"), |r| {
+            r.str(k!("ruleset"), &step.table).str(k!("name"), &step.chain);
+            if let Some(h) = step.handle {
+                r.num_str(k!("id"), h);
+            }
+            if let Some(text) = &step.rule {
+                r.str(k!("description"), text);
+            }
         });
     }
     o.obj(k!("network"), |n| {
@@ -257,6 +275,9 @@ pub fn packet(p: &PacketEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
         if p.headers.truncated {
             nf.bool(k!("truncated"), true);
         }
+        if let Some(t) = &p.trace {
+            nf.obj(k!("trace"), |x| trace(t, x));
+        }
         if let Some(ct) = &p.ct {
             nf.obj(k!("ct"), |c| {
                 if let Some(id) = ct.id {
@@ -295,6 +316,32 @@ pub fn packet(p: &PacketEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
         o.strs(k!("tags"), ["partial"]);
     }
     o.close();
+}
+
+/// `netfilter.trace`: the kernel's trace id and the path, a step per object.
+fn trace(t: &event::Trace, x: &mut Obj) {
+    if let Some(n) = t.id {
+        let mut id = [0u8; 8];
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for (i, b) in id.iter_mut().enumerate() {
+            *b = HEX[(n >> (28 - 4 * i) & 15) as usize];
+        }
+        x.str(k!("id"), std::str::from_utf8(&id).unwrap_or_default());
+    }
+    x.array(k!("path"), &t.path, |out, s| {
+        let mut o = Obj::open(out);
+        o.str(k!("family"), crate::trace::rules::family_name(s.family))
+            .str(k!("table"), &s.table)
+            .str(k!("chain"), &s.chain);
+        if let Some(h) = s.handle {
+            o.num(k!("handle"), h);
+        }
+        if let Some(r) = &s.rule {
+            o.str(k!("rule"), r);
+        }
+        o.str(k!("verdict"), &s.verdict);
+        o.close();
+    });
 }
 
 fn iptables(p: &PacketEvent, t: &mut Obj) {

@@ -8,6 +8,7 @@ pub mod kmsg;
 pub mod lines;
 pub mod nfacct;
 pub mod nflog;
+pub mod nftrace;
 pub mod pcap;
 pub mod stdin;
 pub mod syslog;
@@ -31,6 +32,7 @@ crate::registry!(
         "conntrack" => Conntrack(conntrack::ConntrackConfig),
         "nfacct" => Nfacct(nfacct::NfacctConfig),
         "pcap" => Pcap(pcap::PcapSourceConfig),
+        "nftrace" => Nftrace(nftrace::NftraceConfig),
     }
 );
 

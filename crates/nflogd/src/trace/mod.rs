@@ -1,28 +1,20 @@
 //! Packet traces: nf_tables' trace events gathered per traced packet into its path through the
 //! ruleset — each step's table, chain, rule (handle and text) and verdict — with the packet it
 //! is about. `nflogd trace` (cmd.rs) sets the trace flag on the packets a filter matches and
-//! prints their paths.
+//! prints their paths; the `nftrace` source hands them to sinks. `legacy` gathers iptables'
+//! TRACE lines and `xtables-monitor --trace` output into the same paths.
 
 pub mod cmd;
+pub mod legacy;
+pub mod listen;
 pub mod rules;
+pub mod table;
 
+use event::{Action, Interface, LinkHeader, PacketEvent, TraceStep};
 use nfnetlink::trace::{TraceEvent, TraceType, Verdict};
-use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// One step of a path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Step {
-    pub family: u8,
-    pub table: String,
-    pub chain: String,
-    pub handle: Option<u64>,
-    /// The rule's text, when the ruleset listing has it.
-    pub rule: Option<String>,
-    /// `accept`, `drop`, `continue`, `jump c`, `goto c`, `return`, or `policy accept|drop`.
-    pub verdict: String,
-}
 
 /// A traced packet and its path so far.
 #[derive(Debug, Clone)]
@@ -30,7 +22,7 @@ pub struct Traced {
     pub id: u32,
     /// The first event's view of the packet (interfaces, mark, headers, conntrack).
     pub packet: TraceEvent,
-    pub steps: Vec<Step>,
+    pub steps: Vec<TraceStep>,
     pub last: Instant,
     pub time: event::Timestamp,
 }
@@ -38,17 +30,12 @@ pub struct Traced {
 impl Traced {
     /// Whether the packet's fate is sealed: dropped by a rule or a policy.
     fn ended(&self) -> bool {
-        self.steps
-            .last()
-            .is_some_and(|s| s.verdict == "drop" || s.verdict == "policy drop")
+        self.steps.last().and_then(TraceStep::outcome) == Some("drop")
     }
 
     /// The last verdict that decided something (accept/drop, by rule or policy).
     pub fn outcome(&self) -> Option<&str> {
-        self.steps.iter().rev().find_map(|s| {
-            let v = s.verdict.trim_start_matches("policy ");
-            matches!(v, "accept" | "drop" | "queue" | "stolen").then_some(v)
-        })
+        self.steps.iter().rev().find_map(TraceStep::outcome)
     }
 }
 
@@ -100,15 +87,16 @@ impl Gatherer {
             (_, Some(v), _) => v.text(),
             _ => "continue".into(),
         };
-        let step = (!skip).then(|| Step {
+        let step = (!skip).then(|| TraceStep {
             family: ev.family,
-            table: ev.table.clone(),
-            chain: ev.chain.clone(),
+            table: Arc::from(ev.table.as_str()),
+            chain: Arc::from(ev.chain.as_str()),
             handle: ev.handle,
             rule: ev
                 .handle
-                .and_then(|h| rules.get(ev.family, &ev.table, &ev.chain, h)),
-            verdict,
+                .and_then(|h| rules.get(ev.family, &ev.table, &ev.chain, h))
+                .map(Arc::from),
+            verdict: Arc::from(verdict),
         });
         let final_verdict = ev.verdict.as_ref().is_some_and(Verdict::is_final)
             || (ev.kind == Some(TraceType::Policy) && ev.policy == Some(0));
@@ -176,7 +164,7 @@ fn another_packet(a: &TraceEvent, b: &TraceEvent) -> bool {
 }
 
 /// The packet's headers, decoded from what the trace carried.
-pub fn headers(t: &TraceEvent) -> packet::Headers {
+fn headers(t: &TraceEvent) -> packet::Headers {
     let mut bytes = t.network_header.clone().unwrap_or_default();
     bytes.extend_from_slice(t.transport_header.as_deref().unwrap_or_default());
     let ethertype = match (t.nfproto, bytes.first().map(|b| b >> 4)) {
@@ -186,9 +174,67 @@ pub fn headers(t: &TraceEvent) -> packet::Headers {
     packet::decode_ethertype(ethertype, &bytes)
 }
 
-/// `tcp 10.0.0.1:40000 → 10.0.0.2:22`, or what can be said.
-pub fn summary(t: &Traced, ifname: &mut dyn FnMut(u32) -> String) -> String {
-    let h = headers(&t.packet);
+/// nft's `ct state` bit → conntrack's ctinfo (`ct.info`), with the direction.
+fn ctinfo(state: Option<u32>, direction: Option<u8>) -> Option<u32> {
+    let base = match state? {
+        2 => 0, // established
+        4 => 1, // related
+        8 => 2, // new
+        _ => return None,
+    };
+    // A reply's ctinfo is IP_CT_IS_REPLY (3) on from its base; new has no reply form.
+    Some(if direction == Some(1) && base < 2 { base + 3 } else { base })
+}
+
+/// The traced packet as a packet record: headers, interfaces, mark, conntrack state, the
+/// verdict that decided, and its path.
+pub fn to_event(t: &Traced, ifname: &mut dyn FnMut(u32) -> Interface) -> PacketEvent {
+    let ev = &t.packet;
+    let mut p = PacketEvent::default();
+    p.time = t.time;
+    p.family = ev
+        .nfproto
+        .and_then(|f| u8::try_from(f).ok())
+        .unwrap_or(ev.family);
+    p.headers = headers(ev);
+    p.hw_protocol = match &p.headers.network {
+        packet::Network::Ipv6(_) => packet::ethertype::IPV6,
+        _ => packet::ethertype::IPV4,
+    };
+    p.payload_len = (ev.network_header.as_ref().map_or(0, Vec::len)
+        + ev.transport_header.as_ref().map_or(0, Vec::len)) as u32;
+    p.indev = ev.iif.map(&mut *ifname);
+    p.outdev = ev.oif.map(&mut *ifname);
+    p.link = ev.ll_header.as_ref().map(|h| LinkHeader {
+        hwtype: ev.iiftype,
+        header: h.iter().copied().take(32).collect(),
+        ..LinkHeader::default()
+    });
+    p.mark = ev.mark.unwrap_or(0);
+    if ev.ct_id.is_some() || ev.ct_status.is_some() {
+        p.ct = Some(Box::new(event::Conntrack {
+            id: ev.ct_id,
+            status: ev.ct_status,
+            ..event::Conntrack::default()
+        }));
+        p.ct_info = ctinfo(ev.ct_state, ev.ct_direction);
+    }
+    p.action = match t.outcome() {
+        Some("accept") => Some(Action::Accept),
+        Some("drop") => Some(Action::Drop),
+        Some("reject") => Some(Action::Reject),
+        _ => None,
+    };
+    p.trace = Some(Box::new(event::Trace {
+        id: Some(t.id),
+        path: t.steps.clone(),
+    }));
+    p
+}
+
+/// `tcp 10.0.0.1:40000 → 10.0.0.2:22 in eth0`, or what can be said.
+pub fn summary(p: &PacketEvent) -> String {
+    let h = &p.headers;
     let proto = h
         .protocol()
         .map(|p| packet::proto::name(p).map_or(p.to_string(), str::to_string))
@@ -202,27 +248,38 @@ pub fn summary(t: &Traced, ifname: &mut dyn FnMut(u32) -> String) -> String {
         Some((sp, dp)) => format!("{proto} {src}:{sp} → {dst}:{dp}"),
         None => format!("{proto} {src} → {dst}"),
     };
-    if let Some(i) = t.packet.iif {
-        s += &format!(" in {}", ifname(i));
+    let name = |i: &Interface| {
+        if i.name.is_empty() {
+            i.index.map_or("?".into(), |x| x.to_string())
+        } else {
+            i.name.to_string()
+        }
+    };
+    if let Some(i) = &p.indev {
+        s += &format!(" in {}", name(i));
     }
-    if let Some(o) = t.packet.oif {
-        s += &format!(" out {}", ifname(o));
+    if let Some(o) = &p.outdev {
+        s += &format!(" out {}", name(o));
     }
-    if let Some(m) = t.packet.mark.filter(|&m| m != 0) {
-        s += &format!(" mark 0x{m:x}");
+    if p.mark != 0 {
+        s += &format!(" mark 0x{:x}", p.mark);
     }
     s
 }
 
 /// The path as a readable tree: the packet, then a line per step.
-pub fn tree(t: &Traced, ifname: &mut dyn FnMut(u32) -> String) -> String {
+pub fn tree(p: &PacketEvent) -> String {
+    let Some(t) = &p.trace else {
+        return String::new();
+    };
+    let outcome = t.deciding().and_then(TraceStep::outcome);
     let mut out = format!(
-        "trace {:08x} {}{}\n",
-        t.id,
-        summary(t, ifname),
-        t.outcome().map(|o| format!(" → {o}")).unwrap_or_default()
+        "trace {} {}{}\n",
+        t.id.map_or("-".into(), |i| format!("{i:08x}")),
+        summary(p),
+        outcome.map(|o| format!(" → {o}")).unwrap_or_default()
     );
-    for s in &t.steps {
+    for s in &t.path {
         let place = format!("{} {} {}", rules::family_name(s.family), s.table, s.chain);
         match (&s.rule, s.handle) {
             (Some(r), Some(h)) => out += &format!("  {place} [{h}] {r} → {}\n", s.verdict),
@@ -231,68 +288,6 @@ pub fn tree(t: &Traced, ifname: &mut dyn FnMut(u32) -> String) -> String {
         }
     }
     out
-}
-
-/// One ECS document: the packet's fields and `netfilter.trace.path`.
-pub fn ecs(t: &Traced, ifname: &mut dyn FnMut(u32) -> String) -> Value {
-    let h = headers(&t.packet);
-    let mut stamp = Vec::new();
-    t.time.write_rfc3339_utc(&mut stamp);
-    let mut doc = json!({
-        "@timestamp": String::from_utf8_lossy(&stamp),
-        "event": {"kind": "event", "category": ["network"], "module": "netfilter", "dataset": "netfilter.trace"},
-        "netfilter": {"trace": {
-            "id": format!("{:08x}", t.id),
-            "path": t.steps.iter().map(|s| json!({
-                "family": rules::family_name(s.family),
-                "table": s.table,
-                "chain": s.chain,
-                "handle": s.handle,
-                "rule": s.rule,
-                "verdict": s.verdict,
-            })).collect::<Vec<_>>(),
-        }},
-    });
-    if let Some(o) = t.outcome() {
-        doc["event"]["action"] = json!(o);
-    }
-    let (src, dst) = match &h.network {
-        packet::Network::Ipv4(ip) => (Some(ip.src.to_string()), Some(ip.dst.to_string())),
-        packet::Network::Ipv6(ip) => (Some(ip.src.to_string()), Some(ip.dst.to_string())),
-        _ => (None, None),
-    };
-    if let (Some(s), Some(d)) = (src, dst) {
-        doc["source"] = json!({"ip": s});
-        doc["destination"] = json!({"ip": d});
-        if let Some((sp, dp)) = h.ports() {
-            doc["source"]["port"] = json!(sp);
-            doc["destination"]["port"] = json!(dp);
-        }
-    }
-    if let packet::Network::Ipv4(ip) = &h.network {
-        // As the ECS schema has it (Elastic's iptables fields): tells apart packets that the
-        // kernel gave the same trace id.
-        doc["iptables"] = json!({"id": ip.id, "ttl": ip.ttl});
-    }
-    if let Some(p) = h.protocol() {
-        doc["network"] = json!({"iana_number": p.to_string()});
-        if let Some(n) = packet::proto::name(p) {
-            doc["network"]["transport"] = json!(n);
-        }
-    }
-    if let Some(i) = t.packet.iif {
-        doc["observer"]["ingress"]["interface"]["name"] = json!(ifname(i));
-    }
-    if let Some(o) = t.packet.oif {
-        doc["observer"]["egress"]["interface"]["name"] = json!(ifname(o));
-    }
-    if let Some(m) = t.packet.mark {
-        doc["netfilter"]["mark"] = json!(m);
-    }
-    if let Some(id) = t.packet.ct_id {
-        doc["netfilter"]["ct"] = json!({"id": id, "state": t.packet.ct_state, "status": t.packet.ct_status, "direction": t.packet.ct_direction});
-    }
-    doc
 }
 
 #[cfg(test)]
@@ -348,7 +343,7 @@ mod tests {
             .add(policy, &mut rules)
             .pop()
             .expect("a policy drop ends the path");
-        let verdicts: Vec<&str> = done.steps.iter().map(|s| s.verdict.as_str()).collect();
+        let verdicts: Vec<&str> = done.steps.iter().map(|s| &*s.verdict).collect();
         assert_eq!(verdicts, ["jump ssh", "policy drop"]);
         assert_eq!(done.outcome(), Some("drop"));
         assert!(g.drain().is_empty());

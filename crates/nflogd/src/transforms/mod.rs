@@ -10,6 +10,7 @@ pub mod filter;
 pub mod geoip;
 pub mod guard;
 pub mod rdns;
+pub mod trace;
 
 use crate::metrics::ComponentCounters;
 use anyhow::Result;
@@ -23,6 +24,7 @@ crate::registry!(
         "geoip" => Geoip(geoip::GeoipConfig),
         "guard" => Guard(guard::GuardConfig),
         "rdns" => Rdns(rdns::RdnsConfig),
+        "trace" => Trace(trace::TraceConfig),
     }
 );
 
@@ -71,6 +73,11 @@ pub trait Transform: Send {
     /// Called at least every 100 ms on a stateful transform, with or without input, for what
     /// time alone decides (a ban that ends); what it puts in `out` is sent on.
     fn tick(&mut self, _out: &mut Vec<Event>) {}
+
+    /// Called once when its inputs have ended: what it still holds goes in `out`.
+    fn end(&mut self, out: &mut Vec<Event>) {
+        self.tick(out);
+    }
 }
 
 /// Calls `f` with the endpoints of each packet and flow record of `batch` (records without IP

@@ -121,6 +121,7 @@ impl Decoder {
             payload: self.keep_payload.then(|| Arc::from(payload)),
             partial: false,
             original: None,
+            trace: None,
         }
     }
 }
