@@ -46,8 +46,8 @@ CONF
 
 # Events a reader wrote: nft prints a line per event (and a `packet:` line per hook); nflogd a
 # record per packet whose path has a step per event.
-nft_events() { [ -f "$1" ] && grep -vc 'packet:' "$1" || echo 0; }
-nflogd_events() { [ -f "$1" ] && grep -o '"verdict"' "$1" | wc -l || echo 0; }
+nft_events() { if [ -f "$1" ]; then grep -vc 'packet:' "$1" || true; else echo 0; fi; }
+nflogd_events() { if [ -f "$1" ]; then { grep -o '"verdict"' "$1" || true; } | wc -l; else echo 0; fi; }
 
 # `phase PID OUTPUT COUNTER`: per rate, "rate expected written cpu_ns"; then "rss KB".
 phase() {
