@@ -356,7 +356,12 @@ fn nftrace_source_and_xtables_monitor_give_the_same_paths() {
     lab::ecs::assert_conforms(&text);
     let by_id = |docs: &[Value]| -> BTreeMap<String, Value> {
         docs.iter()
-            .map(|d| (d["netfilter"]["trace"]["id"].as_str().unwrap().to_string(), d.clone()))
+            .map(|d| {
+                (
+                    d["netfilter"]["trace"]["id"].as_str().unwrap().to_string(),
+                    d.clone(),
+                )
+            })
             .collect()
     };
     let (k, t) = (by_id(&kernel), by_id(&text));
@@ -367,14 +372,21 @@ fn nftrace_source_and_xtables_monitor_give_the_same_paths() {
     );
     for (id, kd) in &k {
         let td = &t[id];
-        assert_eq!(steps_of(kd), steps_of(td), "trace {id}: nftrace vs xtables-monitor");
+        assert_eq!(
+            steps_of(kd),
+            steps_of(td),
+            "trace {id}: nftrace vs xtables-monitor"
+        );
         for key in ["source", "destination"] {
             assert_eq!(kd[key]["ip"], td[key]["ip"], "{id} {key}");
             assert_eq!(kd[key]["port"], td[key]["port"], "{id} {key}");
             assert_eq!(kd[key]["mac"], td[key]["mac"], "{id} {key}");
             assert!(kd[key]["mac"].is_string(), "{id}: {kd}");
         }
-        assert_eq!(kd["network"]["transport"], td["network"]["transport"], "{id}");
+        assert_eq!(
+            kd["network"]["transport"], td["network"]["transport"],
+            "{id}"
+        );
         assert_eq!(kd["event"]["action"], td["event"]["action"], "{id}");
         assert_eq!(kd["event"]["dataset"], "netfilter.trace");
         // xtables-monitor's rule text is iptables-save's.
@@ -397,7 +409,11 @@ fn nftrace_source_and_xtables_monitor_give_the_same_paths() {
     assert!(dropped >= 1, "a SYN dropped: {kernel:?}");
     let rule = k
         .values()
-        .find_map(|d| d["rule"]["description"].as_str().filter(|r| r.contains("5356")))
+        .find_map(|d| {
+            d["rule"]["description"]
+                .as_str()
+                .filter(|r| r.contains("5356"))
+        })
         .expect("the deciding rule's text");
     assert!(rule.contains("drop"), "{rule}");
 }
@@ -418,7 +434,10 @@ fn legacy_trace_lines_become_one_path_per_packet() {
     let _netns_log = lab::kernel_log_from_netns();
     let b = lab.b.clone();
     for rule in [
-        format!("-t raw -A PREROUTING -s {} -p udp --dport 5357 -j TRACE", lab::A4),
+        format!(
+            "-t raw -A PREROUTING -s {} -p udp --dport 5357 -j TRACE",
+            lab::A4
+        ),
         "-N CHK".into(),
         "-A INPUT -p udp --dport 5357 -j CHK".into(),
         "-A CHK -p udp --dport 1 -j ACCEPT".into(),
@@ -445,7 +464,11 @@ fn legacy_trace_lines_become_one_path_per_packet() {
     d.stop();
     // The kernel's own lines, per packet (IPv4 id): (table, chain, kind, number).
     let mut kernel: BTreeMap<u64, Vec<(String, String, String, u64)>> = BTreeMap::new();
-    for l in kmsg.read().into_iter().filter(|l| l.starts_with("TRACE: ") && l.contains(B4)) {
+    for l in kmsg
+        .read()
+        .into_iter()
+        .filter(|l| l.starts_with("TRACE: ") && l.contains(B4))
+    {
         let head = l["TRACE: ".len()..].split(' ').next().unwrap();
         let f: Vec<&str> = head.split(':').collect();
         let id: u64 = l
@@ -454,10 +477,12 @@ fn legacy_trace_lines_become_one_path_per_packet() {
             .unwrap()
             .parse()
             .unwrap();
-        kernel
-            .entry(id)
-            .or_default()
-            .push((f[0].into(), f[1].into(), f[2].into(), f[3].parse().unwrap()));
+        kernel.entry(id).or_default().push((
+            f[0].into(),
+            f[1].into(),
+            f[2].into(),
+            f[3].parse().unwrap(),
+        ));
     }
     let ours = lab::json_lines(&got);
     lab::ecs::assert_conforms(&ours);
@@ -481,12 +506,20 @@ fn legacy_trace_lines_become_one_path_per_packet() {
             .iter()
             .map(|(t, c, _, n)| (t.clone(), c.clone(), *n))
             .collect();
-        assert_eq!(steps, expected, "packet {id}: ours vs the kernel's TRACE lines");
-        let verdicts: Vec<&str> = path.iter().map(|s| s["verdict"].as_str().unwrap()).collect();
+        assert_eq!(
+            steps, expected,
+            "packet {id}: ours vs the kernel's TRACE lines"
+        );
+        let verdicts: Vec<&str> = path
+            .iter()
+            .map(|s| s["verdict"].as_str().unwrap())
+            .collect();
         // raw's policy (and any other table's) accepts; then the jump, the return, the drop.
         let tail = &verdicts[verdicts.len() - 3..];
         assert_eq!(tail, ["jump CHK", "return", "drop"], "{verdicts:?}");
-        assert!(verdicts[..verdicts.len() - 3].iter().all(|v| *v == "policy accept"));
+        assert!(verdicts[..verdicts.len() - 3]
+            .iter()
+            .all(|v| *v == "policy accept"));
         assert_eq!(
             path[path.len() - 1]["rule"],
             "-A INPUT -p udp -m udp --dport 5357 -j DROP"
@@ -494,6 +527,9 @@ fn legacy_trace_lines_become_one_path_per_packet() {
         assert_eq!(doc["event"]["action"], "drop");
         assert_eq!(doc["destination"]["port"], 5357);
         assert_eq!(doc["netfilter"]["prefix"], "");
-        assert!(doc["netfilter"]["trace"]["id"].is_null(), "TRACE lines have no id");
+        assert!(
+            doc["netfilter"]["trace"]["id"].is_null(),
+            "TRACE lines have no id"
+        );
     }
 }

@@ -360,8 +360,14 @@ mod tests {
         assert_eq!(eth.src, [2, 0x42, 0xac, 0x11, 0, 3]);
         assert_eq!(eth.ethertype, 0x0800);
         // IPv6: LEN is the payload plus 20; ports without flags read as UDP.
-        let p = parse_xtables_packet("OUT=lo SRC=fd00::1 DST=fd00::2 LEN=28 TC=0 HOPLIMIT=64 FLOWLBL=5 SPORT=1000 DPORT=53 ").unwrap().event;
-        let Network::Ipv6(ip) = &p.headers.network else { panic!() };
+        let p = parse_xtables_packet(
+            "OUT=lo SRC=fd00::1 DST=fd00::2 LEN=28 TC=0 HOPLIMIT=64 FLOWLBL=5 SPORT=1000 DPORT=53 ",
+        )
+        .unwrap()
+        .event;
+        let Network::Ipv6(ip) = &p.headers.network else {
+            panic!()
+        };
         assert_eq!(ip.payload_len, 8);
         assert_eq!(ip.flow_label, 5);
         assert_eq!(p.headers.protocol(), Some(proto::UDP));

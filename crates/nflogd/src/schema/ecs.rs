@@ -123,7 +123,8 @@ pub fn packet(p: &PacketEvent, opts: &SchemaOptions, out: &mut Vec<u8>) {
     } else if let Some(step) = deciding {
         // A traced packet: the rule (or policy) that decided, as ECS names a rule's parts.
         o.obj(k!("rule"), |r| {
-            r.str(k!("ruleset"), &step.table).str(k!("name"), &step.chain);
+            r.str(k!("ruleset"), &step.table)
+                .str(k!("name"), &step.chain);
             if let Some(h) = step.handle {
                 r.num_str(k!("id"), h);
             }

@@ -111,7 +111,9 @@ fn run(name: &str, mut listener: Listener, mut fanout: Fanout, counters: &Compon
             );
         }
         if notes.table_restored {
-            tracing::warn!("source `{name}`: the trace table was removed (ruleset flushed?); added it again");
+            tracing::warn!(
+                "source `{name}`: the trace table was removed (ruleset flushed?); added it again"
+            );
         }
     }
     // Paths still being gathered go out too; the source's table goes.

@@ -111,7 +111,9 @@ fn print_paths(args: &TraceArgs, listener: &mut Listener, stop: &AtomicBool) -> 
             eprintln!("{} trace messages that do not parse", notes.malformed);
         }
         if notes.overrun {
-            eprintln!("the kernel dropped trace events (socket buffer full); some paths are incomplete");
+            eprintln!(
+                "the kernel dropped trace events (socket buffer full); some paths are incomplete"
+            );
         }
         if notes.table_restored {
             eprintln!("the trace table was removed (ruleset flushed?); added it again");

@@ -141,9 +141,11 @@ impl TextTraces {
             // A return (the end of a chain): not a step, as in `nft monitor trace`.
             return true;
         };
-        let mut p = PacketEvent::default();
-        p.time = l.time;
-        p.host = l.host.clone();
+        let p = PacketEvent {
+            time: l.time,
+            host: l.host.clone(),
+            ..PacketEvent::default()
+        };
         self.push(Key::Monitor(id), Some(id), p, Some(step), done);
         true
     }
@@ -158,7 +160,12 @@ impl TextTraces {
     ) {
         let now = Instant::now();
         if !self.open.contains_key(&key) && self.open.len() >= MAX_OPEN {
-            if let Some(oldest) = self.open.iter().min_by_key(|(_, o)| o.last).map(|(k, _)| k.clone()) {
+            if let Some(oldest) = self
+                .open
+                .iter()
+                .min_by_key(|(_, o)| o.last)
+                .map(|(k, _)| k.clone())
+            {
                 done.extend(self.finish(&oldest));
             }
         }
@@ -361,7 +368,9 @@ impl LegacyRules {
         let age = self.loaded.map(|t| t.elapsed());
         let key = (family, step.table.clone(), step.chain.clone());
         let missing = !self.chains.contains_key(&key);
-        if age.is_none_or(|a| a > Duration::from_secs(10) || (missing && a > Duration::from_secs(1))) {
+        if age
+            .is_none_or(|a| a > Duration::from_secs(10) || (missing && a > Duration::from_secs(1)))
+        {
             self.reload();
         }
         let Some(chain) = self.chains.get(&key) else {
@@ -370,7 +379,10 @@ impl LegacyRules {
         match step.kind.as_str() {
             "policy" => (
                 None,
-                chain.policy.as_ref().map(|p| format!("policy {}", p.to_ascii_lowercase())),
+                chain
+                    .policy
+                    .as_ref()
+                    .map(|p| format!("policy {}", p.to_ascii_lowercase())),
             ),
             "return" => (None, Some("return".into())),
             _ => match chain.rules.get((step.number as usize).wrapping_sub(1)) {
@@ -396,7 +408,11 @@ impl LegacyRules {
             else {
                 continue;
             };
-            parse_save(family, &String::from_utf8_lossy(&out.stdout), &mut self.chains);
+            parse_save(
+                family,
+                &String::from_utf8_lossy(&out.stdout),
+                &mut self.chains,
+            );
         }
     }
 }
@@ -500,7 +516,10 @@ mod tests {
                 number: 4
             })
         );
-        assert_eq!(legacy_step("TRACE: filter:a:b:rule:12 ").unwrap().chain, "a:b");
+        assert_eq!(
+            legacy_step("TRACE: filter:a:b:rule:12 ").unwrap().chain,
+            "a:b"
+        );
         assert_eq!(legacy_step("TRACE: nothing here"), None);
         assert_eq!(legacy_step("DROP IN: "), None);
         assert_eq!(legacy_step("TRACE: filter:INPUT:other:1 "), None);
@@ -517,7 +536,10 @@ mod tests {
             "continue"
         );
         assert_eq!(rule_verdict("-A INPUT -p tcp", chain), "continue");
-        assert_eq!(rule_verdict("-A OUTPUT -j REJECT --reject-with x", chain), "reject");
+        assert_eq!(
+            rule_verdict("-A OUTPUT -j REJECT --reject-with x", chain),
+            "reject"
+        );
     }
 
     #[test]
@@ -536,7 +558,9 @@ mod tests {
         // The other line stays; the dropped packet is done at once.
         assert_eq!(batch.len(), 2, "{batch:?}");
         assert!(matches!(&batch[0], Event::Line(l) if l.message.starts_with("sshd")));
-        let Event::Packet(p) = &batch[1] else { panic!() };
+        let Event::Packet(p) = &batch[1] else {
+            panic!()
+        };
         let tr = p.trace.as_ref().unwrap();
         assert_eq!(tr.id, Some(0xe2bc416b));
         assert_eq!(&*tr.path[0].verdict, "drop");
@@ -560,10 +584,7 @@ mod tests {
                 ("filter", "OUTPUT", Some(3), "jump CHK"),
             ]
         );
-        assert_eq!(
-            tr.path[2].rule.as_deref(),
-            Some("-A OUTPUT -p udp -j CHK")
-        );
+        assert_eq!(tr.path[2].rule.as_deref(), Some("-A OUTPUT -p udp -j CHK"));
         assert_eq!(p.headers.ports(), Some((38379, 9999)));
         assert_eq!(p.headers.protocol(), Some(packet::proto::UDP));
         assert_eq!(&*p.outdev.as_ref().unwrap().name, "lo");

@@ -107,7 +107,7 @@ impl Listener {
                 self.last_check = Instant::now();
                 self.rules.reload();
                 let ours = format!("inet {}", table::NAME);
-                if !self.rules.tables.iter().any(|t| *t == ours) {
+                if !self.rules.tables.contains(&ours) {
                     table::add(&s.filter, s.rate)?;
                     notes.table_restored = true;
                 }

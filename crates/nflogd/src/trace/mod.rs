@@ -183,7 +183,11 @@ fn ctinfo(state: Option<u32>, direction: Option<u8>) -> Option<u32> {
         _ => return None,
     };
     // A reply's ctinfo is IP_CT_IS_REPLY (3) on from its base; new has no reply form.
-    Some(if direction == Some(1) && base < 2 { base + 3 } else { base })
+    Some(if direction == Some(1) && base < 2 {
+        base + 3
+    } else {
+        base
+    })
 }
 
 /// The traced packet as a packet record: headers, interfaces, mark, conntrack state, the

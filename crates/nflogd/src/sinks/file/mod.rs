@@ -1,12 +1,13 @@
 //! The `file` sink: one record per line to a file (or stdout, or a socket as ulogd2's JSON
-//! output's socket modes), reopened on SIGHUP.
+//! output's socket modes), reopened on SIGHUP, rotated by size or age (rotate.rs).
 
 mod config;
+mod rotate;
 mod sink;
 mod socket;
 
 pub use config::FileSinkConfig;
-pub use sink::{spawn, spawn_writer, Records};
+pub use sink::{spawn, spawn_writer, Records, Writer};
 
 impl super::Sink for FileSinkConfig {
     fn inputs(&self) -> &[String] {

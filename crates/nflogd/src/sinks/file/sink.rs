@@ -105,6 +105,14 @@ impl Output {
         Ok(Output::File(f))
     }
 
+    /// The file's length (0 for a stream).
+    fn len(&self) -> u64 {
+        match self {
+            Output::File(f) => f.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        }
+    }
+
     /// Writes what it can of `b`; a short count or an error leaves the rest to the caller.
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
         match self {
@@ -133,6 +141,9 @@ impl Output {
 struct FileSink {
     name: String,
     path: String,
+    rotation: Option<super::rotate::Rotation>,
+    /// Bytes in the file (for `rotate_size`).
+    written: u64,
     /// Flush after every batch.
     flush: bool,
     out: Output,
@@ -165,6 +176,7 @@ impl FileSink {
             }
         }
         self.buf.drain(..done);
+        self.written += done as u64;
         if self.buf.is_empty() {
             ComponentCounters::add(&self.counters.sent, self.pending);
             self.pending = 0;
@@ -235,16 +247,51 @@ impl FileSink {
                 }
                 Err(RecvTimeoutError::Disconnected) => open = false,
             }
+            // Rotation happens between whole writes: nothing is cut or written twice.
+            if self.buf.is_empty() && self.rotation.as_ref().is_some_and(|r| r.due(self.written)) {
+                self.rotate();
+            }
             let g = crate::signals::reopen_generation();
             if g != generation && self.buf.is_empty() {
                 generation = g;
                 match Output::open(&self.path, &*self.records) {
-                    Ok(o) => self.out = o,
+                    Ok(o) => {
+                        self.written = o.len();
+                        self.out = o;
+                    }
                     Err(e) => tracing::error!(
                         "sink `{}`: reopening failed, keeping the old file: {e:#}",
                         self.name
                     ),
                 }
+            }
+        }
+        if let Some(r) = &mut self.rotation {
+            r.finish();
+        }
+    }
+
+    /// The file moves aside and a new one starts; on a failure the sink writes on to the file
+    /// it has and tries again at the next write.
+    fn rotate(&mut self) {
+        let Some(r) = &mut self.rotation else {
+            return;
+        };
+        let rotated = r
+            .rotate()
+            .and_then(|()| Output::open(&self.path, &*self.records));
+        match rotated {
+            Ok(o) => {
+                self.written = o.len();
+                self.out = o;
+            }
+            Err(e) => {
+                ComponentCounters::add(&self.counters.errors, 1);
+                crate::rate_limited_warn!(
+                    "sink `{}`: rotating {} failed: {e:#}",
+                    self.name,
+                    self.path
+                );
             }
         }
     }
@@ -260,19 +307,33 @@ pub fn spawn(
 ) -> Result<JoinHandle<()>> {
     let what = format!("{:?} records", opts.kind);
     let records = Box::new(Lines(Renderer::new(opts)));
-    spawn_writer(name, &cfg.path, cfg.flush, &what, records, queue, counters)
+    let w = Writer {
+        path: &cfg.path,
+        flush: cfg.flush,
+        rotation: cfg.rotation(),
+    };
+    spawn_writer(name, w, &what, records, queue, counters)
+}
+
+/// Where and how a writer writes.
+pub struct Writer<'a> {
+    /// A file, `-` (standard output) or a socket.
+    pub path: &'a str,
+    /// Flush after every batch.
+    pub flush: bool,
+    pub rotation: Option<super::rotate::Policy>,
 }
 
 /// Starts a writer of `records` to `path` (`-`: standard output).
 pub fn spawn_writer(
     name: &str,
-    path: &str,
-    flush: bool,
+    w: Writer,
     what: &str,
     records: Box<dyn Records>,
     queue: SinkQueue,
     counters: Arc<ComponentCounters>,
 ) -> Result<JoinHandle<()>> {
+    let path = w.path;
     let out = Output::open(path, &*records).with_context(|| format!("sink `{name}`"))?;
     tracing::info!(
         "sink `{name}`: writing {what} to {}",
@@ -281,7 +342,11 @@ pub fn spawn_writer(
     let sink = FileSink {
         name: name.to_string(),
         path: path.to_string(),
-        flush,
+        rotation: w
+            .rotation
+            .map(|p| super::rotate::Rotation::new(p, Path::new(path))),
+        written: out.len(),
+        flush: w.flush,
         out,
         records,
         counters,

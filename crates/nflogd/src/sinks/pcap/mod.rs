@@ -168,8 +168,11 @@ impl super::Sink for PcapSinkConfig {
         let what = format!("packets (pcap, link type {:?})", self.linktype);
         crate::sinks::file::spawn_writer(
             &ctx.name,
-            &self.path,
-            self.flush,
+            crate::sinks::file::Writer {
+                path: &self.path,
+                flush: self.flush,
+                rotation: None,
+            },
             &what,
             Box::new(PcapRecords::new(self.linktype)),
             ctx.queue,
