@@ -53,6 +53,11 @@ enum Command {
         /// The ulogd2 configuration, e.g. /etc/ulogd.conf.
         file: PathBuf,
     },
+    /// Print a shell completion script: bash, zsh or fish.
+    Completions { shell: clap_complete::Shell },
+    /// Write the man pages nflogd.8 and nflogd.toml.5 into a directory (for packaging).
+    #[command(hide = true)]
+    Manpages { dir: PathBuf },
     /// Print the database schema nflogd creates: sqlite, postgres or clickhouse.
     Schema {
         dialect: String,
@@ -110,6 +115,12 @@ fn main() -> ExitCode {
         Command::ImportUlogd { file } => nflogd::import_ulogd::run(&file),
         Command::Trace(args) => nflogd::trace::cmd::run(args),
         Command::Schema { dialect, database } => schema_script(&dialect, &database),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "nflogd", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Manpages { dir } => manpages(&dir),
         Command::DefaultConfig => {
             print!("{}", config::DEFAULT_CONFIG);
             Ok(())
@@ -122,6 +133,44 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// nflogd.8 and a page per command (nflogd-run.8, …, as git and cargo do), and nflogd.toml.5
+/// (the configuration reference).
+fn manpages(dir: &std::path::Path) -> Result<()> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir)?;
+    let cmd = Cli::command().name("nflogd");
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd.clone())
+        .section("8")
+        .render(&mut page)?;
+    page.extend_from_slice(
+        b".SH FILES\n/etc/nflogd/nflogd.toml, /var/lib/nflogd, /var/log/nflogd\n.SH SEE ALSO\nnflogd.toml(5), nft(8), ulogd(8)\n",
+    );
+    std::fs::write(dir.join("nflogd.8"), page)?;
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = sub.get_name();
+        let mut page = Vec::new();
+        clap_mangen::Man::new(
+            sub.clone()
+                .name(format!("nflogd-{name}"))
+                .bin_name(format!("nflogd {name}")),
+        )
+        .section("8")
+        .render(&mut page)?;
+        std::fs::write(dir.join(format!("nflogd-{name}.8")), page)?;
+    }
+    std::fs::write(
+        dir.join("nflogd.toml.5"),
+        nflogd::manpage::roff(
+            "nflogd.toml",
+            "5",
+            "the nflogd configuration file",
+            nflogd::manpage::CONFIGURATION_MD,
+        ),
+    )?;
+    Ok(())
 }
 
 fn schema_script(dialect: &str, database: &str) -> Result<()> {
@@ -163,6 +212,7 @@ fn run(path: Option<PathBuf>) -> Result<()> {
             config::Config::parse(config::DEFAULT_CONFIG, "embedded default")?
         }
     };
+    nflogd::privileges::settle(&nflogd::privileges::needs(&cfg))?;
     signals::install()?;
     topology::run(cfg)
 }

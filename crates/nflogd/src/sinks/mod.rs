@@ -56,4 +56,9 @@ pub trait Sink {
     }
 
     fn spawn(&self, ctx: SinkContext) -> Result<JoinHandle<()>>;
+
+    /// The capabilities it needs to run.
+    fn capabilities(&self) -> Vec<crate::privileges::Capability> {
+        Vec::new()
+    }
 }

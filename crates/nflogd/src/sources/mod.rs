@@ -58,7 +58,23 @@ pub trait Source {
     /// kernel dropping what it cannot hand over (NFLOG, conntrack, UDP).
     fn can_wait(&self) -> bool;
 
+    /// The capabilities it needs to run (a kernel socket, a namespace, a low port).
+    fn capabilities(&self) -> Vec<crate::privileges::Capability> {
+        Vec::new()
+    }
+
     fn spawn(&self, ctx: SourceContext) -> Result<JoinHandle<()>>;
+}
+
+/// A kernel socket's capabilities: netlink subscriptions and binding need CAP_NET_ADMIN;
+/// entering another network namespace CAP_SYS_ADMIN.
+pub fn kernel_socket_capabilities(netns: Option<&str>) -> Vec<crate::privileges::Capability> {
+    use crate::privileges::Capability;
+    let mut v = vec![Capability::CAP_NET_ADMIN];
+    if netns.is_some() {
+        v.push(Capability::CAP_SYS_ADMIN);
+    }
+    v
 }
 
 /// Where a line source starts when it has no saved position.

@@ -57,6 +57,10 @@ impl super::Source for NftraceConfig {
         Ok(())
     }
 
+    fn capabilities(&self) -> Vec<crate::privileges::Capability> {
+        super::kernel_socket_capabilities(self.netns.as_deref())
+    }
+
     fn can_wait(&self) -> bool {
         false
     }

@@ -60,6 +60,11 @@ pub trait TransformType {
     fn takes_lines(&self) -> bool {
         false
     }
+
+    /// The capabilities it needs to run (a guard changing the ruleset).
+    fn capabilities(&self) -> Vec<crate::privileges::Capability> {
+        Vec::new()
+    }
 }
 
 /// A running transform: changes a batch in place (enriches events, removes some).

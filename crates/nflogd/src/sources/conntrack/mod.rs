@@ -581,6 +581,10 @@ impl super::Source for ConntrackConfig {
         ConntrackConfig::validate(self)
     }
 
+    fn capabilities(&self) -> Vec<crate::privileges::Capability> {
+        super::kernel_socket_capabilities(self.netns.as_deref())
+    }
+
     fn can_wait(&self) -> bool {
         false
     }

@@ -108,6 +108,11 @@ pub fn spawn(
 }
 
 impl super::Source for KmsgConfig {
+    // Reading the kernel log while kernel.dmesg_restrict is 1 (Debian's default).
+    fn capabilities(&self) -> Vec<crate::privileges::Capability> {
+        vec![crate::privileges::Capability::CAP_SYSLOG]
+    }
+
     fn can_wait(&self) -> bool {
         true
     }

@@ -159,6 +159,10 @@ impl super::Source for NfacctConfig {
         NfacctConfig::validate(self)
     }
 
+    fn capabilities(&self) -> Vec<crate::privileges::Capability> {
+        super::kernel_socket_capabilities(self.netns.as_deref())
+    }
+
     fn can_wait(&self) -> bool {
         false
     }

@@ -13,6 +13,10 @@ impl super::Source for NflogConfig {
         NflogConfig::validate(self)
     }
 
+    fn capabilities(&self) -> Vec<crate::privileges::Capability> {
+        super::kernel_socket_capabilities(self.netns.as_deref())
+    }
+
     fn can_wait(&self) -> bool {
         false
     }

@@ -18,6 +18,14 @@ impl super::Source for SyslogConfig {
         SyslogConfig::validate(self)
     }
 
+    fn capabilities(&self) -> Vec<crate::privileges::Capability> {
+        if crate::privileges::binds_privileged_port(&self.address) {
+            vec![crate::privileges::Capability::CAP_NET_BIND_SERVICE]
+        } else {
+            Vec::new()
+        }
+    }
+
     fn can_wait(&self) -> bool {
         self.mode != Mode::Udp
     }

@@ -224,6 +224,15 @@ impl TransformType for GuardConfig {
         true
     }
 
+    // Changing the ruleset, sets or xt_recent lists.
+    fn capabilities(&self) -> Vec<crate::privileges::Capability> {
+        if self.dry_run {
+            Vec::new()
+        } else {
+            vec![crate::privileges::Capability::CAP_NET_ADMIN]
+        }
+    }
+
     fn build(&self, ctx: &TransformContext) -> Result<Box<dyn Transform>> {
         Ok(Box::new(Guard::new(self, ctx)?))
     }
