@@ -214,5 +214,5 @@ fn run(path: Option<PathBuf>) -> Result<()> {
     };
     nflogd::privileges::settle(&nflogd::privileges::needs(&cfg))?;
     signals::install()?;
-    topology::run(cfg)
+    topology::run(cfg, path.as_deref())
 }

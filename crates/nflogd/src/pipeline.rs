@@ -15,11 +15,12 @@
 
 use crate::metrics::ComponentCounters;
 use crate::transforms::Transform;
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use event::Event;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 pub type Batch = Arc<Vec<Event>>;
 
@@ -99,9 +100,23 @@ pub struct SinkHandle {
     /// Set when the sink's end of the queue is gone (its thread ended or died): a waiting
     /// source must not wait for it.
     closed: Arc<AtomicBool>,
+    /// Set by a reload once no producer hands it anything more: its consumer takes what is
+    /// queued, then ends.
+    retired: Arc<AtomicBool>,
 }
 
 impl SinkHandle {
+    /// Tells the consumer to end once the queue is empty; only when no producer can send to
+    /// it any more (`Rewire::settled`).
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the consumer's end is gone.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
     fn has_room(&self, n: u64, bytes: u64) -> bool {
         let c = &self.counters;
         let (qe, qb) = (
@@ -120,11 +135,44 @@ pub struct SinkQueue {
     counters: Arc<ComponentCounters>,
     limits: QueueLimits,
     closed: Arc<AtomicBool>,
+    retired: Arc<AtomicBool>,
     /// Some input cannot wait (NFLOG, conntrack, UDP): a full queue would lose its events.
     pub urgent: bool,
 }
 
 impl SinkQueue {
+    /// The next batch, waiting up to `timeout`; `Disconnected` when every producer is gone, or
+    /// the queue was retired and is empty.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Batch, RecvTimeoutError> {
+        let end = Instant::now() + timeout;
+        loop {
+            if self.retired.load(Ordering::SeqCst) {
+                return self
+                    .rx
+                    .try_recv()
+                    .map_err(|_| RecvTimeoutError::Disconnected);
+            }
+            let now = Instant::now();
+            let step = end
+                .saturating_duration_since(now)
+                .min(Duration::from_millis(50));
+            match self.rx.recv_timeout(step) {
+                Err(RecvTimeoutError::Timeout) if Instant::now() < end => continue,
+                r => return r,
+            }
+        }
+    }
+
+    /// A batch if one is queued; `Disconnected` as for `recv_timeout`.
+    pub fn try_recv(&self) -> Result<Batch, TryRecvError> {
+        match self.rx.try_recv() {
+            Err(TryRecvError::Empty) if self.retired.load(Ordering::SeqCst) => {
+                Err(TryRecvError::Disconnected)
+            }
+            r => r,
+        }
+    }
+
     pub fn taken(&self, batch: &Batch) {
         self.counters
             .queued
@@ -159,6 +207,7 @@ pub fn sink_queue(
 ) -> (SinkHandle, SinkQueue) {
     let (tx, rx) = crossbeam_channel::unbounded();
     let closed = Arc::new(AtomicBool::new(false));
+    let retired = Arc::new(AtomicBool::new(false));
     (
         SinkHandle {
             name: name.to_string(),
@@ -168,12 +217,14 @@ pub fn sink_queue(
             takes_lines: false,
             takes_payload: false,
             closed: closed.clone(),
+            retired: retired.clone(),
         },
         SinkQueue {
             rx,
             counters,
             limits,
             closed,
+            retired,
             urgent: true,
         },
     )
@@ -197,6 +248,43 @@ pub struct Fanout {
     pub transforms: Vec<(Box<dyn Transform>, Fanout)>,
     sent: VecDeque<Batch>,
     wait: bool,
+    /// Where a reload leaves this producer's new wiring, and the version applied here.
+    rewire: Option<Arc<Rewire>>,
+    generation: u64,
+}
+
+/// A producer's wiring as a reload changes it: the reload publishes a new fan-out, and the
+/// producer (each of its threads) takes it up at its next send. `settled` tells the reload
+/// when no send can still be using the old one, so that the queues only it fed can be retired.
+#[derive(Default)]
+pub struct Rewire {
+    generation: AtomicU64,
+    next: Mutex<Option<Fanout>>,
+    in_send: AtomicUsize,
+}
+
+impl Rewire {
+    pub fn publish(&self, fanout: Fanout) {
+        if let Ok(mut n) = self.next.lock() {
+            *n = Some(fanout);
+        }
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Waits up to `timeout` for a moment when no send is under way: sends after it read the
+    /// published wiring.
+    pub fn settled(&self, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        loop {
+            if self.in_send.load(Ordering::SeqCst) == 0 {
+                return true;
+            }
+            if Instant::now() >= end {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
 }
 
 /// A copy for another thread of the same source: the same queues, new transform instances,
@@ -212,6 +300,8 @@ impl Clone for Fanout {
                 .collect(),
             sent: VecDeque::new(),
             wait: self.wait,
+            rewire: self.rewire.clone(),
+            generation: self.generation,
         }
     }
 }
@@ -226,6 +316,31 @@ impl Fanout {
             sinks,
             ..Fanout::default()
         }
+    }
+
+    /// A fan-out whose wiring a reload can replace through `rewire`.
+    pub fn rewired_by(mut self, rewire: Arc<Rewire>) -> Self {
+        self.generation = rewire.generation.load(Ordering::SeqCst);
+        self.rewire = Some(rewire);
+        self
+    }
+
+    /// Takes up a wiring a reload published, if there is a newer one.
+    fn take_rewire(&mut self, r: &Rewire) {
+        let g = r.generation.load(Ordering::SeqCst);
+        if g == self.generation {
+            return;
+        }
+        let next = r
+            .next
+            .lock()
+            .ok()
+            .and_then(|n| n.as_ref().map(Fanout::clone));
+        if let Some(next) = next {
+            self.sinks = next.sinks;
+            self.transforms = next.transforms;
+        }
+        self.generation = g;
     }
 
     /// For a source that can wait: a full queue makes it wait instead of dropping (through the
@@ -245,6 +360,17 @@ impl Fanout {
         if batch.is_empty() {
             return None;
         }
+        let Some(r) = self.rewire.clone() else {
+            return self.send_now(batch);
+        };
+        r.in_send.fetch_add(1, Ordering::SeqCst);
+        self.take_rewire(&r);
+        let sent = self.send_now(batch);
+        r.in_send.fetch_sub(1, Ordering::SeqCst);
+        sent
+    }
+
+    fn send_now(&mut self, batch: &mut Vec<Event>) -> Option<Sent> {
         let mut children = Vec::with_capacity(self.transforms.len());
         let last = self.transforms.len().saturating_sub(1);
         let sinks_after = !self.sinks.is_empty();

@@ -2,19 +2,28 @@
 //! event has nowhere to go), then stateful transforms' threads, then sources, each with its
 //! output: the stateless transforms that run in its thread and the queues downstream. Then it
 //! waits for shutdown and drains.
+//!
+//! SIGHUP reads the configuration again (`reload`): components whose table changed restart,
+//! new ones start, removed ones stop, the others keep running. Producers (sources, stateful
+//! transforms) take up their new outputs at their next batch (`pipeline::Rewire`); a queue
+//! nothing feeds any more is retired once no send can still reach it, its consumer takes what
+//! is queued and ends, and only then does its replacement start (a sink's spool or a guard's
+//! table is never shared by two instances). Nothing queued is lost.
 
 use crate::config::Config;
-use crate::graph::Graph;
 use crate::metrics::{self, ComponentCounters};
-use crate::pipeline::{self, Batch, Fanout, SinkHandle, SinkQueue};
+use crate::pipeline::{self, Batch, Fanout, Rewire, SinkHandle, SinkQueue};
 use crate::sinks::SinkContext;
 use crate::sources::SourceContext;
+use crate::transforms::action::ActionConfig;
 use crate::transforms::{Transform, TransformContext};
 use anyhow::{Context, Result};
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-
+use std::time::Duration;
 pub fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: buf is writable for its length.
@@ -25,28 +34,67 @@ pub fn hostname() -> String {
     "localhost".into()
 }
 
-/// What the outputs are built from: each consumer's queue (sinks, stateful transforms) and
-/// each transform's counters, shared by all its instances.
-struct Parts<'a> {
-    cfg: &'a Config,
-    graph: Graph<'a>,
-    queues: HashMap<String, SinkHandle>,
-    counters: HashMap<String, Arc<ComponentCounters>>,
+/// A running sink or stateful transform: the producers' end of its queue and its thread.
+struct Consumer {
+    handle: SinkHandle,
+    thread: JoinHandle<()>,
+    /// A stateful transform's own output.
+    rewire: Option<Arc<Rewire>>,
 }
 
-impl Parts<'_> {
-    /// Where the events of `node` (a source or transform) go.
+struct RunningSource {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+    rewire: Arc<Rewire>,
+}
+
+/// A consumer a reload replaced or removed: its queue is retired once its producers have
+/// settled, its thread then drains and ends, and its replacement (if any) starts.
+struct Retiring {
+    name: String,
+    old: Consumer,
+    retired: bool,
+    /// A stateful transform (retired before sinks, which it may still feed).
+    transform: bool,
+    /// The replacement's queue, to start on once the old thread has ended.
+    replacement: Option<SinkQueue>,
+}
+
+pub struct Topology {
+    cfg: Config,
+    host: String,
+    community_id: Option<u16>,
+    actions: Arc<ActionConfig>,
+    consumers: HashMap<String, Consumer>,
+    sources: HashMap<String, RunningSource>,
+    counters: HashMap<(&'static str, String), Arc<ComponentCounters>>,
+    retiring: Vec<Retiring>,
+    /// Producers whose new wiring must be in use before anything is retired.
+    unsettled: Vec<Arc<Rewire>>,
+}
+
+impl Topology {
+    /// A component's counters: the same across its restarts (one entry in /metrics).
+    fn counters(&mut self, kind: &'static str, name: &str) -> Arc<ComponentCounters> {
+        self.counters
+            .entry((kind, name.to_string()))
+            .or_insert_with(|| metrics::register(kind, name))
+            .clone()
+    }
+
+    /// Where the events of `node` (a source or transform) go, as the configuration now says.
     fn output_of(&self, node: &str) -> Result<Fanout> {
+        let graph = self.cfg.graph();
         let mut out = Fanout::default();
-        for consumer in self.graph.consumers(node) {
-            if let Some(q) = self.queues.get(consumer) {
-                out.sinks.push(q.clone());
+        for consumer in graph.consumers(node) {
+            if let Some(q) = self.consumers.get(consumer) {
+                out.sinks.push(q.handle.clone());
                 continue;
             }
             let t = &self.cfg.transforms[consumer];
             let ctx = TransformContext {
                 name: consumer.to_string(),
-                counters: self.counters[consumer].clone(),
+                counters: self.counters[&("transform", consumer.to_string())].clone(),
             };
             let instance = t
                 .component()
@@ -60,10 +108,362 @@ impl Parts<'_> {
     /// Whether a source that cannot wait feeds `node`: its queue must then never hold a
     /// source up, and a sink hurries to spool what it cannot take.
     fn urgent(&self, node: &str) -> bool {
-        self.graph
+        self.cfg
+            .graph()
             .feeding_sources(node)
             .iter()
             .any(|s| !self.cfg.sources[*s].component().can_wait())
+    }
+
+    /// A queue for sink or stateful transform `name`, as the configuration says.
+    fn queue(&mut self, name: &str) -> (SinkHandle, SinkQueue) {
+        if self.cfg.sinks.contains_key(name) {
+            let counters = self.counters("sink", name);
+            let s = &self.cfg.sinks[name];
+            let (mut handle, mut queue) =
+                pipeline::sink_queue(name, counters, s.component().queue_limits());
+            queue.urgent = self.urgent(name);
+            handle.takes_payload = s.component().takes_payload();
+            (handle, queue)
+        } else {
+            let t = &self.cfg.transforms[name];
+            let takes_lines = t.component().takes_lines();
+            let counters = self.counters("transform", name);
+            let (mut handle, mut queue) =
+                pipeline::sink_queue(name, counters, pipeline::QueueLimits::default());
+            handle.takes_lines = takes_lines;
+            queue.urgent = self.urgent(name);
+            (handle, queue)
+        }
+    }
+
+    /// Starts the consumer of `queue`: sink or stateful transform `name`.
+    fn spawn_consumer(
+        &mut self,
+        name: &str,
+        queue: SinkQueue,
+    ) -> Result<(JoinHandle<()>, Option<Arc<Rewire>>)> {
+        if let Some(s) = self.cfg.sinks.get(name) {
+            let ctx = SinkContext {
+                name: name.to_string(),
+                host: self.host.clone(),
+                community_id: self.community_id,
+                queue,
+                counters: self.counters[&("sink", name.to_string())].clone(),
+            };
+            let h = s
+                .component()
+                .spawn(ctx)
+                .with_context(|| format!("starting sink `{name}`"))?;
+            return Ok((h, None));
+        }
+        let counters = self.counters("transform", name);
+        let ctx = TransformContext {
+            name: name.to_string(),
+            counters: counters.clone(),
+        };
+        let t = self.cfg.transforms[name].component().build(&ctx)?;
+        let rewire = Arc::new(Rewire::default());
+        let out = self.output_of(name)?.rewired_by(rewire.clone());
+        Ok((run_stateful(name, t, queue, out, counters)?, Some(rewire)))
+    }
+
+    /// Starts source `name` with its stop flag and its rewirable output.
+    fn spawn_source(&mut self, name: &str) -> Result<RunningSource> {
+        let counters = self.counters("source", name);
+        let s = &self.cfg.sources[name];
+        let rewire = Arc::new(Rewire::default());
+        let mut output = self.output_of(name)?;
+        if s.component().can_wait() {
+            output = output.waiting();
+        }
+        let ctx = SourceContext {
+            name: name.to_string(),
+            actions: self.actions.clone(),
+            output: output.rewired_by(rewire.clone()),
+            counters,
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = crate::signals::with_stop_flag(stop.clone(), || s.component().spawn(ctx))
+            .with_context(|| format!("starting source `{name}`"))?;
+        Ok(RunningSource {
+            stop,
+            thread,
+            rewire,
+        })
+    }
+
+    /// Sinks, then stateful transforms, then sources.
+    pub fn start(cfg: Config) -> Result<Topology> {
+        let host = cfg.hostname.clone().unwrap_or_else(hostname);
+        let mut t = Topology {
+            host,
+            community_id: cfg.community_id.then_some(cfg.community_id_seed),
+            actions: Arc::new(cfg.actions.clone()),
+            cfg,
+            consumers: HashMap::new(),
+            sources: HashMap::new(),
+            counters: HashMap::new(),
+            retiring: Vec::new(),
+            unsettled: Vec::new(),
+        };
+        let sinks: Vec<String> = t.cfg.sinks.keys().cloned().collect();
+        for name in &sinks {
+            let (handle, queue) = t.queue(name);
+            let (thread, rewire) = t.spawn_consumer(name, queue)?;
+            t.consumers.insert(
+                name.clone(),
+                Consumer {
+                    handle,
+                    thread,
+                    rewire,
+                },
+            );
+        }
+        let transforms: Vec<String> = t.cfg.transforms.keys().cloned().collect();
+        for name in &transforms {
+            t.counters("transform", name);
+        }
+        let stateful: Vec<String> = transforms
+            .into_iter()
+            .filter(|n| t.cfg.transforms[n].component().stateful())
+            .collect();
+        // Every stateful transform's queue first: one may feed another.
+        let mut queues = Vec::new();
+        for name in &stateful {
+            let (handle, queue) = t.queue(name);
+            queues.push((name.clone(), handle, queue));
+        }
+        let mut pending = Vec::new();
+        for (name, handle, queue) in queues {
+            pending.push((name.clone(), queue));
+            // A placeholder thread until it starts below, so that output_of finds the queue.
+            t.consumers.insert(
+                name,
+                Consumer {
+                    handle,
+                    thread: std::thread::spawn(|| {}),
+                    rewire: None,
+                },
+            );
+        }
+        for (name, queue) in pending {
+            let (thread, rewire) = t.spawn_consumer(&name, queue)?;
+            let c = t.consumers.get_mut(&name).expect("inserted above");
+            c.thread = thread;
+            c.rewire = rewire;
+        }
+        let sources: Vec<String> = t.cfg.sources.keys().cloned().collect();
+        for name in sources {
+            let s = t.spawn_source(&name)?;
+            t.sources.insert(name, s);
+        }
+        Ok(t)
+    }
+
+    /// Reads `new` in: what changed restarts, what is new starts, what is gone stops.
+    pub fn reload(&mut self, new: Config) -> Result<()> {
+        let old = std::mem::replace(&mut self.cfg, new);
+        if old.globals() != self.cfg.globals() {
+            tracing::warn!("reload: settings outside [sources], [transforms] and [sinks] changed; they take effect at the next start (systemctl restart nflogd)");
+        }
+        let new_raw = self.cfg.raw.clone();
+        let changed = |kind: &str, name: &str| {
+            old.section(kind, name) != new_raw.get(kind).and_then(|t| t.get(name))
+        };
+        let mut summary = Vec::new();
+
+        // Consumers: sinks and stateful transforms.
+        let stateful_now = |c: &Config, n: &str| {
+            c.sinks.contains_key(n)
+                || c.transforms
+                    .get(n)
+                    .is_some_and(|t| t.component().stateful())
+        };
+        let running: Vec<String> = self.consumers.keys().cloned().collect();
+        for name in running {
+            let kind = if old.sinks.contains_key(&name) {
+                "sinks"
+            } else {
+                "transforms"
+            };
+            let still = stateful_now(&self.cfg, &name);
+            if still && !changed(kind, &name) {
+                continue;
+            }
+            let old_consumer = self.consumers.remove(&name).expect("running");
+            let replacement = if still {
+                let (handle, queue) = self.queue(&name);
+                // Its queue takes events now; its thread starts once the old one has ended.
+                self.consumers.insert(
+                    name.clone(),
+                    Consumer {
+                        handle,
+                        thread: std::thread::spawn(|| {}),
+                        rewire: None,
+                    },
+                );
+                summary.push(format!("{} `{name}` restarts", &kind[..kind.len() - 1]));
+                Some(queue)
+            } else {
+                summary.push(format!("{} `{name}` stops", &kind[..kind.len() - 1]));
+                None
+            };
+            self.retiring.push(Retiring {
+                name,
+                transform: kind == "transforms",
+                old: old_consumer,
+                retired: false,
+                replacement,
+            });
+        }
+        let mut new_consumers: Vec<(String, SinkQueue)> = Vec::new();
+        let wanted: Vec<String> = self
+            .cfg
+            .sinks
+            .keys()
+            .chain(self.cfg.transforms.keys())
+            .filter(|n| stateful_now(&self.cfg, n) && !self.consumers.contains_key(*n))
+            .cloned()
+            .collect();
+        for name in wanted {
+            if !self.cfg.sinks.contains_key(&name) {
+                self.counters("transform", &name);
+            }
+            let (handle, queue) = self.queue(&name);
+            self.consumers.insert(
+                name.clone(),
+                Consumer {
+                    handle,
+                    thread: std::thread::spawn(|| {}),
+                    rewire: None,
+                },
+            );
+            summary.push(format!("`{name}` starts"));
+            new_consumers.push((name, queue));
+        }
+        let transforms: Vec<String> = self.cfg.transforms.keys().cloned().collect();
+        for name in &transforms {
+            self.counters("transform", name);
+        }
+        for (name, queue) in new_consumers {
+            let (thread, rewire) = self.spawn_consumer(&name, queue)?;
+            let c = self.consumers.get_mut(&name).expect("inserted above");
+            c.thread = thread;
+            c.rewire = rewire;
+        }
+
+        // Sources.
+        let running: Vec<String> = self.sources.keys().cloned().collect();
+        for name in running {
+            let gone = !self.cfg.sources.contains_key(&name);
+            if !gone && !changed("sources", &name) {
+                continue;
+            }
+            let s = self.sources.remove(&name).expect("running");
+            s.stop.store(true, Ordering::Relaxed);
+            let _ = s.thread.join();
+            if gone {
+                summary.push(format!("source `{name}` stops"));
+            } else {
+                summary.push(format!("source `{name}` restarts"));
+            }
+        }
+        let wanted: Vec<String> = self
+            .cfg
+            .sources
+            .keys()
+            .filter(|n| !self.sources.contains_key(*n))
+            .cloned()
+            .collect();
+        // Kept producers take up their new outputs.
+        self.unsettled.clear();
+        let kept: Vec<String> = self.sources.keys().cloned().collect();
+        for name in kept {
+            let mut out = self.output_of(&name)?;
+            if self.cfg.sources[&name].component().can_wait() {
+                out = out.waiting();
+            }
+            let r = self.sources[&name].rewire.clone();
+            r.publish(out);
+            self.unsettled.push(r);
+        }
+        let kept: Vec<(String, Arc<Rewire>)> = self
+            .consumers
+            .iter()
+            .filter_map(|(n, c)| c.rewire.clone().map(|r| (n.clone(), r)))
+            .collect();
+        for (name, r) in kept {
+            r.publish(self.output_of(&name)?);
+            self.unsettled.push(r);
+        }
+        for name in wanted {
+            let s = self.spawn_source(&name)?;
+            if !summary.iter().any(|x| x.contains(&format!("`{name}`"))) {
+                summary.push(format!("source `{name}` starts"));
+            }
+            self.sources.insert(name, s);
+        }
+        tracing::info!(
+            "reload: {}",
+            if summary.is_empty() {
+                "nothing changed".to_string()
+            } else {
+                summary.join(", ")
+            }
+        );
+        self.advance();
+        Ok(())
+    }
+
+    /// Moves replaced consumers on: retires their queues once every producer has settled,
+    /// starts each replacement once its old thread has ended. Stateful transforms go first:
+    /// one may still feed a sink that is going.
+    fn advance(&mut self) {
+        if self.retiring.is_empty() {
+            return;
+        }
+        if !self.unsettled.is_empty() {
+            let settled = self
+                .unsettled
+                .iter()
+                .all(|r| r.settled(Duration::from_millis(20)));
+            if !settled {
+                return;
+            }
+            self.unsettled.clear();
+        }
+        let transforms_left = self.retiring.iter().any(|r| r.transform);
+        for r in &mut self.retiring {
+            if !r.retired && (r.transform || !transforms_left) {
+                r.old.handle.retire();
+                r.retired = true;
+            }
+        }
+        let mut still = Vec::new();
+        for r in std::mem::take(&mut self.retiring) {
+            if !r.old.thread.is_finished() {
+                still.push(r);
+                continue;
+            }
+            let _ = r.old.thread.join();
+            if let Some(queue) = r.replacement {
+                match self.spawn_consumer(&r.name, queue) {
+                    Ok((thread, rewire)) => {
+                        if let Some(c) = self.consumers.get_mut(&r.name) {
+                            c.thread = thread;
+                            c.rewire = rewire;
+                        }
+                    }
+                    Err(e) => tracing::error!("reload: {e:#}"),
+                }
+            }
+        }
+        self.retiring = still;
+    }
+
+    fn sources_ended(&self) -> bool {
+        self.sources.values().all(|s| s.thread.is_finished())
     }
 }
 
@@ -79,11 +479,12 @@ fn run_stateful(
     Ok(std::thread::Builder::new()
         .name(format!("transform-{name}"))
         .spawn(move || {
-            // Ends when every input is gone (its sources ended) and the queue is empty.
+            // Ends when every input is gone (its sources ended) or its queue was retired, and
+            // the queue is empty.
             let tick = std::time::Duration::from_millis(100);
             let mut last_tick = std::time::Instant::now();
             loop {
-                match queue.rx.recv_timeout(tick) {
+                match queue.recv_timeout(tick) {
                     Ok(b) => {
                         queue.taken(&b);
                         let mut batch = Arc::try_unwrap(b).unwrap_or_else(|b: Batch| (*b).clone());
@@ -107,94 +508,25 @@ fn run_stateful(
         })?)
 }
 
-pub fn run(cfg: Config) -> Result<()> {
+/// Runs the configuration until a shutdown (or until every source has ended); SIGHUP reads
+/// `path` again and applies what changed.
+pub fn run(cfg: Config, path: Option<&Path>) -> Result<()> {
     crate::files::set_umask(&cfg.umask)?;
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }
-    let host = cfg.hostname.clone().unwrap_or_else(hostname);
-    let community_id = cfg.community_id.then_some(cfg.community_id_seed);
-    let mut parts = Parts {
-        cfg: &cfg,
-        graph: cfg.graph(),
-        queues: HashMap::new(),
-        counters: HashMap::new(),
-    };
-    let mut sink_threads = Vec::new();
-    for (name, s) in &cfg.sinks {
-        let counters = metrics::register("sink", name);
-        let (mut handle, mut queue) =
-            pipeline::sink_queue(name, counters.clone(), s.component().queue_limits());
-        queue.urgent = parts.urgent(name);
-        handle.takes_payload = s.component().takes_payload();
-        parts.queues.insert(name.clone(), handle);
-        let ctx = SinkContext {
-            name: name.clone(),
-            host: host.clone(),
-            community_id,
-            queue,
-            counters,
-        };
-        sink_threads.push(
-            s.component()
-                .spawn(ctx)
-                .with_context(|| format!("starting sink `{name}`"))?,
-        );
-    }
-    let mut stateful = Vec::new();
-    for (name, t) in &cfg.transforms {
-        let counters = metrics::register("transform", name);
-        parts.counters.insert(name.clone(), counters.clone());
-        if t.component().stateful() {
-            let (mut handle, mut queue) =
-                pipeline::sink_queue(name, counters, pipeline::QueueLimits::default());
-            handle.takes_lines = t.component().takes_lines();
-            queue.urgent = parts.urgent(name);
-            parts.queues.insert(name.clone(), handle);
-            stateful.push((name.clone(), queue));
-        }
-    }
-    let mut transform_threads = Vec::new();
-    for (name, queue) in stateful {
-        let ctx = TransformContext {
-            name: name.clone(),
-            counters: parts.counters[&name].clone(),
-        };
-        let t = cfg.transforms[&name].component().build(&ctx)?;
-        let out = parts.output_of(&name)?;
-        transform_threads.push(run_stateful(&name, t, queue, out, ctx.counters.clone())?);
-    }
-    let actions = Arc::new(cfg.actions.clone());
-    let mut source_threads = Vec::new();
-    for (name, s) in &cfg.sources {
-        let counters = metrics::register("source", name);
-        let mut output = parts.output_of(name)?;
-        if s.component().can_wait() {
-            output = output.waiting();
-        }
-        let ctx = SourceContext {
-            name: name.clone(),
-            actions: actions.clone(),
-            output,
-            counters,
-        };
-        let h = s
-            .component()
-            .spawn(ctx)
-            .with_context(|| format!("starting source `{name}`"))?;
-        source_threads.push(h);
-    }
-    // The outputs hold the queues now: when their threads end, the queues close.
-    drop(parts);
+    let metrics_address = cfg.metrics_address.clone();
+    let interval = cfg.stats_interval.0;
+    let drain_timeout = cfg.drain_timeout.0;
+    let mut topology = Topology::start(cfg)?;
     tracing::info!(
         "nflogd running: {} source(s), {} sink(s)",
-        source_threads.len(),
-        sink_threads.len()
+        topology.sources.len(),
+        topology.cfg.sinks.len()
     );
-    if let Some(a) = &cfg.metrics_address {
+    if let Some(a) = &metrics_address {
         metrics::serve(a).with_context(|| format!("metrics_address {a}"))?;
     }
-    let interval = cfg.stats_interval.0;
     if !interval.is_zero() {
         std::thread::Builder::new()
             .name("stats".into())
@@ -203,18 +535,63 @@ pub fn run(cfg: Config) -> Result<()> {
                 tracing::info!("stats: {}", metrics::summary(false));
             })?;
     }
+    let path: Option<PathBuf> = path.map(Path::to_path_buf);
+    let mut generation = crate::signals::reopen_generation();
     // Sources end on shutdown (within their receive timeout) or on their own (stdin at its
-    // end); waiting for them costs no wakeups. Then the sinks drain what is queued and exit.
-    for h in source_threads.into_iter().chain(transform_threads) {
-        let _ = h.join();
+    // end). A SIGHUP between reads the configuration again.
+    while !crate::signals::shutdown_requested() && !topology.sources_ended() {
+        std::thread::sleep(Duration::from_millis(50));
+        topology.advance();
+        let g = crate::signals::reopen_generation();
+        if g == generation {
+            continue;
+        }
+        generation = g;
+        match &path {
+            None => tracing::info!(
+                "reload: running the embedded default, there is no file to read again"
+            ),
+            Some(p) => match Config::load(p).and_then(|c| topology.reload(c)) {
+                Ok(()) => {}
+                Err(e) => tracing::error!("reload: {e:#}; the running configuration stays"),
+            },
+        }
     }
     if !crate::signals::shutdown_requested() {
         tracing::info!("all sources have ended");
         crate::signals::request_shutdown();
     }
+    let Topology {
+        sources,
+        consumers,
+        retiring,
+        ..
+    } = topology;
+    for (_, s) in sources {
+        let _ = s.thread.join();
+    }
+    // With the sources gone and these ends dropped, each queue closes once the producers
+    // upstream of it have ended: stateful transforms drain into sinks, sinks drain.
+    let mut transform_threads = Vec::new();
+    let mut sink_threads = Vec::new();
+    for (_, c) in consumers {
+        drop(c.handle);
+        if c.rewire.is_some() {
+            transform_threads.push(c.thread);
+        } else {
+            sink_threads.push(c.thread);
+        }
+    }
+    for r in retiring {
+        drop(r.old.handle);
+        sink_threads.push(r.old.thread);
+    }
+    for t in transform_threads {
+        let _ = t.join();
+    }
     // Sinks finish what they hold within their own limits; one that hangs (a peer that never
     // answers) does not hold the process past the drain time: what it spooled stays spooled.
-    let deadline = std::time::Instant::now() + cfg.drain_timeout.0;
+    let deadline = std::time::Instant::now() + drain_timeout;
     while !sink_threads.iter().all(|h| h.is_finished()) && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
@@ -226,7 +603,7 @@ pub fn run(cfg: Config) -> Result<()> {
     if !stuck.is_empty() {
         tracing::warn!(
             "sinks still busy after drain_timeout ({:?}), left behind: {}",
-            cfg.drain_timeout.0,
+            drain_timeout,
             stuck.join(", ")
         );
     }

@@ -53,6 +53,9 @@ pub struct Config {
     /// What the check found worth saying but not refusing (a node feeding nothing).
     #[serde(skip)]
     pub warnings: Vec<String>,
+    /// The file as TOML, to tell what a reload changed.
+    #[serde(skip)]
+    pub raw: toml::Table,
 }
 
 fn default_true() -> bool {
@@ -79,6 +82,7 @@ impl Config {
         cfg.warnings = cfg
             .validate()
             .with_context(|| format!("{origin}: invalid configuration"))?;
+        cfg.raw = toml::from_str(text).unwrap_or_default();
         Ok(cfg)
     }
 
@@ -86,6 +90,20 @@ impl Config {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         Config::parse(&text, &path.display().to_string())
+    }
+
+    /// A component's table (`kind` is `sources`, `transforms` or `sinks`) as written.
+    pub fn section(&self, kind: &str, name: &str) -> Option<&toml::Value> {
+        self.raw.get(kind)?.get(name)
+    }
+
+    /// The settings outside the component tables.
+    pub fn globals(&self) -> toml::Table {
+        let mut t = self.raw.clone();
+        for k in ["sources", "transforms", "sinks"] {
+            t.remove(k);
+        }
+        t
     }
 
     /// The graph of the topology.

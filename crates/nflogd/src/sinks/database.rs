@@ -353,7 +353,7 @@ impl<S: Store> DatabaseSink<S> {
                     Duration::from_millis(200)
                 };
                 let mut rows = 0;
-                let mut next = Some(q.rx.recv_timeout(wait));
+                let mut next = Some(q.recv_timeout(wait));
                 while let Some(r) = next.take() {
                     match r {
                         Ok(b) => {
@@ -377,7 +377,7 @@ impl<S: Store> DatabaseSink<S> {
                                 }
                                 rows = 0;
                             }
-                            next = Some(q.rx.try_recv().map_err(|e| match e {
+                            next = Some(q.try_recv().map_err(|e| match e {
                                 crossbeam_channel::TryRecvError::Empty => RecvTimeoutError::Timeout,
                                 crossbeam_channel::TryRecvError::Disconnected => {
                                     RecvTimeoutError::Disconnected

@@ -26,17 +26,15 @@ pub fn spawn<T: 'static>(
     run: impl FnOnce(T) + Send + 'static,
 ) -> Result<JoinHandle<()>> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();
-    let handle = std::thread::Builder::new()
-        .name(name)
-        .spawn(move || match open() {
-            Ok(opened) => {
-                let _ = ready_tx.send(Ok(()));
-                run(opened);
-            }
-            Err(e) => {
-                let _ = ready_tx.send(Err(e));
-            }
-        })?;
+    let handle = crate::signals::spawn_thread(name, move || match open() {
+        Ok(opened) => {
+            let _ = ready_tx.send(Ok(()));
+            run(opened);
+        }
+        Err(e) => {
+            let _ = ready_tx.send(Err(e));
+        }
+    })?;
     match ready_rx.recv() {
         Ok(Ok(())) => Ok(handle),
         Ok(Err(e)) => {

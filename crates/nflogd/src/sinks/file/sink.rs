@@ -228,13 +228,13 @@ impl FileSink {
             if !open {
                 break;
             }
-            match q.rx.recv_timeout(Duration::from_millis(200)) {
+            match q.recv_timeout(Duration::from_millis(200)) {
                 Ok(b) => {
                     fail::fail_point!("file-sink-take");
                     self.take(&b);
                     q.taken(&b);
                     while self.buf.len() < WRITE_CHUNK {
-                        let Ok(b) = q.rx.try_recv() else { break };
+                        let Ok(b) = q.try_recv() else { break };
                         self.take(&b);
                         q.taken(&b);
                     }

@@ -448,7 +448,7 @@ impl SyslogSink {
                 } else {
                     Duration::from_millis(200)
                 };
-                match q.rx.recv_timeout(wait) {
+                match q.recv_timeout(wait) {
                     Ok(b) => {
                         ComponentCounters::add(&self.counters.received, b.len() as u64);
                         if self.spool_batch(&b) {

@@ -268,9 +268,9 @@ pub fn spawn(
         batcher.decoder = batcher.decoder.reading_journal_export();
     }
     let name = name.to_string();
-    Ok(std::thread::Builder::new()
-        .name(format!("file:{name}"))
-        .spawn(move || {
+    Ok(crate::signals::spawn_thread(
+        format!("file:{name}"),
+        move || {
             let mut buf = vec![0u8; 256 * 1024];
             let mut inflight = Inflight::new();
             let mut saved = None;
@@ -293,7 +293,8 @@ pub fn spawn(
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
             save_taken(&fol, &batcher, &mut inflight, &mut saved, &counters);
-        })?)
+        },
+    )?)
 }
 
 /// Chunks sent and not yet known to be taken by every sink: the batch that carries a chunk's

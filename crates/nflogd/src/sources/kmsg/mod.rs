@@ -51,9 +51,9 @@ pub fn spawn(
     tracing::info!("source `{name}`: reading netfilter lines from {}", cfg.path);
     let mut batcher = LineBatcher::new("kmsg", actions, fanout, counters.clone());
     let name = name.to_string();
-    Ok(std::thread::Builder::new()
-        .name(format!("kmsg:{name}"))
-        .spawn(move || {
+    Ok(crate::signals::spawn_thread(
+        format!("kmsg:{name}"),
+        move || {
             // One read returns one record; a record is at most about 8 KiB.
             let mut buf = vec![0u8; 16 * 1024];
             let mut last_seq: Option<u64> = None;
@@ -104,7 +104,8 @@ pub fn spawn(
                 batcher.flush();
             }
             batcher.flush();
-        })?)
+        },
+    )?)
 }
 
 impl super::Source for KmsgConfig {

@@ -173,9 +173,9 @@ impl super::Source for PcapSourceConfig {
             batch: Vec::with_capacity(1024),
         };
         tracing::info!("source `{name}`: replaying the capture {}", cfg.path);
-        Ok(std::thread::Builder::new()
-            .name(format!("pcap:{name}"))
-            .spawn(move || {
+        Ok(crate::signals::spawn_thread(
+            format!("pcap:{name}"),
+            move || {
                 let res = replay(&cfg.path, &mut r);
                 r.flush();
                 match res {
@@ -185,6 +185,7 @@ impl super::Source for PcapSourceConfig {
                         tracing::error!("source `{name}`: {e:#}; stopped reading it")
                     }
                 }
-            })?)
+            },
+        )?)
     }
 }

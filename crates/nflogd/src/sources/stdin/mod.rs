@@ -31,9 +31,9 @@ pub fn spawn(
     if cfg.journal_export {
         batcher.decoder = batcher.decoder.reading_journal_export();
     }
-    Ok(std::thread::Builder::new()
-        .name(format!("stdin:{name}"))
-        .spawn(move || {
+    Ok(crate::signals::spawn_thread(
+        format!("stdin:{name}"),
+        move || {
             let mut split = LineSplitter::default();
             let mut buf = vec![0u8; 64 * 1024];
             let mut stdin = std::io::stdin().lock();
@@ -56,7 +56,8 @@ pub fn spawn(
                 batcher.line(&l, Some(n + 1));
             }
             batcher.flush();
-        })?)
+        },
+    )?)
 }
 
 impl super::Source for StdinConfig {

@@ -79,9 +79,9 @@ pub fn spawn(
             super::udp::report_drops(&sock)
                 .with_context(|| format!("source `{name}`: SO_RXQ_OVFL"))?;
             tracing::info!("source `{name}`: syslog over UDP on {}", cfg.address);
-            Ok(std::thread::Builder::new()
-                .name(format!("syslog:{name}"))
-                .spawn(move || {
+            Ok(crate::signals::spawn_thread(
+                format!("syslog:{name}"),
+                move || {
                     let mut buf = vec![0u8; max.max(2048)];
                     let mut batchers: std::collections::HashMap<std::net::IpAddr, LineBatcher> =
                         Default::default();
@@ -139,7 +139,8 @@ pub fn spawn(
                     if let Some(d) = super::udp::drops_now(&sock) {
                         count_drops(d);
                     }
-                })?)
+                },
+            )?)
         }
         Mode::Tcp | Mode::Tls | Mode::Relp | Mode::RelpTls => {
             let tls = if cfg.mode.tls() {
@@ -161,9 +162,9 @@ pub fn spawn(
                 cfg.address
             );
             let conns = Arc::new(Connections::default());
-            Ok(std::thread::Builder::new()
-                .name(format!("syslog:{name}"))
-                .spawn(move || {
+            Ok(crate::signals::spawn_thread(
+                format!("syslog:{name}"),
+                move || {
                     while !crate::signals::shutdown_requested() {
                         match listener.accept() {
                             Ok((stream, peer)) => {
@@ -180,9 +181,9 @@ pub fn spawn(
                                     name.clone(),
                                     cfg.clone(),
                                 );
-                                let spawned = std::thread::Builder::new()
-                                    .name(format!("syslog:{peer}"))
-                                    .spawn(move || {
+                                let spawned = crate::signals::spawn_thread(
+                                    format!("syslog:{peer}"),
+                                    move || {
                                         let origin = format!(
                                             "{}:{peer}",
                                             match cfg.mode {
@@ -205,7 +206,8 @@ pub fn spawn(
                                             );
                                         }
                                         conns.remove(conn.id);
-                                    });
+                                    },
+                                );
                                 if spawned.is_err() {
                                     ComponentCounters::add(&counters.errors, 1);
                                 }
@@ -220,7 +222,8 @@ pub fn spawn(
                             }
                         }
                     }
-                })?)
+                },
+            )?)
         }
     }
 }
