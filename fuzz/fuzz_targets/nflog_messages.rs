@@ -14,11 +14,23 @@ fuzz_target!(|data: &[u8]| {
             let _ = packet::decode_ethertype(p.hw_protocol, pl);
         }
     }
+    let mut gather = nflogd::trace::Gatherer::new(std::time::Duration::ZERO);
+    let mut rules = nflogd::trace::rules::RuleTexts::offline();
+    let mut traced = Vec::new();
     for m in nfnetlink::Messages::new(data).flatten() {
         let _ = nfnetlink::ctnetlink::parse_event(&m);
         let _ = nfnetlink::nfacct::parse(&m);
         if let Some(Ok(t)) = nfnetlink::trace::parse(&m) {
-            let _ = nflogd::trace::headers(&t);
+            traced.extend(gather.add(t, &mut rules));
         }
+    }
+    traced.extend(gather.drain());
+    for t in &traced {
+        let p = nflogd::trace::to_event(t, &mut |i| event::Interface {
+            index: Some(i),
+            name: "".into(),
+            hwtype: None,
+        });
+        let _ = nflogd::trace::tree(&p);
     }
 });

@@ -46,6 +46,9 @@ struct RunningSource {
     stop: Arc<AtomicBool>,
     thread: JoinHandle<()>,
     rewire: Arc<Rewire>,
+    /// Whether its consumers read programs' lines and packets' bytes: a source decides at its
+    /// start whether to keep them, so a change restarts it.
+    wants: (bool, bool),
 }
 
 /// A consumer a reload replaced or removed: its queue is retired once its producers have
@@ -177,6 +180,7 @@ impl Topology {
         if s.component().can_wait() {
             output = output.waiting();
         }
+        let wants = (output.wants_lines(), output.wants_payload());
         let ctx = SourceContext {
             name: name.to_string(),
             actions: self.actions.clone(),
@@ -190,6 +194,7 @@ impl Topology {
             stop,
             thread,
             rewire,
+            wants,
         })
     }
 
@@ -357,7 +362,12 @@ impl Topology {
         let running: Vec<String> = self.sources.keys().cloned().collect();
         for name in running {
             let gone = !self.cfg.sources.contains_key(&name);
-            if !gone && !changed("sources", &name) {
+            let wants = || {
+                self.output_of(&name)
+                    .map(|o| (o.wants_lines(), o.wants_payload()))
+                    .ok()
+            };
+            if !gone && !changed("sources", &name) && wants() == Some(self.sources[&name].wants) {
                 continue;
             }
             let s = self.sources.remove(&name).expect("running");

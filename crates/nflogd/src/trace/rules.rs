@@ -10,6 +10,8 @@ pub struct RuleTexts {
     pub tables: Vec<String>,
     stale: bool,
     loaded: bool,
+    /// Never lists the ruleset (a fuzzer's: no processes).
+    offline: bool,
 }
 
 /// nft's name of an NFPROTO family.
@@ -26,6 +28,14 @@ pub fn family_name(f: u8) -> &'static str {
 }
 
 impl RuleTexts {
+    /// Rule texts that stay empty: nothing is listed.
+    pub fn offline() -> Self {
+        RuleTexts {
+            offline: true,
+            ..RuleTexts::default()
+        }
+    }
+
     /// The ruleset changed: list it again before the next lookup.
     pub fn invalidate(&mut self) {
         self.stale = true;
@@ -40,7 +50,7 @@ impl RuleTexts {
             chain.to_string(),
             handle,
         );
-        if !self.loaded || self.stale || !self.rules.contains_key(&key) {
+        if !self.offline && (!self.loaded || self.stale || !self.rules.contains_key(&key)) {
             self.reload();
         }
         self.rules.get(&key).cloned()

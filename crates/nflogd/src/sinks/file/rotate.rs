@@ -154,6 +154,26 @@ mod tests {
     use std::io::Read;
 
     #[test]
+    fn an_old_file_is_due_and_a_new_one_is_not() {
+        let mut r = Rotation::new(
+            Policy {
+                size: None,
+                interval: Some(Duration::from_millis(30)),
+                compress: None,
+                keep: 1,
+            },
+            Path::new("/nonexistent/x"),
+        );
+        assert!(!r.due(100), "a fresh file");
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(!r.due(0), "an empty file is never rotated");
+        assert!(r.due(100));
+        // A failed rotation (nothing to rename here) leaves it due, to be tried again.
+        assert!(r.rotate().is_err());
+        assert!(r.due(100));
+    }
+
+    #[test]
     fn files_shift_up_and_the_oldest_goes() {
         let dir = std::env::temp_dir().join(format!("nflogd-rotate-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
