@@ -37,7 +37,8 @@ pub fn hostname() -> String {
 /// A running sink or stateful transform: the producers' end of its queue and its thread.
 struct Consumer {
     handle: SinkHandle,
-    thread: JoinHandle<()>,
+    /// None until it starts (its queue exists first, so that producers can be wired to it).
+    thread: Option<JoinHandle<()>>,
     /// A stateful transform's own output.
     rewire: Option<Arc<Rewire>>,
 }
@@ -140,6 +141,30 @@ impl Topology {
         }
     }
 
+    /// A queue for consumer `name` that producers can be wired to before its thread starts.
+    fn reserve(&mut self, name: &str) -> SinkQueue {
+        let (handle, queue) = self.queue(name);
+        self.consumers.insert(
+            name.to_string(),
+            Consumer {
+                handle,
+                thread: None,
+                rewire: None,
+            },
+        );
+        queue
+    }
+
+    /// Starts the consumer of `queue`, reserved for `name` (`reserve`).
+    fn start_consumer(&mut self, name: &str, queue: SinkQueue) -> Result<()> {
+        let (thread, rewire) = self.spawn_consumer(name, queue)?;
+        if let Some(c) = self.consumers.get_mut(name) {
+            c.thread = Some(thread);
+            c.rewire = rewire;
+        }
+        Ok(())
+    }
+
     /// Starts the consumer of `queue`: sink or stateful transform `name`.
     fn spawn_consumer(
         &mut self,
@@ -214,16 +239,8 @@ impl Topology {
         };
         let sinks: Vec<String> = t.cfg.sinks.keys().cloned().collect();
         for name in &sinks {
-            let (handle, queue) = t.queue(name);
-            let (thread, rewire) = t.spawn_consumer(name, queue)?;
-            t.consumers.insert(
-                name.clone(),
-                Consumer {
-                    handle,
-                    thread,
-                    rewire,
-                },
-            );
+            let queue = t.reserve(name);
+            t.start_consumer(name, queue)?;
         }
         let transforms: Vec<String> = t.cfg.transforms.keys().cloned().collect();
         for name in &transforms {
@@ -234,29 +251,10 @@ impl Topology {
             .filter(|n| t.cfg.transforms[n].component().stateful())
             .collect();
         // Every stateful transform's queue first: one may feed another.
-        let mut queues = Vec::new();
-        for name in &stateful {
-            let (handle, queue) = t.queue(name);
-            queues.push((name.clone(), handle, queue));
-        }
-        let mut pending = Vec::new();
-        for (name, handle, queue) in queues {
-            pending.push((name.clone(), queue));
-            // A placeholder thread until it starts below, so that output_of finds the queue.
-            t.consumers.insert(
-                name,
-                Consumer {
-                    handle,
-                    thread: std::thread::spawn(|| {}),
-                    rewire: None,
-                },
-            );
-        }
-        for (name, queue) in pending {
-            let (thread, rewire) = t.spawn_consumer(&name, queue)?;
-            let c = t.consumers.get_mut(&name).expect("inserted above");
-            c.thread = thread;
-            c.rewire = rewire;
+        let queues: Vec<(String, SinkQueue)> =
+            stateful.iter().map(|n| (n.clone(), t.reserve(n))).collect();
+        for (name, queue) in queues {
+            t.start_consumer(&name, queue)?;
         }
         let sources: Vec<String> = t.cfg.sources.keys().cloned().collect();
         for name in sources {
@@ -268,6 +266,18 @@ impl Topology {
 
     /// Reads `new` in: what changed restarts, what is new starts, what is gone stops.
     pub fn reload(&mut self, new: Config) -> Result<()> {
+        // One hand-over at a time: the previous reload's replacements must have started.
+        let end = std::time::Instant::now() + Duration::from_secs(10);
+        while !self.retiring.is_empty() && std::time::Instant::now() < end {
+            self.advance();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if let Some(r) = self.retiring.first() {
+            anyhow::bail!(
+                "the previous reload is still handing `{}` over; send SIGHUP again later",
+                r.name
+            );
+        }
         let old = std::mem::replace(&mut self.cfg, new);
         if old.globals() != self.cfg.globals() {
             tracing::warn!("reload: settings outside [sources], [transforms] and [sinks] changed; they take effect at the next start (systemctl restart nflogd)");
@@ -298,16 +308,8 @@ impl Topology {
             }
             let old_consumer = self.consumers.remove(&name).expect("running");
             let replacement = if still {
-                let (handle, queue) = self.queue(&name);
                 // Its queue takes events now; its thread starts once the old one has ended.
-                self.consumers.insert(
-                    name.clone(),
-                    Consumer {
-                        handle,
-                        thread: std::thread::spawn(|| {}),
-                        rewire: None,
-                    },
-                );
+                let queue = self.reserve(&name);
                 summary.push(format!("{} `{name}` restarts", &kind[..kind.len() - 1]));
                 Some(queue)
             } else {
@@ -335,16 +337,13 @@ impl Topology {
             if !self.cfg.sinks.contains_key(&name) {
                 self.counters("transform", &name);
             }
-            let (handle, queue) = self.queue(&name);
-            self.consumers.insert(
-                name.clone(),
-                Consumer {
-                    handle,
-                    thread: std::thread::spawn(|| {}),
-                    rewire: None,
-                },
-            );
-            summary.push(format!("`{name}` starts"));
+            let queue = self.reserve(&name);
+            let kind = if self.cfg.sinks.contains_key(&name) {
+                "sink"
+            } else {
+                "transform"
+            };
+            summary.push(format!("{kind} `{name}` starts"));
             new_consumers.push((name, queue));
         }
         let transforms: Vec<String> = self.cfg.transforms.keys().cloned().collect();
@@ -352,10 +351,7 @@ impl Topology {
             self.counters("transform", name);
         }
         for (name, queue) in new_consumers {
-            let (thread, rewire) = self.spawn_consumer(&name, queue)?;
-            let c = self.consumers.get_mut(&name).expect("inserted above");
-            c.thread = thread;
-            c.rewire = rewire;
+            self.start_consumer(&name, queue)?;
         }
 
         // Sources.
@@ -451,21 +447,17 @@ impl Topology {
             }
         }
         let mut still = Vec::new();
-        for r in std::mem::take(&mut self.retiring) {
-            if !r.old.thread.is_finished() {
+        for mut r in std::mem::take(&mut self.retiring) {
+            if r.old.thread.as_ref().is_some_and(|t| !t.is_finished()) {
                 still.push(r);
                 continue;
             }
-            let _ = r.old.thread.join();
+            if let Some(t) = r.old.thread.take() {
+                let _ = t.join();
+            }
             if let Some(queue) = r.replacement {
-                match self.spawn_consumer(&r.name, queue) {
-                    Ok((thread, rewire)) => {
-                        if let Some(c) = self.consumers.get_mut(&r.name) {
-                            c.thread = thread;
-                            c.rewire = rewire;
-                        }
-                    }
-                    Err(e) => tracing::error!("reload: {e:#}"),
+                if let Err(e) = self.start_consumer(&r.name, queue) {
+                    tracing::error!("reload: {e:#}");
                 }
             }
         }
@@ -586,15 +578,15 @@ pub fn run(cfg: Config, path: Option<&Path>) -> Result<()> {
     let mut sink_threads = Vec::new();
     for (_, c) in consumers {
         drop(c.handle);
-        if c.rewire.is_some() {
-            transform_threads.push(c.thread);
-        } else {
-            sink_threads.push(c.thread);
+        match (c.thread, c.rewire.is_some()) {
+            (Some(t), true) => transform_threads.push(t),
+            (Some(t), false) => sink_threads.push(t),
+            (None, _) => {}
         }
     }
     for r in retiring {
         drop(r.old.handle);
-        sink_threads.push(r.old.thread);
+        sink_threads.extend(r.old.thread);
     }
     for t in transform_threads {
         let _ = t.join();

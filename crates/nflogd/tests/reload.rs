@@ -101,6 +101,9 @@ fn a_reload_under_load_loses_nothing_and_restarts_only_what_changed() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The same file again: nothing restarts.
+    d.signal(libc::SIGHUP);
+    d.wait_log("reload: nothing changed", Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(300));
     let text = d.stop();
     let (before, after) = (ports(&out1, 7200), ports(&out2, 7200));
