@@ -74,10 +74,12 @@ impl TextTraces {
 
     fn legacy(&mut self, mut p: PacketEvent, step: LegacyStep, done: &mut Vec<Event>) {
         let key = legacy_key(&p);
-        let local = p
-            .host
-            .as_deref()
-            .is_none_or(|h| h == self.hostname || self.hostname.starts_with(&format!("{h}.")));
+        let local = p.host.as_deref().is_none_or(|h| {
+            // This host's name, or its first label (syslog headers carry the short name).
+            self.hostname
+                .strip_prefix(h)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+        });
         let (rule, verdict) = if local {
             self.rules.lookup(p.family, &step)
         } else {
