@@ -46,6 +46,9 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// A live terminal view of the running daemon (its http_address): rates, queues, top
+    /// sources and ports, the last events; `/` types a filter.
+    Top(nflogd::top_cmd::TopArgs),
     /// Trace packets through the ruleset: which rule did what to them.
     Trace(nflogd::trace::cmd::TraceArgs),
     /// Print an nflogd configuration equivalent to a ulogd.conf's active stacks.
@@ -114,6 +117,7 @@ fn main() -> ExitCode {
         Command::Guard(args) => guard_cmd::run(args),
         Command::ImportUlogd { file } => nflogd::import_ulogd::run(&file),
         Command::Trace(args) => nflogd::trace::cmd::run(args),
+        Command::Top(args) => nflogd::top_cmd::run(args),
         Command::Schema { dialect, database } => schema_script(&dialect, &database),
         Command::Completions { shell } => {
             use clap::CommandFactory;

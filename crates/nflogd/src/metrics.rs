@@ -1,5 +1,5 @@
 //! Every counter nflogd keeps, in one place. Components register a `ComponentCounters` and bump
-//! it; the stats logger (and a metrics endpoint) read them all.
+//! it; the stats logger, /metrics and the API read them all.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -183,29 +183,19 @@ pub fn prometheus() -> String {
     out
 }
 
-/// Serves `GET /metrics` on `address` from a thread of its own (tiny_http).
-pub fn serve(address: &str) -> std::io::Result<()> {
-    let server = tiny_http::Server::http(address).map_err(std::io::Error::other)?;
-    tracing::info!("metrics: http://{address}/metrics");
-    std::thread::Builder::new()
-        .name("metrics".into())
-        .spawn(move || {
-            for req in server.incoming_requests() {
-                let (code, body) = match (req.method(), req.url()) {
-                    (tiny_http::Method::Get, "/metrics") => (200, prometheus()),
-                    _ => (404, "try /metrics\n".to_string()),
-                };
-                let content_type = tiny_http::Header::from_bytes(
-                    &b"Content-Type"[..],
-                    &b"text/plain; version=0.0.4"[..],
-                )
-                .expect("a valid header");
-                let _ = req.respond(
-                    tiny_http::Response::from_string(body)
-                        .with_status_code(code)
-                        .with_header(content_type),
-                );
-            }
-        })?;
-    Ok(())
+/// Every component's counters and gauges, for the API: `{kind, name, counters: {…}}`.
+pub fn snapshot() -> serde_json::Value {
+    let Ok(r) = registry().lock() else {
+        return serde_json::Value::Array(Vec::new());
+    };
+    r.iter()
+        .map(|e| {
+            let counters: serde_json::Map<String, serde_json::Value> = FIELDS
+                .iter()
+                .chain(GAUGES.iter())
+                .map(|(name, f)| (name.to_string(), f(&e.counters).load(Relaxed).into()))
+                .collect();
+            serde_json::json!({"kind": e.kind, "name": e.name, "counters": counters})
+        })
+        .collect()
 }

@@ -16,7 +16,10 @@ pub type Need = (Capability, String);
 pub fn binds_privileged_port(address: &str) -> bool {
     let port = address
         .rsplit_once(':')
-        .and_then(|(_, p)| p.parse::<u16>().ok());
+        .map_or(address, |(_, p)| p)
+        .trim()
+        .parse::<u16>()
+        .ok();
     let first_unprivileged =
         std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
             .ok()
@@ -43,12 +46,12 @@ pub fn needs(cfg: &Config) -> Vec<Need> {
             v.push((c, format!("sink `{name}`")));
         }
     }
-    if let Some(a) = &cfg.metrics_address {
-        if binds_privileged_port(a) {
-            v.push((
-                Capability::CAP_NET_BIND_SERVICE,
-                format!("metrics_address {a}"),
-            ));
+    for (key, a) in [
+        ("metrics_address", &cfg.metrics_address),
+        ("http_address", &cfg.http_address),
+    ] {
+        if let Some(a) = a.as_deref().filter(|a| binds_privileged_port(a)) {
+            v.push((Capability::CAP_NET_BIND_SERVICE, format!("{key} {a}")));
         }
     }
     v

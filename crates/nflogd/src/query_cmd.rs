@@ -1,9 +1,9 @@
 //! `nflogd query`: reads the SQLite or PostgreSQL store; prints a table or JSON lines.
 
-use crate::config::{Config, SinkConfig};
-use crate::store::ddl::Dialect;
-use crate::store::query::{self, Filters, Param, Statement, Top};
-use crate::store::rows::{Kind, Table};
+use crate::config::Config;
+use crate::store::db::{json_rows, StoreSpec};
+use crate::store::query::{self, Filters, Top};
+use crate::store::rows::Table;
 use anyhow::{bail, Context, Result};
 use event::Timestamp;
 use std::io::Write;
@@ -45,7 +45,7 @@ pub struct QueryArgs {
     /// tcp, udp, icmp, ipv6-icmp, sctp… or a number.
     #[arg(long)]
     proto: Option<String>,
-    /// accept, drop or reject (packets).
+    /// accept, drop or reject (packets); several with commas (`drop,reject`).
     #[arg(long)]
     action: Option<String>,
     /// Text in the log prefix, any case (packets).
@@ -60,7 +60,7 @@ pub struct QueryArgs {
     /// The moment the NAT question is about (default: now).
     #[arg(long)]
     at: Option<String>,
-    /// A summary instead of rows: sources, dropped-ports or talkers.
+    /// A summary instead of rows: sources, dropped-ports, talkers or longest-flows.
     #[arg(long)]
     top: Option<Top>,
     /// Most rows printed.
@@ -103,135 +103,24 @@ pub fn parse_time(s: &str) -> Result<Timestamp> {
     bail!("`{s}` is not a time (RFC 3339, YYYY-MM-DD[ HH:MM[:SS]], or an age like 2h)")
 }
 
-fn protocol_number(s: &str) -> Result<u8> {
+pub fn protocol_number(s: &str) -> Result<u8> {
     packet::proto::by_name(s).with_context(|| format!("unknown protocol `{s}`"))
 }
 
-enum Db {
-    Sqlite(rusqlite::Connection),
-    Postgres(Box<postgres::Client>),
-}
-
-impl Db {
-    /// Opens `spec`: a SQLite file, or a PostgreSQL URL, connected with the TLS files of the
-    /// sink it came from (`sink`), if any.
-    fn open(spec: &str, sink: Option<&crate::sinks::postgres::PostgresSinkConfig>) -> Result<Db> {
-        let is_pg = spec.starts_with("postgres://")
-            || spec.starts_with("postgresql://")
-            || spec.contains("host=")
-            || spec.contains("dbname=");
-        if is_pg {
-            let url_only = crate::sinks::postgres::PostgresSinkConfig::for_url(spec);
-            return Ok(Db::Postgres(Box::new(crate::sinks::postgres::connect(
-                sink.unwrap_or(&url_only),
-            )?)));
-        }
-        let path = spec.strip_prefix("sqlite:").unwrap_or(spec);
-        if !std::path::Path::new(path).exists() {
-            bail!("{path}: no such store (has nflogd written to it yet?)");
-        }
-        Ok(Db::Sqlite(crate::sinks::sqlite::open_for_query(
-            path.as_ref(),
-        )?))
-    }
-
-    fn dialect(&self) -> Dialect {
-        match self {
-            Db::Sqlite(_) => Dialect::Sqlite,
-            Db::Postgres(_) => Dialect::Postgres,
-        }
-    }
-
-    /// Runs a statement; every value comes back as text (None for NULL).
-    fn run(&mut self, st: &Statement) -> Result<Vec<Vec<Option<String>>>> {
-        match self {
-            Db::Sqlite(c) => {
-                let mut s = c.prepare(&st.sql).context("preparing the query")?;
-                let params: Vec<rusqlite::types::Value> = st
-                    .params
-                    .iter()
-                    .map(|p| match p {
-                        Param::Text(t) => rusqlite::types::Value::Text(t.clone()),
-                        Param::Int(i) => rusqlite::types::Value::Integer(*i),
-                    })
-                    .collect();
-                let n = st.columns.len();
-                let rows = s.query_map(rusqlite::params_from_iter(params), |r| {
-                    (0..n)
-                        .map(|i| {
-                            Ok(match r.get::<_, rusqlite::types::Value>(i)? {
-                                rusqlite::types::Value::Null => None,
-                                rusqlite::types::Value::Integer(v) => Some(v.to_string()),
-                                rusqlite::types::Value::Real(v) => Some(v.to_string()),
-                                rusqlite::types::Value::Text(v) => Some(v),
-                                rusqlite::types::Value::Blob(v) => {
-                                    Some(String::from_utf8_lossy(&v).into_owned())
-                                }
-                            })
-                        })
-                        .collect()
-                })?;
-                Ok(rows.collect::<rusqlite::Result<_>>()?)
-            }
-            Db::Postgres(c) => {
-                let params: Vec<Box<dyn postgres::types::ToSql + Sync>> = st
-                    .params
-                    .iter()
-                    .map(|p| -> Box<dyn postgres::types::ToSql + Sync> {
-                        match p {
-                            Param::Text(t) => Box::new(t.clone()),
-                            Param::Int(i) => Box::new(*i),
-                        }
-                    })
-                    .collect();
-                let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
-                    params.iter().map(|b| b.as_ref()).collect();
-                // Cast every column to text on the server: one decoding path for all types.
-                let sql = format!(
-                    "SELECT {} FROM ({}) q",
-                    (0..st.columns.len())
-                        .map(|i| format!("q.{}::text", quote(&st.columns[i].0)))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    st.sql
-                );
-                let rows = c.query(&sql, &refs).context("running the query")?;
-                Ok(rows
-                    .iter()
-                    .map(|r| (0..st.columns.len()).map(|i| r.get(i)).collect())
-                    .collect())
-            }
-        }
-    }
-}
-
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// The store named by --db, or the first database sink of the configuration (with the sink's
-/// settings, for its TLS files).
-fn store_of(
-    args: &QueryArgs,
-) -> Result<(
-    String,
-    Option<Box<crate::sinks::postgres::PostgresSinkConfig>>,
-)> {
+/// The store named by --db, or the first database sink of the configuration.
+fn store_of(args: &QueryArgs) -> Result<StoreSpec> {
     if let Some(db) = &args.db {
-        return Ok((db.clone(), None));
+        return Ok(StoreSpec {
+            spec: db.clone(),
+            postgres: None,
+        });
     }
     let cfg = match &args.config {
         Some(p) => Config::load(p)?,
         None => Config::parse(crate::config::DEFAULT_CONFIG, "embedded default")?,
     };
-    for s in cfg.sinks.values() {
-        match s {
-            SinkConfig::Sqlite(s) => return Ok((s.path.display().to_string(), None)),
-            SinkConfig::Postgres(p) => return Ok((p.url.clone(), Some(Box::new(p.clone())))),
-            _ => {}
-        }
-    }
-    bail!("the configuration has no sqlite or postgres sink; name a store with --db")
+    StoreSpec::of_config(&cfg)
+        .context("the configuration has no sqlite or postgres sink; name a store with --db")
 }
 
 fn table_of(s: &str) -> Result<Table> {
@@ -245,20 +134,19 @@ fn table_of(s: &str) -> Result<Table> {
     })
 }
 
-fn nat_target(s: &str) -> Result<(std::net::IpAddr, Option<u16>)> {
+pub fn nat_target(s: &str) -> Result<(std::net::IpAddr, Option<u16>)> {
     if let Ok(sa) = s.parse::<std::net::SocketAddr>() {
         return Ok((sa.ip(), Some(sa.port())));
     }
     let ip = s
         .trim_matches(['[', ']'])
         .parse()
-        .with_context(|| format!("--nat `{s}`: give IP or IP:PORT ([IPv6]:PORT)"))?;
+        .with_context(|| format!("`{s}`: give IP or IP:PORT ([IPv6]:PORT)"))?;
     Ok((ip, None))
 }
 
 pub fn run(args: QueryArgs) -> Result<()> {
-    let (spec, sink) = store_of(&args)?;
-    let mut db = Db::open(&spec, sink.as_deref())?;
+    let mut db = store_of(&args)?.open()?;
     let d = db.dialect();
     let st = if let Some(n) = &args.nat {
         let (ip, port) = nat_target(n)?;
@@ -291,21 +179,8 @@ pub fn run(args: QueryArgs) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     if args.json {
-        for r in &rows {
-            let mut o = serde_json::Map::new();
-            for ((name, kind), v) in st.columns.iter().zip(r) {
-                let v = match (v, kind) {
-                    (None, _) => continue,
-                    (Some(s), Kind::I16 | Kind::I32 | Kind::I64) => s
-                        .parse::<i64>()
-                        .map(serde_json::Value::from)
-                        .unwrap_or_else(|_| s.clone().into()),
-                    (Some(s), Kind::Bool) => (s == "true").into(),
-                    (Some(s), _) => s.clone().into(),
-                };
-                o.insert(name.clone(), v);
-            }
-            writeln!(out, "{}", serde_json::Value::Object(o))?;
+        for o in json_rows(&st, &rows) {
+            writeln!(out, "{o}")?;
         }
     } else {
         // Only the columns that have a value in some row, aligned.

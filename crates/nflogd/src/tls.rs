@@ -1,4 +1,5 @@
-//! TLS client settings the sinks share (syslog, PostgreSQL, ClickHouse), with rustls and ring.
+//! TLS settings, with rustls and ring: the clients the sinks share (syslog, PostgreSQL,
+//! ClickHouse), and the servers (the syslog source, the HTTP dashboard).
 
 use anyhow::{Context, Result};
 use rustls::pki_types::CertificateDer;
@@ -89,4 +90,45 @@ pub fn http_client_config(
         .client_cert(client)
         .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .build())
+}
+
+/// A server configuration with the certificate chain and key of two PEM files; with `ca`,
+/// clients must show a certificate it signed.
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    ca: Option<&Path>,
+) -> Result<Arc<rustls::ServerConfig>> {
+    let read_certs = |p: &Path| -> Result<Vec<CertificateDer<'static>>> {
+        CertificateDer::pem_file_iter(p)
+            .with_context(|| format!("reading {}", p.display()))?
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("parsing certificates in {}", p.display()))
+    };
+    let chain = read_certs(cert)?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("reading the key in {}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let builder = match ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in read_certs(ca)? {
+                roots.add(c)?;
+            }
+            let v = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()?;
+            builder.with_client_cert_verifier(v)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(
+        builder
+            .with_single_cert(chain, key)
+            .context("the certificate and key do not match")?,
+    ))
 }

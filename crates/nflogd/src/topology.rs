@@ -517,18 +517,16 @@ pub fn run(cfg: Config, path: Option<&Path>) -> Result<()> {
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }
-    let metrics_address = cfg.metrics_address.clone();
     let interval = cfg.stats_interval.0;
     let drain_timeout = cfg.drain_timeout.0;
+    // Listening first: a port in use stops the start before any source reads.
+    crate::http::start(&cfg, &cfg.hostname.clone().unwrap_or_else(hostname))?;
     let mut topology = Topology::start(cfg)?;
     tracing::info!(
         "nflogd running: {} source(s), {} sink(s)",
         topology.sources.len(),
         topology.cfg.sinks.len()
     );
-    if let Some(a) = &metrics_address {
-        metrics::serve(a).with_context(|| format!("metrics_address {a}"))?;
-    }
     if !interval.is_zero() {
         std::thread::Builder::new()
             .name("stats".into())

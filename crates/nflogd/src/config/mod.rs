@@ -36,6 +36,15 @@ pub struct Config {
     pub hostname: Option<String>,
     /// Serve Prometheus metrics at http://ADDRESS/metrics (e.g. "127.0.0.1:9177"); off by default.
     pub metrics_address: Option<String>,
+    /// Serve the dashboard (`/`), the JSON API (`/api/`) and the metrics (`/metrics`) here; a
+    /// bare port (`9177`, `:9177`) listens on loopback only. Off by default.
+    pub http_address: Option<String>,
+    /// Basic authentication for http_address: both or neither.
+    pub http_user: Option<String>,
+    pub http_password: Option<String>,
+    /// TLS for http_address (PEM): both or neither.
+    pub http_cert_file: Option<std::path::PathBuf>,
+    pub http_key_file: Option<std::path::PathBuf>,
     /// Write `network.community_id` (Community ID v1) in ECS records. Default true.
     #[serde(default = "default_true")]
     pub community_id: bool,
@@ -79,10 +88,11 @@ impl Config {
     pub fn parse(text: &str, origin: &str) -> Result<Config> {
         let mut cfg: Config = toml::from_str(text)
             .map_err(|e| anyhow::anyhow!("{origin}: {}", locate_unknown_key(text, &e)))?;
+        cfg.raw = toml::from_str(text).unwrap_or_default();
+        cfg.add_dashboard_sink();
         cfg.warnings = cfg
             .validate()
             .with_context(|| format!("{origin}: invalid configuration"))?;
-        cfg.raw = toml::from_str(text).unwrap_or_default();
         Ok(cfg)
     }
 
@@ -104,6 +114,48 @@ impl Config {
             t.remove(k);
         }
         t
+    }
+
+    /// With `http_address` and no `dashboard` sink of its own, the configuration gets one that
+    /// takes what every other sink takes, so the live views show what is logged.
+    fn add_dashboard_sink(&mut self) {
+        if self.http_address.is_none()
+            || self
+                .sinks
+                .values()
+                .any(|s| matches!(s, SinkConfig::Dashboard(_)))
+        {
+            return;
+        }
+        let mut inputs: Vec<String> = self
+            .sinks
+            .values()
+            .flat_map(|s| s.component().inputs().iter().cloned())
+            .collect();
+        inputs.sort();
+        inputs.dedup();
+        if inputs.is_empty() {
+            inputs = self.sources.keys().cloned().collect();
+        }
+        let name = ["dashboard", "dashboard-live"]
+            .into_iter()
+            .find(|n| !self.sinks.contains_key(*n))
+            .unwrap_or("dashboard-live")
+            .to_string();
+        // In the raw table too, so that a reload tells when its inputs changed.
+        let mut table = toml::Table::new();
+        table.insert("type".into(), "dashboard".into());
+        table.insert(
+            "inputs".into(),
+            toml::Value::Array(inputs.iter().map(|i| i.clone().into()).collect()),
+        );
+        if let Some(toml::Value::Table(sinks)) = self.raw.get_mut("sinks") {
+            sinks.insert(name.clone(), toml::Value::Table(table));
+        }
+        self.sinks.insert(
+            name,
+            SinkConfig::Dashboard(crate::sinks::dashboard::DashboardSinkConfig { inputs }),
+        );
     }
 
     /// The graph of the topology.
@@ -131,6 +183,15 @@ impl Config {
             bail!("no [sinks.*] defined: nflogd needs at least one sink");
         }
         self.actions.validate().context("[actions]")?;
+        if self.http_user.is_some() != self.http_password.is_some() {
+            bail!("http_user and http_password go together: give both or neither");
+        }
+        if self.http_cert_file.is_some() != self.http_key_file.is_some() {
+            bail!("http_cert_file and http_key_file go together: give both or neither");
+        }
+        if let Some(a) = &self.http_address {
+            crate::http::listen_address(a).context("http_address")?;
+        }
         crate::files::parse_umask(&self.umask)?;
         let mut groups: HashMap<(Option<&str>, u16), &str> = HashMap::new();
         for (name, s) in &self.sources {

@@ -1,6 +1,7 @@
 //! Sinks: where events go. Each runs on its own thread, reading its own queue.
 
 pub mod clickhouse;
+pub mod dashboard;
 pub mod database;
 pub mod file;
 pub mod pcap;
@@ -23,6 +24,7 @@ crate::registry!(
         "postgres" => Postgres(postgres::PostgresSinkConfig),
         "clickhouse" => Clickhouse(clickhouse::ClickHouseSinkConfig),
         "pcap" => Pcap(pcap::PcapSinkConfig),
+        "dashboard" => Dashboard(dashboard::DashboardSinkConfig),
     }
 );
 

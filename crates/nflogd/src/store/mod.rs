@@ -2,6 +2,7 @@
 //! wait in while a database is away (`codec`), and `nflogd query` (`query`).
 
 pub mod codec;
+pub mod db;
 pub mod ddl;
 pub mod query;
 pub mod rows;

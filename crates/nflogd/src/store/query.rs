@@ -28,7 +28,7 @@ pub struct Filters {
     pub sport: Option<u16>,
     pub dport: Option<u16>,
     pub protocol: Option<u8>,
-    /// packets: accept, drop or reject.
+    /// packets: accept, drop or reject, or several with commas.
     pub action: Option<String>,
     /// packets: part of the log prefix, any case.
     pub prefix: Option<String>,
@@ -44,6 +44,8 @@ pub enum Top {
     DroppedPorts,
     /// Sources with the most bytes in ended connections.
     Talkers,
+    /// The ended connections that lasted longest.
+    LongestFlows,
 }
 
 impl std::str::FromStr for Top {
@@ -53,8 +55,9 @@ impl std::str::FromStr for Top {
             "sources" => Ok(Top::Sources),
             "dropped-ports" => Ok(Top::DroppedPorts),
             "talkers" => Ok(Top::Talkers),
+            "longest-flows" => Ok(Top::LongestFlows),
             _ => Err(format!(
-                "unknown summary `{s}` (sources, dropped-ports, talkers)"
+                "unknown summary `{s}` (sources, dropped-ports, talkers, longest-flows)"
             )),
         }
     }
@@ -180,8 +183,12 @@ impl Builder {
             if t != Table::Packets {
                 bail!("--action filters packets");
             }
-            let x = self.bind(Param::Text(a.to_lowercase()), "");
-            self.wheres.push(format!("action = {x}"));
+            // One action, or several with commas (`drop,reject`).
+            let list: Vec<String> = a
+                .split(',')
+                .map(|one| self.bind(Param::Text(one.trim().to_lowercase()), ""))
+                .collect();
+            self.wheres.push(format!("action IN ({})", list.join(", ")));
         }
         if let Some(p) = &f.prefix {
             if t != Table::Packets {
@@ -253,6 +260,7 @@ pub fn select(d: Dialect, t: Table, f: &Filters, limit: u64) -> Result<Statement
 pub fn top(d: Dialect, which: Top, f: &Filters, limit: u64) -> Result<Statement> {
     let mut b = Builder::new(d);
     let (table, group, value, extra): (Table, &[(&str, Kind)], &str, Option<&str>) = match which {
+        Top::LongestFlows => return longest_flows(d, f, limit),
         Top::Sources => (Table::Packets, &[("src_ip", Kind::Inet)], "count(*)", None),
         Top::DroppedPorts => (
             Table::Packets,
@@ -308,6 +316,114 @@ pub fn top(d: Dialect, which: Top, f: &Filters, limit: u64) -> Result<Statement>
         sql,
         params: b.params,
         columns,
+    })
+}
+
+/// Ended connections by how long they lasted, longest first.
+fn longest_flows(d: Dialect, f: &Filters, limit: u64) -> Result<Statement> {
+    let mut b = Builder::new(d);
+    b.filters(Table::Flows, f)?;
+    b.wheres.push("event = 'destroy'".into());
+    b.wheres
+        .push("flow_start IS NOT NULL AND flow_end IS NOT NULL".into());
+    let seconds = match d {
+        Dialect::Postgres => "extract(epoch FROM flow_end - flow_start)::bigint",
+        _ => "CAST(round((julianday(flow_end) - julianday(flow_start)) * 86400) AS INTEGER)",
+    };
+    let cols: [(&str, Kind); 8] = [
+        ("protocol", Kind::I16),
+        ("src_ip", Kind::Inet),
+        ("src_port", Kind::I32),
+        ("dst_ip", Kind::Inet),
+        ("dst_port", Kind::I32),
+        ("nat_src_ip", Kind::Inet),
+        ("flow_start", Kind::Time),
+        ("flow_end", Kind::Time),
+    ];
+    let list: Vec<String> = cols
+        .iter()
+        .map(|(n, k)| format!("{} AS {n}", select_expr(d, n, *k)))
+        .collect();
+    let sql = format!(
+        "SELECT {}, {seconds} AS seconds, coalesce(orig_bytes, 0) + coalesce(reply_bytes, 0) AS bytes \
+         FROM flows{} ORDER BY seconds DESC, flow_start LIMIT {limit}",
+        list.join(", "),
+        b.where_clause()
+    );
+    let mut columns: Vec<(String, Kind)> = cols.iter().map(|(n, k)| (n.to_string(), *k)).collect();
+    columns.push(("seconds".into(), Kind::I64));
+    columns.push(("bytes".into(), Kind::I64));
+    Ok(Statement {
+        sql,
+        params: b.params,
+        columns,
+    })
+}
+
+/// How finely `timeline` counts: the length of the UTC time text kept (`2026-12-02T19:4` is a
+/// ten-minute bucket), so both databases bucket the same way without date arithmetic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Minute,
+    TenMinutes,
+    Hour,
+    Day,
+}
+
+impl Step {
+    fn chars(self) -> usize {
+        match self {
+            Step::Minute => 16,
+            Step::TenMinutes => 15,
+            Step::Hour => 13,
+            Step::Day => 10,
+        }
+    }
+
+    /// The finest step that gives at most about 200 buckets over `seconds`.
+    pub fn for_span(seconds: i64) -> Step {
+        match seconds {
+            s if s <= 200 * 60 => Step::Minute,
+            s if s <= 2000 * 60 => Step::TenMinutes,
+            s if s <= 200 * 3600 => Step::Hour,
+            _ => Step::Day,
+        }
+    }
+
+    pub fn seconds(self) -> i64 {
+        match self {
+            Step::Minute => 60,
+            Step::TenMinutes => 600,
+            Step::Hour => 3600,
+            Step::Day => 86400,
+        }
+    }
+}
+
+/// Packets logged per time bucket and action (drops and accepts over time).
+pub fn timeline(d: Dialect, f: &Filters, step: Step) -> Result<Statement> {
+    let mut b = Builder::new(d);
+    b.filters(Table::Packets, f)?;
+    let text = match d {
+        Dialect::Postgres => {
+            "to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI')".to_string()
+        }
+        _ => "time".to_string(),
+    };
+    let sql = format!(
+        "SELECT substr({text}, 1, {}) AS bucket, coalesce(action, '') AS action, count(*) AS packets \
+         FROM packets{} GROUP BY 1, 2 ORDER BY 1, 2",
+        step.chars(),
+        b.where_clause()
+    );
+    Ok(Statement {
+        sql,
+        params: b.params,
+        columns: vec![
+            ("bucket".into(), Kind::Text),
+            ("action".into(), Kind::Text),
+            ("packets".into(), Kind::I64),
+        ],
     })
 }
 

@@ -10,21 +10,12 @@ use crate::transforms::action::ActionConfig;
 use anyhow::{anyhow, Context, Result};
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 fn tls_config(cfg: &SyslogConfig) -> Result<Arc<rustls::ServerConfig>> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let read_certs = |p: &Path| -> Result<Vec<CertificateDer<'static>>> {
-        CertificateDer::pem_file_iter(p)
-            .with_context(|| format!("reading {}", p.display()))?
-            .collect::<Result<Vec<_>, _>>()
-            .with_context(|| format!("parsing certificates in {}", p.display()))
-    };
     let cert = cfg
         .cert_file
         .as_deref()
@@ -33,32 +24,7 @@ fn tls_config(cfg: &SyslogConfig) -> Result<Arc<rustls::ServerConfig>> {
         .key_file
         .as_deref()
         .ok_or_else(|| anyhow!("key_file missing"))?;
-    let chain = read_certs(cert)?;
-    let key = PrivateKeyDer::from_pem_file(key)
-        .with_context(|| format!("reading the key in {}", key.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()?;
-    let builder = match &cfg.ca_file {
-        Some(ca) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for c in read_certs(ca)? {
-                roots.add(c)?;
-            }
-            let v = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots),
-                provider,
-            )
-            .build()?;
-            builder.with_client_cert_verifier(v)
-        }
-        None => builder.with_no_client_auth(),
-    };
-    Ok(Arc::new(
-        builder
-            .with_single_cert(chain, key)
-            .context("the certificate and key do not match")?,
-    ))
+    crate::tls::server_config(cert, key, cfg.ca_file.as_deref())
 }
 
 pub fn spawn(
