@@ -519,9 +519,9 @@ pub fn run(cfg: Config, path: Option<&Path>) -> Result<()> {
     }
     let interval = cfg.stats_interval.0;
     let drain_timeout = cfg.drain_timeout.0;
-    // Listening first: a port in use stops the start before any source reads.
-    crate::http::start(&cfg, &cfg.hostname.clone().unwrap_or_else(hostname))?;
     let mut topology = Topology::start(cfg)?;
+    // Once the stores are open (a schema upgrade done): the API reads them.
+    crate::http::start(&topology.cfg, &topology.host)?;
     tracing::info!(
         "nflogd running: {} source(s), {} sink(s)",
         topology.sources.len(),

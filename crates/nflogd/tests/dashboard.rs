@@ -242,17 +242,23 @@ path = "{db}"
     udp_from(&lab.a, A4_OTHER, format!("{B4}:5353"), 10);
 
     // The store has them all (the summaries read it).
-    let sources = wait_for("the store's top sources", Duration::from_secs(20), || {
-        let v = get_json(&format!(
-            "{base}/api/top/sources?since=1h&action=drop,reject"
-        ));
-        let rows = v["rows"].as_array()?.clone();
-        let total: u64 = rows
-            .iter()
-            .map(|r| r["packets"].as_u64().unwrap_or(0))
-            .sum();
-        (total == 50).then_some(rows)
-    });
+    wait_for(
+        "all 60 packets in the store",
+        Duration::from_secs(20),
+        || {
+            let v = get_json(&format!("{base}/api/top/sources?since=1h"));
+            let total: u64 = v["rows"]
+                .as_array()?
+                .iter()
+                .map(|r| r["packets"].as_u64().unwrap_or(0))
+                .sum();
+            (total == 60).then_some(())
+        },
+    );
+    let v = get_json(&format!(
+        "{base}/api/top/sources?since=1h&action=drop,reject"
+    ));
+    let sources = v["rows"].as_array().unwrap().clone();
     assert_eq!(sources[0], json!({"src_ip": A4, "packets": 30}));
     assert_eq!(sources[1], json!({"src_ip": A4_OTHER, "packets": 20}));
     let ports = get_json(&format!("{base}/api/top/dropped-ports?since=1h"));

@@ -277,32 +277,42 @@ fn describe(seq: u64, ev: &Event) -> Recent {
         }
         Event::Line(_) => None,
     };
-    if let Some(k) = key {
-        r.src = Some(k.src);
-        r.dst = Some(k.dst);
-        r.protocol = Some(k.protocol);
-        if let Some((s, d)) = k.ports {
-            r.sport = Some(s);
-            r.dport = Some(d);
+    if !matches!(ev, Event::Packet(_) | Event::Flow(_)) {
+        return r;
+    }
+    let _ = write!(
+        r.line,
+        "{}",
+        if r.action.is_empty() { "-" } else { r.action }
+    );
+    if !r.prefix.is_empty() {
+        let _ = write!(r.line, " [{}]", r.prefix.trim());
+    }
+    match key {
+        Some(k) => {
+            r.src = Some(k.src);
+            r.dst = Some(k.dst);
+            r.protocol = Some(k.protocol);
+            if let Some((s, d)) = k.ports {
+                r.sport = Some(s);
+                r.dport = Some(d);
+            }
+            let proto = packet::proto::name(k.protocol)
+                .map(str::to_string)
+                .unwrap_or_else(|| k.protocol.to_string());
+            let _ = write!(
+                r.line,
+                " {proto} {} -> {}",
+                endpoint(k.src, r.sport),
+                endpoint(k.dst, r.dport)
+            );
         }
-        let proto = packet::proto::name(k.protocol)
-            .map(str::to_string)
-            .unwrap_or_else(|| k.protocol.to_string());
-        let _ = write!(
-            r.line,
-            "{} ",
-            if r.action.is_empty() { "-" } else { r.action }
-        );
-        if !r.prefix.is_empty() {
-            let _ = write!(r.line, "[{}] ", r.prefix.trim());
-        }
-        let _ = write!(r.line, "{proto} {}", endpoint(k.src, r.sport));
-        let _ = write!(r.line, " -> {}", endpoint(k.dst, r.dport));
-        if let Event::Packet(p) = ev {
-            for (tag, i) in [("in", &p.indev), ("out", &p.outdev)] {
-                if let Some(i) = i {
-                    let _ = write!(r.line, " {tag}={}", i.name);
-                }
+        None => r.line.push_str(" (no IP header)"),
+    }
+    if let Event::Packet(p) = ev {
+        for (tag, i) in [("in", &p.indev), ("out", &p.outdev)] {
+            if let Some(i) = i {
+                let _ = write!(r.line, " {tag}={}", i.name);
             }
         }
     }
@@ -366,5 +376,66 @@ mod tests {
         }
         assert_eq!(m.len(), MINUTES);
         assert_eq!(m.back().unwrap().minute, 100 + MINUTES as i64 + 4);
+    }
+
+    /// Located sources are counted by place, dropped apart; the newest events are kept, each
+    /// with its number, and a filter finds them by the text of their line.
+    #[test]
+    fn places_and_recent_events() {
+        let located = |lat: i32, action: event::Action| {
+            let place = event::Place {
+                country_iso_code: Some("SE".into()),
+                location: Some((lat, 18_000_000)),
+                ..Default::default()
+            };
+            let mut p = event::PacketEvent {
+                action: Some(action),
+                prefix: Arc::from("EDGE DROP "),
+                ..Default::default()
+            };
+            p.enrich = Some(Box::new(event::Enrichment {
+                source: event::Endpoint {
+                    place: Some(Arc::new(place)),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }));
+            Event::Packet(p)
+        };
+        let live = Live::default();
+        live.push(&[
+            located(59_000_000, event::Action::Drop),
+            located(59_000_000, event::Action::Drop),
+            located(59_000_000, event::Action::Accept),
+            located(57_000_000, event::Action::Reject),
+        ]);
+        let places = live.places();
+        assert_eq!(places.len(), 2);
+        assert_eq!(
+            (places[0].lat, places[0].packets, places[0].dropped),
+            (59_000_000, 3, 2)
+        );
+        assert_eq!((places[1].packets, places[1].dropped), (1, 1));
+        assert_eq!(places[0].country.as_deref(), Some("SE"));
+        assert_eq!(live.last_seq(), 4);
+        let all = live.since(0, &Filter::default(), 10);
+        assert_eq!(all.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+        let dropped = Filter {
+            action: Some("drop,reject".into()),
+            ..Default::default()
+        };
+        assert_eq!(live.since(0, &dropped, 10).len(), 3);
+        assert_eq!(live.since(2, &dropped, 10).len(), 1);
+        let text = Filter {
+            text: Some("edge drop".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            live.since(0, &text, 2)
+                .iter()
+                .map(|r| r.seq)
+                .collect::<Vec<_>>(),
+            [3, 4]
+        );
     }
 }

@@ -97,12 +97,12 @@ pub fn serve(s: Settings) -> Result<SocketAddr> {
         .name(s.name.into())
         .spawn(move || {
             while !crate::signals::shutdown_requested() {
+                if !readable(&listener, 250) {
+                    continue;
+                }
                 let conn = match listener.accept() {
                     Ok((c, _)) => c,
-                    Err(_) => {
-                        std::thread::sleep(Duration::from_millis(50));
-                        continue;
-                    }
+                    Err(_) => continue,
                 };
                 let _ = conn.set_nonblocking(false);
                 if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
@@ -128,6 +128,19 @@ pub fn serve(s: Settings) -> Result<SocketAddr> {
             }
         })?;
     Ok(local)
+}
+
+/// Waits up to `ms` for a connection to accept (so that shutdown is noticed, without a sleep
+/// that every request would wait out).
+fn readable(listener: &TcpListener, ms: i32) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut fd = libc::pollfd {
+        fd: listener.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call.
+    unsafe { libc::poll(&mut fd, 1, ms) > 0 }
 }
 
 fn connection(s: &Settings, conn: TcpStream) -> Result<()> {

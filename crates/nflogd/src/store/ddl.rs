@@ -11,7 +11,7 @@ pub enum Dialect {
 }
 
 /// Bumped with every change to the tables; `migrations` lists how to get from each older one.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The table that records the schema version, so a start can tell ours from a foreign schema.
 pub const VERSION_TABLE: &str = "nflogd_schema";
@@ -31,6 +31,9 @@ fn migration(d: Dialect, to: i64, clickhouse_database: &str) -> Vec<String> {
         // 3: the guards' `decisions` table; the creating statements are safe to run again, so
         // they add it and leave the rest alone.
         (3, _) => create(d, clickhouse_database),
+        // 4: SQLite's running totals of packets (`rollup`); the start after it counts the rows
+        // already there.
+        (4, Dialect::Sqlite) => super::rollup::create(),
         _ => Vec::new(),
     }
 }
@@ -181,6 +184,9 @@ pub fn create(d: Dialect, clickhouse_database: &str) -> Vec<String> {
                 ));
             }
         }
+    }
+    if d == Dialect::Sqlite {
+        out.extend(super::rollup::create());
     }
     out
 }

@@ -5,5 +5,6 @@ pub mod codec;
 pub mod db;
 pub mod ddl;
 pub mod query;
+pub mod rollup;
 pub mod rows;
 pub mod ulogd_tables;

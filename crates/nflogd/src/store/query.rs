@@ -3,6 +3,7 @@
 //! printing is query_cmd's.
 
 use super::ddl::Dialect;
+use super::rollup;
 use super::rows::{Kind, Table};
 use anyhow::{bail, Result};
 use event::Timestamp;
@@ -258,6 +259,11 @@ pub fn select(d: Dialect, t: Table, f: &Filters, limit: u64) -> Result<Statement
 }
 
 pub fn top(d: Dialect, which: Top, f: &Filters, limit: u64) -> Result<Statement> {
+    if matches!(which, Top::Sources | Top::DroppedPorts) && from_totals(d, f) {
+        if let Some(st) = top_from_totals(which, f, limit) {
+            return Ok(st);
+        }
+    }
     let mut b = Builder::new(d);
     let (table, group, value, extra): (Table, &[(&str, Kind)], &str, Option<&str>) = match which {
         Top::LongestFlows => return longest_flows(d, f, limit),
@@ -402,6 +408,11 @@ impl Step {
 
 /// Packets logged per time bucket and action (drops and accepts over time).
 pub fn timeline(d: Dialect, f: &Filters, step: Step) -> Result<Statement> {
+    if from_totals(d, f) {
+        if let Some(st) = timeline_from_totals(f, step) {
+            return Ok(st);
+        }
+    }
     let mut b = Builder::new(d);
     b.filters(Table::Packets, f)?;
     let text = match d {
@@ -418,6 +429,236 @@ pub fn timeline(d: Dialect, f: &Filters, step: Step) -> Result<Statement> {
     );
     Ok(Statement {
         sql,
+        params: b.params,
+        columns: vec![
+            ("bucket".into(), Kind::Text),
+            ("action".into(), Kind::Text),
+            ("packets".into(), Kind::I64),
+        ],
+    })
+}
+
+/// Whether SQLite's running totals (`rollup`) can answer: only time and action filter.
+fn from_totals(d: Dialect, f: &Filters) -> bool {
+    d == Dialect::Sqlite
+        && f.addr.is_none()
+        && f.src.is_none()
+        && f.dst.is_none()
+        && f.port.is_none()
+        && f.sport.is_none()
+        && f.dport.is_none()
+        && f.protocol.is_none()
+        && f.prefix.is_none()
+        && f.event.is_none()
+}
+
+/// A time range cut for the running totals: the whole `unit`s inside it (conditions on the
+/// totals' key), the rows of the partial units at its ends, and the rows the totals do not
+/// hold yet (each a `WHERE` of its own, so that each reads by its index: time, or rowid).
+struct Parts {
+    whole: Vec<String>,
+    raw: Vec<String>,
+    /// `action IN (…)`, for every part.
+    action: Option<String>,
+    /// The whole units' bounds.
+    first: Option<Timestamp>,
+    end: Option<Timestamp>,
+}
+
+impl Parts {
+    /// `WHERE` on the totals, with `more` conditions.
+    fn whole_where(&self, more: &[String]) -> String {
+        let all: Vec<&String> = self
+            .whole
+            .iter()
+            .chain(more)
+            .chain(self.action.as_ref())
+            .collect();
+        if all.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " WHERE {}",
+                all.iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" AND ")
+            )
+        }
+    }
+
+    /// The `UNION ALL` of `select` (the columns of a row) over each raw part, with `more`.
+    fn raw_union(&self, select: &str, more: Option<&str>) -> String {
+        self.raw
+            .iter()
+            .map(|w| {
+                let mut w = w.clone();
+                for c in self.action.iter().map(String::as_str).chain(more) {
+                    w.push_str(" AND ");
+                    w.push_str(c);
+                }
+                format!(" UNION ALL SELECT {select} FROM packets WHERE {w}")
+            })
+            .collect()
+    }
+}
+
+/// None when no whole unit lies inside the range (the rows alone answer then).
+fn split_range(b: &mut Builder, f: &Filters, unit: i64, key: &str) -> Option<Parts> {
+    let first = f.since.map(|t| rollup::ceil(t, unit));
+    let end = f.until.map(|t| rollup::floor(t, unit));
+    if let (Some(a), Some(z)) = (first, end) {
+        if a.secs >= z.secs {
+            return None;
+        }
+    }
+    let counted = rollup::COUNTED;
+    let mut whole = Vec::new();
+    let mut edges = Vec::new();
+    let mut fresh = vec![format!("rowid > {counted}")];
+    if let (Some(s), Some(a)) = (f.since, first) {
+        let (p_a, p_s, p_a2, p_s2) = (b.time(a), b.time(s), b.time(a), b.time(s));
+        whole.push(format!("{key} >= {p_a}"));
+        edges.push(format!("(time >= {p_s} AND time < {p_a2})"));
+        // `+time`: read by rowid (the few rows not counted yet), not by the time index.
+        fresh.push(format!("+time >= {p_s2}"));
+    }
+    if let (Some(u), Some(z)) = (f.until, end) {
+        let (p_z, p_z2, p_u, p_u2) = (b.time(z), b.time(z), b.time(u), b.time(u));
+        whole.push(format!("{key} < {p_z}"));
+        edges.push(format!("(time >= {p_z2} AND time < {p_u})"));
+        fresh.push(format!("+time < {p_u2}"));
+    }
+    let mut raw = Vec::new();
+    if !edges.is_empty() {
+        raw.push(format!("({}) AND rowid <= {counted}", edges.join(" OR ")));
+    }
+    raw.push(fresh.join(" AND "));
+    let action = f.action.as_ref().map(|a| {
+        let list: Vec<String> = a
+            .split(',')
+            .map(|one| b.bind(Param::Text(one.trim().to_lowercase()), ""))
+            .collect();
+        format!("action IN ({})", list.join(", "))
+    });
+    Some(Parts {
+        whole,
+        raw,
+        action,
+        first,
+        end,
+    })
+}
+
+fn top_from_totals(which: Top, f: &Filters, limit: u64) -> Option<Statement> {
+    let mut b = Builder::new(Dialect::Sqlite);
+    let parts = split_range(&mut b, f, 3600, "hour")?;
+    let (sql, columns) = match which {
+        Top::Sources => {
+            // Finished whole days from their own table, the whole hours around them from the
+            // hours' (each part a range of its index), the rest from the rows.
+            let (h1, h2) = (parts.first, parts.end);
+            let d1 = h1.map(|t| rollup::ceil(t, 86400));
+            let d2 = h2.map(|t| rollup::floor(t, 86400));
+            let days_until = rollup::DAYS_UNTIL;
+            let dz = match d2 {
+                Some(d) => format!("min({}, {days_until})", b.time(d)),
+                None => days_until.to_string(),
+            };
+            let action = parts
+                .action
+                .as_ref()
+                .map(|a| format!(" AND {a}"))
+                .unwrap_or_default();
+            let mut selects = Vec::new();
+            let mut days = vec![format!("day < {dz}")];
+            if let Some(d) = d1 {
+                days.push(format!("day >= {}", b.time(d)));
+            }
+            selects.push(format!(
+                "SELECT src_ip, packets AS n FROM {} WHERE {}{action}",
+                rollup::BY_SOURCE_DAY,
+                days.join(" AND ")
+            ));
+            let before_end = h2.map(|t| format!(" AND hour < {}", b.time(t)));
+            let before_end = before_end.unwrap_or_default();
+            if let (Some(h), Some(d)) = (h1, d1) {
+                selects.push(format!(
+                    "SELECT src_ip, packets FROM {} WHERE hour >= {} AND hour < {}{before_end}{action}",
+                    rollup::BY_SOURCE,
+                    b.time(h),
+                    b.time(d)
+                ));
+            }
+            let after_days = match d1 {
+                Some(d) => format!("max({}, {dz})", b.time(d)),
+                None => dz.clone(),
+            };
+            let from_start = h1
+                .map(|t| format!(" AND hour >= {}", b.time(t)))
+                .unwrap_or_default();
+            selects.push(format!(
+                "SELECT src_ip, packets FROM {} WHERE hour >= {after_days}{from_start}{before_end}{action}",
+                rollup::BY_SOURCE
+            ));
+            let raw = parts.raw_union("coalesce(src_ip, ''), 1", None);
+            (
+                format!(
+                    "SELECT nullif(src_ip, '') AS src_ip, sum(n) AS packets FROM \
+                     ({}{raw}) GROUP BY 1 ORDER BY packets DESC, 1 LIMIT {limit}",
+                    selects.join(" UNION ALL ")
+                ),
+                vec![
+                    ("src_ip".to_string(), Kind::Inet),
+                    ("packets".into(), Kind::I64),
+                ],
+            )
+        }
+        _ => {
+            let dropped = "action IN ('drop', 'reject')";
+            let raw = parts.raw_union(
+                "coalesce(protocol, -1), coalesce(dst_port, -1), 1",
+                Some(dropped),
+            );
+            (
+                format!(
+                    "SELECT nullif(protocol, -1) AS protocol, nullif(dst_port, -1) AS dst_port, sum(n) AS packets FROM \
+                     (SELECT protocol, dst_port, packets AS n FROM {}{}{raw}) \
+                     GROUP BY protocol, dst_port ORDER BY packets DESC, 1, 2 LIMIT {limit}",
+                    rollup::BY_PORT,
+                    parts.whole_where(&[dropped.to_string()]),
+                ),
+                vec![
+                    ("protocol".to_string(), Kind::I16),
+                    ("dst_port".into(), Kind::I32),
+                    ("packets".into(), Kind::I64),
+                ],
+            )
+        }
+    };
+    Some(Statement {
+        sql,
+        params: b.params,
+        columns,
+    })
+}
+
+fn timeline_from_totals(f: &Filters, step: Step) -> Option<Statement> {
+    let mut b = Builder::new(Dialect::Sqlite);
+    let parts = split_range(&mut b, f, 60, "minute")?;
+    let n = step.chars();
+    let raw = parts.raw_union(
+        &format!("substr(time, 1, {n}), coalesce(action, ''), 1"),
+        None,
+    );
+    Some(Statement {
+        sql: format!(
+            "SELECT bucket, action, sum(n) AS packets FROM \
+             (SELECT substr(minute, 1, {n}) AS bucket, action, packets AS n FROM {}{}{raw}) \
+             GROUP BY 1, 2 ORDER BY 1, 2",
+            rollup::BY_MINUTE,
+            parts.whole_where(&[]),
+        ),
         params: b.params,
         columns: vec![
             ("bucket".into(), Kind::Text),

@@ -179,11 +179,21 @@ async function health() {
       el("td", {}, el("span", { class: "muted" }, c.kind + " "), c.name),
       el("td", { class: "n" }, rate == null ? "…" : rate < 10 ? rate.toFixed(1) : num(Math.round(rate))),
       el("td", { class: "n" }, num(x.queued)), el("td", { class: "n" }, num(x.spool_pending)),
+      el("td", { class: "n" }, lag(x.queued + x.spool_pending, rate)),
       el("td", { class: "n" }, num(x.dropped + x.kernel_lost)), el("td", { class: "n" }, num(x.errors)),
       el("td", { class: st[1] }, st[0]));
   });
   state.lastAt = now;
-  fill("#health", rows, "no components", 7);
+  fill("#health", rows, "no components", 8);
+}
+
+// How long what waits takes at the current rate; "stalled" when it waits and nothing moves.
+function lag(waiting, rate) {
+  if (!waiting) return "0 s";
+  if (rate == null) return "…";
+  if (rate < 0.01) return "stalled";
+  const s = waiting / rate;
+  return s < 10 ? s.toFixed(1) + " s" : duration(Math.round(s));
 }
 
 async function bans() {

@@ -3,6 +3,7 @@
 
 use crate::sinks::database::Store;
 use crate::store::ddl::{self, Dialect, VERSION_TABLE};
+use crate::store::rollup::{self, Totals};
 use crate::store::rows::{time_text, Change, Table, Value};
 use anyhow::{Context, Result};
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -74,6 +75,9 @@ pub fn open_for_query(path: &Path) -> Result<Connection> {
 }
 
 pub struct SqliteStore {
+    /// The running totals of the transaction being written (`store::rollup`).
+    totals: Totals,
+    packet_columns: rollup::Columns,
     /// The INSERT of each table, by table code: of one row, and of `ROWS_PER_INSERT` rows.
     inserts: Vec<(String, String)>,
     path: PathBuf,
@@ -127,6 +131,18 @@ impl Drop for Checkpointer {
 }
 
 impl SqliteStore {
+    /// Writes the counts held in memory. A failure leaves them there for the next try (the
+    /// packets themselves are written; queries count what the totals lack from the rows).
+    fn flush_totals(&mut self) {
+        let Some(c) = self.conn.as_mut() else { return };
+        if self.totals.is_empty() {
+            return;
+        }
+        if let Err(e) = self.totals.write(c) {
+            crate::rate_limited_warn!("sqlite: writing packet totals: {e:#}");
+        }
+    }
+
     pub fn new(path: PathBuf, retention: std::time::Duration, max_size: u64) -> Self {
         SqliteStore {
             inserts: Table::ALL
@@ -138,6 +154,8 @@ impl SqliteStore {
             checkpointer: None,
             retention,
             max_size,
+            totals: Totals::default(),
+            packet_columns: rollup::Columns::of_packets(),
         }
     }
 
@@ -224,7 +242,17 @@ fn insert_sql(t: Table, rows: usize) -> String {
 
 impl Store for SqliteStore {
     fn connect(&mut self) -> Result<()> {
-        self.conn = Some(self.open()?);
+        let mut c = self.open()?;
+        // What an upgrade or a crash left uncounted (at most a flush interval's packets).
+        let n = rollup::catch_up(&mut c)
+            .with_context(|| format!("{}: counting packet totals", self.path.display()))?;
+        if n > 0 {
+            tracing::info!("sqlite: counted {n} stored packets into the running totals");
+        }
+        rollup::compact(&mut c, event::Timestamp::now())?;
+        rollup::sum_days(&mut c)?;
+        self.totals = Totals::default();
+        self.conn = Some(c);
         self.checkpointer = Some(Checkpointer::start(&self.path)?);
         Ok(())
     }
@@ -235,12 +263,15 @@ impl Store for SqliteStore {
 
     fn disconnect(&mut self) {
         self.checkpointer = None;
+        self.flush_totals();
         if let Some(c) = self.conn.take() {
             let _ = c.pragma_update(None, "optimize", "");
         }
     }
 
     fn write(&mut self, changes: &[Change]) -> Result<()> {
+        // This transaction's counts, kept only once it is committed.
+        let mut counted = Totals::default();
         let c = self.conn.as_mut().context("not open")?;
         let tx = c.transaction()?;
         let mut scratch = Vec::with_capacity(64);
@@ -260,6 +291,11 @@ impl Store for SqliteStore {
                             Change::Close { .. } => None,
                         })
                     };
+                    if r.table == Table::Packets {
+                        for values in rows() {
+                            counted.count(self.packet_columns, values);
+                        }
+                    }
                     let whole = run / ROWS_PER_INSERT * ROWS_PER_INSERT;
                     if whole > 0 {
                         let mut st = tx.prepare_cached(many)?;
@@ -282,6 +318,9 @@ impl Store for SqliteStore {
                         }
                         st.raw_execute()?;
                     }
+                    if r.table == Table::Packets {
+                        counted.last_rowid = tx.last_insert_rowid();
+                    }
                     rest = &rest[run..];
                 }
                 Change::Close { host, ct_id } => {
@@ -293,13 +332,22 @@ impl Store for SqliteStore {
             }
         }
         tx.commit()?;
+        if !counted.is_empty() {
+            self.totals.merge(counted);
+        }
+        if self.totals.due() {
+            self.flush_totals();
+        }
         Ok(())
     }
 
     fn maintain(&mut self) -> Result<()> {
-        let Some(c) = self.conn.as_ref() else {
+        self.flush_totals();
+        let Some(c) = self.conn.as_mut() else {
             return Ok(());
         };
+        rollup::compact(c, event::Timestamp::now())?;
+        rollup::sum_days(c)?;
         if !self.retention.is_zero() {
             let now = event::Timestamp::now();
             let cutoff = time_text(event::Timestamp {
@@ -315,6 +363,14 @@ impl Store for SqliteStore {
                     tracing::info!("sqlite: retention deleted {n} rows from {}", t.name());
                 }
             }
+            // The hour (and minute) the cutoff falls in keeps its totals.
+            rollup::prune(
+                c,
+                event::Timestamp {
+                    secs: now.secs - self.retention.as_secs() as i64,
+                    micros: 0,
+                },
+            )?;
         }
         if self.max_size > 0 {
             // Deleted rows leave free pages that new rows reuse: what counts is the pages in use.
@@ -327,12 +383,17 @@ impl Store for SqliteStore {
             let mut rounds = 0;
             while used(c)? > self.max_size && rounds < 20 {
                 rounds += 1;
-                for t in [Table::Packets, Table::Flows, Table::RawLines] {
+                // The running totals are appended in time order like the rows: they are
+                // trimmed alike, or a log of new addresses would keep them over the cap.
+                let tables = [Table::Packets, Table::Flows, Table::RawLines]
+                    .map(|t| t.name())
+                    .into_iter()
+                    .chain(rollup::TABLES);
+                for t in tables {
                     // The oldest tenth, by insertion order.
                     c.execute(
                         &format!(
-                            "DELETE FROM {0} WHERE rowid <= (SELECT min(rowid) + (max(rowid) - min(rowid)) / 10 FROM {0})",
-                            t.name()
+                            "DELETE FROM {t} WHERE rowid <= (SELECT min(rowid) + (max(rowid) - min(rowid)) / 10 FROM {t})"
                         ),
                         [],
                     )?;
@@ -341,6 +402,12 @@ impl Store for SqliteStore {
                     "sqlite: {} is over max_size; deleted the oldest tenth of packets and flows",
                     self.path.display()
                 );
+                // Totals of the hours whose packets are all gone.
+                let oldest: Option<String> =
+                    c.query_row("SELECT min(time) FROM packets", [], |r| r.get(0))?;
+                if let Some(t) = oldest.and_then(|t| crate::query_cmd::parse_time(&t).ok()) {
+                    rollup::prune(c, t)?;
+                }
             }
             c.execute_batch("PRAGMA incremental_vacuum")?;
         }
@@ -370,6 +437,7 @@ mod tests {
              CREATE INDEX packets_dst ON packets (dst_ip);
              CREATE INDEX packets_dport ON packets (dst_port);
              DROP TABLE decisions;
+             DROP TABLE packets_by_source; DROP TABLE packets_by_port; DROP TABLE packets_by_minute;
              DELETE FROM nflogd_schema;
              INSERT INTO nflogd_schema VALUES (1, '2026-11-01 00:00:00');
              INSERT INTO packets (time, src_ip, dst_port) VALUES ('2026-11-01T00:00:00.000000Z', '192.0.2.1', 22);",
@@ -395,7 +463,19 @@ mod tests {
             .unwrap()
             .collect::<rusqlite::Result<_>>()
             .unwrap();
-        assert_eq!(versions, [1, 2, 3]);
+        assert_eq!(versions, [1, 2, 3, 4]);
+        // Version 4 counted the packet already there into the running totals.
+        let total: (String, String, i64) = c
+            .query_row(
+                "SELECT hour, src_ip, packets FROM packets_by_source",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            total,
+            ("2026-11-01T00:00:00.000000Z".into(), "192.0.2.1".into(), 1)
+        );
         let decisions: i64 = c
             .query_row("SELECT count(*) FROM decisions", [], |r| r.get(0))
             .unwrap();
@@ -408,6 +488,188 @@ mod tests {
             )
             .unwrap();
         assert_eq!(kept, 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The running totals answer exactly what the rows answer, for ranges that start and end
+    /// inside hours and minutes, with and without an action filter.
+    #[test]
+    fn totals_answer_as_the_rows_do() {
+        use crate::store::ddl::Dialect;
+        use crate::store::query::{self, Filters, Step, Top};
+        use crate::store::rows::{Row, PACKET_COLUMNS};
+        let dir = std::env::temp_dir().join(format!("nflogd-sqlite-totals-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("t.db");
+        let mut st = SqliteStore::new(path.clone(), std::time::Duration::ZERO, 0);
+        st.connect().unwrap();
+        let at = |name: &str| PACKET_COLUMNS.iter().position(|c| c.name == name).unwrap();
+        let start = 1_795_442_400; // 2026-11-23T14:00:00Z
+        let mut changes = Vec::new();
+        let mut x: u64 = 7;
+        for i in 0..3000u64 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let mut values = vec![Value::Null; PACKET_COLUMNS.len()];
+            // Over three and a half days; the last hundred rows come late, into the first day.
+            let secs = if i >= 2900 { (i - 2900) * 300 } else { i * 97 };
+            values[at("time")] = Value::Time(event::Timestamp {
+                secs: start + secs as i64,
+                micros: (x >> 40) as u32 % 1_000_000,
+            });
+            values[at("action")] = match x >> 60 {
+                0..=7 => Value::Text("drop".into()),
+                8..=11 => Value::Text("accept".into()),
+                12..=13 => Value::Text("reject".into()),
+                _ => Value::Null,
+            };
+            if x >> 59 & 1 == 0 {
+                values[at("src_ip")] =
+                    Value::Inet(std::net::IpAddr::from([198, 51, 100, (x >> 33) as u8 % 7]));
+            }
+            values[at("protocol")] = Value::Int(17);
+            values[at("dst_port")] = Value::Int(((x >> 20) % 5) as i64 + 20);
+            changes.push(Change::Insert(Row {
+                table: Table::Packets,
+                values,
+            }));
+            if changes.len() == 500 {
+                st.write(&changes).unwrap();
+                changes.clear();
+            }
+            // Two thirds written to the totals and merged by hour, the rest still in memory
+            // (counted from the rows by the queries).
+            if i == 2000 {
+                st.maintain().unwrap();
+            }
+        }
+        st.write(&changes).unwrap();
+        let c0 = open_for_query(&path).unwrap();
+        let (counted, merged): (i64, i64) = c0
+            .query_row(
+                "SELECT (SELECT counted_rowid FROM packet_totals_state), (SELECT count(*) FROM packets_by_minute)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert!((1500..3000).contains(&counted), "{counted}");
+        assert!(merged > 0);
+        drop(c0);
+        let c = open_for_query(&path).unwrap();
+        let run = |s: &query::Statement| -> Vec<Vec<String>> {
+            let mut q = c.prepare(&s.sql).unwrap();
+            let params: Vec<rusqlite::types::Value> = s
+                .params
+                .iter()
+                .map(|p| match p {
+                    query::Param::Text(t) => rusqlite::types::Value::Text(t.clone()),
+                    query::Param::Int(i) => rusqlite::types::Value::Integer(*i),
+                })
+                .collect();
+            let n = s.columns.len();
+            q.query_map(rusqlite::params_from_iter(params), |r| {
+                (0..n)
+                    .map(|i| {
+                        r.get::<_, rusqlite::types::Value>(i)
+                            .map(|v| format!("{v:?}"))
+                    })
+                    .collect()
+            })
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+        };
+        let compare = |run: &dyn Fn(&query::Statement) -> Vec<Vec<String>>| {
+            let t = |secs: i64, micros: u32| {
+                Some(event::Timestamp {
+                    secs: start + secs,
+                    micros,
+                })
+            };
+            for (since, until) in [
+                (None, None),
+                (t(0, 0), t(3 * 3600, 0)),
+                (t(1234, 5), t(7777, 9)),
+                (t(3599, 999_999), None),
+                (None, t(10_000, 1)),
+                (t(100, 0), t(200, 0)),
+                (t(1234, 5), t(200_000, 9)),
+                (t(36_000, 0), t(122_400, 0)),
+                (None, t(150_000, 1)),
+                (t(30_000, 0), None),
+            ] {
+                for action in [
+                    None,
+                    Some("drop,reject".to_string()),
+                    Some("accept".to_string()),
+                ] {
+                    let totals = Filters {
+                        since,
+                        until,
+                        action: action.clone(),
+                        ..Default::default()
+                    };
+                    // A protocol filter every row passes makes the same question go to the rows.
+                    let rows = Filters {
+                        protocol: Some(17),
+                        ..totals.clone()
+                    };
+                    for which in [Top::Sources, Top::DroppedPorts] {
+                        let a = query::top(Dialect::Sqlite, which, &totals, 50).unwrap();
+                        let b = query::top(Dialect::Sqlite, which, &rows, 50).unwrap();
+                        assert_ne!(a.sql, b.sql);
+                        assert_eq!(
+                            run(&a),
+                            run(&b),
+                            "{which:?} {since:?}..{until:?} {action:?}\n{}",
+                            a.sql
+                        );
+                    }
+                    for step in [Step::Minute, Step::TenMinutes, Step::Hour] {
+                        let a = query::timeline(Dialect::Sqlite, &totals, step).unwrap();
+                        let b = query::timeline(Dialect::Sqlite, &rows, step).unwrap();
+                        assert_eq!(run(&a), run(&b), "{step:?} {since:?}..{until:?} {action:?}");
+                    }
+                }
+            }
+        };
+        // The last rows still in memory (counted from the rows), then written (late rows of a
+        // summed day go into the day's totals too).
+        compare(&run);
+        drop(c);
+        st.maintain().unwrap();
+        let c = open_for_query(&path).unwrap();
+        let run = |s: &query::Statement| -> Vec<Vec<String>> {
+            let mut q = c.prepare(&s.sql).unwrap();
+            let params: Vec<rusqlite::types::Value> = s
+                .params
+                .iter()
+                .map(|p| match p {
+                    query::Param::Text(t) => rusqlite::types::Value::Text(t.clone()),
+                    query::Param::Int(i) => rusqlite::types::Value::Integer(*i),
+                })
+                .collect();
+            let n = s.columns.len();
+            q.query_map(rusqlite::params_from_iter(params), |r| {
+                (0..n)
+                    .map(|i| {
+                        r.get::<_, rusqlite::types::Value>(i)
+                            .map(|v| format!("{v:?}"))
+                    })
+                    .collect()
+            })
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+        };
+        let late: i64 = c
+            .query_row("SELECT count(*) FROM packets_by_source_day", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert!(late > 0);
+        compare(&run);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
