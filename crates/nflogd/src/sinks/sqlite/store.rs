@@ -491,6 +491,32 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A statement's rows, each value as its debug text.
+    fn rows_of(c: &Connection, s: &crate::store::query::Statement) -> Vec<Vec<String>> {
+        use crate::store::query::Param;
+        let mut q = c.prepare(&s.sql).unwrap();
+        let params: Vec<rusqlite::types::Value> = s
+            .params
+            .iter()
+            .map(|p| match p {
+                Param::Text(t) => rusqlite::types::Value::Text(t.clone()),
+                Param::Int(i) => rusqlite::types::Value::Integer(*i),
+            })
+            .collect();
+        let n = s.columns.len();
+        q.query_map(rusqlite::params_from_iter(params), |r| {
+            (0..n)
+                .map(|i| {
+                    r.get::<_, rusqlite::types::Value>(i)
+                        .map(|v| format!("{v:?}"))
+                })
+                .collect()
+        })
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+    }
+
     /// The running totals answer exactly what the rows answer, for ranges that start and end
     /// inside hours and minutes, with and without an action filter.
     #[test]
@@ -557,29 +583,7 @@ mod tests {
         assert!(merged > 0);
         drop(c0);
         let c = open_for_query(&path).unwrap();
-        let run = |s: &query::Statement| -> Vec<Vec<String>> {
-            let mut q = c.prepare(&s.sql).unwrap();
-            let params: Vec<rusqlite::types::Value> = s
-                .params
-                .iter()
-                .map(|p| match p {
-                    query::Param::Text(t) => rusqlite::types::Value::Text(t.clone()),
-                    query::Param::Int(i) => rusqlite::types::Value::Integer(*i),
-                })
-                .collect();
-            let n = s.columns.len();
-            q.query_map(rusqlite::params_from_iter(params), |r| {
-                (0..n)
-                    .map(|i| {
-                        r.get::<_, rusqlite::types::Value>(i)
-                            .map(|v| format!("{v:?}"))
-                    })
-                    .collect()
-            })
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap()
-        };
+        let run = |s: &query::Statement| rows_of(&c, s);
         let compare = |run: &dyn Fn(&query::Statement) -> Vec<Vec<String>>| {
             let t = |secs: i64, micros: u32| {
                 Some(event::Timestamp {
@@ -640,29 +644,7 @@ mod tests {
         drop(c);
         st.maintain().unwrap();
         let c = open_for_query(&path).unwrap();
-        let run = |s: &query::Statement| -> Vec<Vec<String>> {
-            let mut q = c.prepare(&s.sql).unwrap();
-            let params: Vec<rusqlite::types::Value> = s
-                .params
-                .iter()
-                .map(|p| match p {
-                    query::Param::Text(t) => rusqlite::types::Value::Text(t.clone()),
-                    query::Param::Int(i) => rusqlite::types::Value::Integer(*i),
-                })
-                .collect();
-            let n = s.columns.len();
-            q.query_map(rusqlite::params_from_iter(params), |r| {
-                (0..n)
-                    .map(|i| {
-                        r.get::<_, rusqlite::types::Value>(i)
-                            .map(|v| format!("{v:?}"))
-                    })
-                    .collect()
-            })
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap()
-        };
+        let run = |s: &query::Statement| rows_of(&c, s);
         let late: i64 = c
             .query_row("SELECT count(*) FROM packets_by_source_day", [], |r| {
                 r.get(0)
