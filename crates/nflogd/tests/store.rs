@@ -445,6 +445,26 @@ fn nat_flows_keep_open_connections_and_answer_the_nat_question() {
     assert_eq!(talkers[0]["src_ip"], "10.210.1.2", "{talkers:?}");
     assert_eq!(talkers[0]["bytes"], bytes, "{talkers:?}");
     assert!(bytes > 5, "{talkers:?}");
+    // The longest flows: the connection, with its source NAT address and how long it lasted,
+    // the same from both stores.
+    let lasted = |store: &str| {
+        let rows = nflogd_query(&["--db", store, "--top", "longest-flows", "--proto", "tcp"]);
+        let r = rows
+            .iter()
+            .find(|r| r["dst_port"] == 8443)
+            .unwrap_or_else(|| panic!("{store}: {rows:?}"))
+            .clone();
+        assert_eq!(r["src_ip"], "10.210.1.2", "{r}");
+        assert_eq!(r["nat_src_ip"], "10.210.2.1", "{r}");
+        assert!(r["bytes"].as_i64().unwrap() > 5, "{r}");
+        r["seconds"].as_i64().unwrap()
+    };
+    let (pg_secs, lite_secs) = (lasted(&pg.url(&db)), lasted(&sqlite.display().to_string()));
+    assert!((0..60).contains(&pg_secs), "{pg_secs}");
+    assert!(
+        (pg_secs - lite_secs).abs() <= 1,
+        "{pg_secs} and {lite_secs}"
+    );
     let nat = format!("10.210.2.1:{}", peer.port());
     for store in [pg.url(&db), sqlite.display().to_string()] {
         let at = during.to_rfc3339();
