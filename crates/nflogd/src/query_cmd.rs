@@ -18,7 +18,7 @@ pub struct QueryArgs {
     /// Configuration whose store to read.
     #[arg(long, short)]
     config: Option<PathBuf>,
-    /// packets (default), flows, open-flows, counters or raw-lines.
+    /// packets (default), flows, open-flows, counters, raw-lines or decisions (guards').
     #[arg(long, default_value = "packets")]
     table: String,
     /// From this time on: RFC 3339 (`2026-11-23T14:00:00Z`), `YYYY-MM-DD[ HH:MM[:SS]]` in UTC,
@@ -123,14 +123,18 @@ fn store_of(args: &QueryArgs) -> Result<StoreSpec> {
         .context("the configuration has no sqlite or postgres sink; name a store with --db")
 }
 
-fn table_of(s: &str) -> Result<Table> {
+/// A table by the name `--table` and the API take.
+pub fn table_of(s: &str) -> Result<Table> {
     Ok(match s {
         "packets" => Table::Packets,
         "flows" => Table::Flows,
         "open-flows" | "open_flows" => Table::OpenFlows,
         "counters" => Table::Counters,
         "raw-lines" | "raw_lines" => Table::RawLines,
-        _ => bail!("unknown table `{s}` (packets, flows, open-flows, counters, raw-lines)"),
+        "decisions" => Table::Decisions,
+        _ => bail!(
+            "unknown table `{s}` (packets, flows, open-flows, counters, raw-lines, decisions)"
+        ),
     })
 }
 

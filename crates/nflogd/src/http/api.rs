@@ -5,11 +5,10 @@
 use super::live::{self, Filter, Recent};
 use super::server::{Body, Request, Response};
 use crate::config::{Config, TransformConfig};
-use crate::query_cmd::{nat_target, parse_time, protocol_number};
+use crate::query_cmd::{nat_target, parse_time, protocol_number, table_of};
 use crate::schema::{Renderer, SchemaKind, SchemaOptions};
 use crate::store::db::{json_rows, StoreSpec};
 use crate::store::query::{self, Filters, Step, Top};
-use crate::store::rows::Table;
 use event::Timestamp;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -207,15 +206,7 @@ impl Api {
     }
 
     fn events(&self, r: &Request) -> Result<Value, Failure> {
-        let table = match r.param("table").unwrap_or("packets") {
-            "packets" => Table::Packets,
-            "flows" => Table::Flows,
-            "open-flows" | "open_flows" => Table::OpenFlows,
-            "counters" => Table::Counters,
-            "raw-lines" | "raw_lines" => Table::RawLines,
-            "decisions" => Table::Decisions,
-            t => return Err(bad(format!("unknown table `{t}`"))),
-        };
+        let table = table_of(r.param("table").unwrap_or("packets")).map_err(bad)?;
         let st = query::select(self.dialect(), table, &filters(r)?, limit(r, 100)?).map_err(bad)?;
         Ok(json!({ "rows": self.run(&st)? }))
     }

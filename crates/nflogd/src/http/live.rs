@@ -32,7 +32,7 @@ pub struct Recent {
     pub protocol: Option<u8>,
     /// One line for people (and the text a filter looks in).
     pub line: String,
-    pub event: Event,
+    pub event: Arc<Event>,
 }
 
 /// Packets counted in one minute, by action: none known, accept, drop, reject.
@@ -56,7 +56,9 @@ pub struct Place {
 #[derive(Default)]
 struct Inner {
     seq: u64,
-    recent: VecDeque<Arc<Recent>>,
+    /// The events themselves: described only when a view asks (`since`), so that a flood
+    /// costs the sink a copy per event and no formatting.
+    recent: VecDeque<(u64, Arc<Event>)>,
     minutes: VecDeque<Minute>,
     places: HashMap<(i32, i32), Place>,
 }
@@ -108,11 +110,11 @@ impl Live {
                 continue;
             }
             g.seq += 1;
-            let r = describe(g.seq, ev);
+            let kept = (g.seq, Arc::new(ev.clone()));
             if g.recent.len() == RECENT {
                 g.recent.pop_front();
             }
-            g.recent.push_back(Arc::new(r));
+            g.recent.push_back(kept);
         }
         drop(g);
         self.grew.notify_all();
@@ -126,17 +128,23 @@ impl Live {
     /// Events newer than `after` that `filter` takes, oldest first, at most `limit` (the newest
     /// ones when there are more).
     pub fn since(&self, after: u64, filter: &Filter, limit: usize) -> Vec<Arc<Recent>> {
-        let Ok(g) = self.inner.lock() else {
-            return Vec::new();
+        // Taken under the lock, described outside it.
+        let newer: Vec<(u64, Arc<Event>)> = match self.inner.lock() {
+            Ok(g) => g
+                .recent
+                .iter()
+                .rev()
+                .take_while(|(seq, _)| *seq > after)
+                .cloned()
+                .collect(),
+            Err(_) => return Vec::new(),
         };
-        let mut out: Vec<Arc<Recent>> = g
-            .recent
-            .iter()
-            .rev()
-            .take_while(|r| r.seq > after)
+        let mut out: Vec<Arc<Recent>> = newer
+            .into_iter()
+            .map(|(seq, ev)| describe(seq, ev))
             .filter(|r| filter.takes(r))
             .take(limit)
-            .cloned()
+            .map(Arc::new)
             .collect();
         out.reverse();
         out
@@ -214,7 +222,9 @@ fn count_place(places: &mut HashMap<(i32, i32), Place>, p: &event::Place, droppe
     entry.dropped += dropped as u64;
 }
 
-fn describe(seq: u64, ev: &Event) -> Recent {
+fn describe(seq: u64, event: Arc<Event>) -> Recent {
+    let shared = event.clone();
+    let ev: &Event = &shared;
     let mut r = Recent {
         seq,
         time: Timestamp::default(),
@@ -227,7 +237,7 @@ fn describe(seq: u64, ev: &Event) -> Recent {
         dport: None,
         protocol: None,
         line: String::new(),
-        event: ev.clone(),
+        event,
     };
     let key = match ev {
         Event::Packet(p) => {

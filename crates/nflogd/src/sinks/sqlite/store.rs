@@ -491,30 +491,11 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// A statement's rows, each value as its debug text.
-    fn rows_of(c: &Connection, s: &crate::store::query::Statement) -> Vec<Vec<String>> {
-        use crate::store::query::Param;
-        let mut q = c.prepare(&s.sql).unwrap();
-        let params: Vec<rusqlite::types::Value> = s
-            .params
-            .iter()
-            .map(|p| match p {
-                Param::Text(t) => rusqlite::types::Value::Text(t.clone()),
-                Param::Int(i) => rusqlite::types::Value::Integer(*i),
-            })
-            .collect();
-        let n = s.columns.len();
-        q.query_map(rusqlite::params_from_iter(params), |r| {
-            (0..n)
-                .map(|i| {
-                    r.get::<_, rusqlite::types::Value>(i)
-                        .map(|v| format!("{v:?}"))
-                })
-                .collect()
-        })
-        .unwrap()
-        .collect::<rusqlite::Result<_>>()
-        .unwrap()
+    /// A statement's rows, as `nflogd query` reads them.
+    fn rows_of(path: &Path, s: &crate::store::query::Statement) -> Vec<Vec<Option<String>>> {
+        crate::store::db::Db::Sqlite(open_for_query(path).unwrap())
+            .run(s)
+            .unwrap()
     }
 
     /// The running totals answer exactly what the rows answer, for ranges that start and end
@@ -582,9 +563,8 @@ mod tests {
         assert!((1500..3000).contains(&counted), "{counted}");
         assert!(merged > 0);
         drop(c0);
-        let c = open_for_query(&path).unwrap();
-        let run = |s: &query::Statement| rows_of(&c, s);
-        let compare = |run: &dyn Fn(&query::Statement) -> Vec<Vec<String>>| {
+        let run = |s: &query::Statement| rows_of(&path, s);
+        let compare = || {
             let t = |secs: i64, micros: u32| {
                 Some(event::Timestamp {
                     secs: start + secs,
@@ -640,18 +620,16 @@ mod tests {
         };
         // The last rows still in memory (counted from the rows), then written (late rows of a
         // summed day go into the day's totals too).
-        compare(&run);
-        drop(c);
+        compare();
         st.maintain().unwrap();
-        let c = open_for_query(&path).unwrap();
-        let run = |s: &query::Statement| rows_of(&c, s);
-        let late: i64 = c
+        let late: i64 = open_for_query(&path)
+            .unwrap()
             .query_row("SELECT count(*) FROM packets_by_source_day", [], |r| {
                 r.get(0)
             })
             .unwrap();
         assert!(late > 0);
-        compare(&run);
+        compare();
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
